@@ -1,0 +1,34 @@
+# vae-lab, on a fresh machine:  `make train` runs the default training job, `make test` the tests.
+# Both create the virtual environment .venv first (once; again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+# Where MNIST is read from (data.root): $VAE_LAB_DATA if set; else this team's offline copy in
+# ../shared/data when it exists; else ./data, where torchvision downloads it on first use.
+VAE_LAB_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
+export VAE_LAB_DATA
+
+.PHONY: install train test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")
+	$(BIN)/vae-lab train $(ARGS)
+
+test: install  ## the whole test suite (a few minutes on 2 CPU cores)
+	$(BIN)/python -m pytest
+
+bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

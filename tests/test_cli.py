@@ -1,0 +1,159 @@
+"""`vae-lab` as a user runs it: a subprocess from a scratch folder, on the tiny offline dataset."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vae_lab.runs import load_checkpoint
+
+FIGURES = ("reconstructions.png", "samples.png", "latent_scatter.png", "training_curves.png")
+FAST = ("trainer.batch_size=64",)
+
+
+def assert_figure_is_not_blank(path: Path) -> None:
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 200, path
+    assert pixels.std() > 10, f"{path.name} is nearly blank"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, vae_lab_command, data_root):
+    """One short training run shared by the tests that only read its folder."""
+    run_dir = tmp_path_factory.mktemp("run") / "first"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    result = subprocess.run([*vae_lab_command, "train", "trainer.epochs=1", *FAST,
+                             f"hydra.run.dir={run_dir}"], cwd=tmp_path_factory.mktemp("cwd"),
+                            env=env, text=True, capture_output=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_train_prints_the_absolute_run_folder_last(finished_run):
+    run_dir, result = finished_run
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert Path(last_line).is_absolute() and Path(last_line) == run_dir.resolve()
+
+
+def test_train_writes_the_whole_run_folder(finished_run):
+    run_dir, _ = finished_run
+    for name in ("config.yaml", "metrics.jsonl", "metrics.json", "train.log",
+                 "checkpoints/last.pt", "checkpoints/best.pt", *(f"figures/{f}" for f in FIGURES)):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.rglob("*.tmp")), "a temporary file was left behind"
+    for figure in FIGURES:
+        assert_figure_is_not_blank(run_dir / "figures" / figure)
+
+
+def test_metrics_follow_the_documented_keys_and_convention(finished_run):
+    run_dir, _ = finished_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["epoch"] == 1
+    for split in ("train", "val", "test"):
+        for term in ("loss", "recon", "kl", "nelbo"):
+            assert np.isfinite(rows[0][f"{split}/{term}"]), f"{split}/{term}"
+    assert rows[0]["epoch_s"] > 0 and rows[0]["train/images_per_s"] > 0
+    final = json.loads((run_dir / "metrics.json").read_text())
+    assert final["test/nelbo"] == pytest.approx(final["test/recon"] + final["test/kl"])
+    assert final["test/loss"] == pytest.approx(final["test/nelbo"])  # beta = 1
+    assert final["best_epoch"] == 1 and final["epochs"] == 1
+
+
+def test_checkpoints_load_with_weights_only(finished_run):
+    run_dir, _ = finished_run
+    last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "rng", "history", "config", "epoch"} <= set(last)
+    assert last["epoch"] == 1 and last["config"]["model"]["latent_dim"] == 20
+    assert "model" in load_checkpoint(run_dir / "checkpoints" / "best.pt")
+
+
+def test_config_yaml_records_the_resolved_absolute_data_root(finished_run, data_root):
+    run_dir, _ = finished_run
+    text = (run_dir / "config.yaml").read_text()
+    assert f"root: {data_root.resolve()}" in text and "${" not in text
+
+
+def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_lab, tmp_path):
+    run_dir, _ = finished_run
+    result = vae_lab("eval", f"run_dir={run_dir}")
+    assert Path(result.stdout.strip().splitlines()[-1]) == run_dir / "eval"
+    recomputed = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    original = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/loss", "test/recon", "test/kl", "test/nelbo"):
+        assert recomputed[key] == pytest.approx(original[key], rel=1e-6), key
+    for figure in FIGURES:
+        assert_figure_is_not_blank(run_dir / "eval" / figure)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model=gumbel", "model=gumbel: no such model; expected one of"),
+    ("data=fashion", "data=fashion: no such data; expected one of color_mnist, mnist"),
+    ("model.latent_dim=0", "model.latent_dim=0: expected a number >= 1"),
+    ("model.beta=-1", "model.beta=-1.0: expected a number >= 0"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: expected a number >= 1"),
+    pytest.param("trainer.device=cuda", "trainer.device=cuda: no CUDA GPU is visible",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_a_bad_value_exits_2_with_one_line_before_any_work(vae_lab, tmp_path, override, message):
+    result = vae_lab("train", override, f"hydra.run.dir={tmp_path / 'never'}", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("vae-lab: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "never").exists(), "work started before the check"
+
+
+def test_an_existing_run_is_never_overwritten(finished_run, vae_lab):
+    run_dir, _ = finished_run
+    before = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    result = vae_lab("train", "trainer.epochs=1", f"hydra.run.dir={run_dir}", check=False)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab, vae_lab_command,
+                                                                          data_root, tmp_path):
+    settings = ("trainer.epochs=12", *FAST)
+    whole = tmp_path / "whole"
+    vae_lab("train", *settings, f"hydra.run.dir={whole}")
+
+    # Start the same run and kill it (SIGKILL: no chance to tidy up) once an epoch is saved.
+    broken = tmp_path / "broken"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    process = subprocess.Popen([*vae_lab_command, "train", *settings, f"hydra.run.dir={broken}"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (broken / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (broken / "metrics.json").exists(), "the run finished before it could be interrupted"
+    done = len((broken / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done < 12
+
+    vae_lab("train", *settings, f"hydra.run.dir={broken}", "trainer.resume=true")
+    final_whole = json.loads((whole / "metrics.json").read_text())
+    final_resumed = json.loads((broken / "metrics.json").read_text())
+    for key in ("test/loss", "test/recon", "test/kl", "test/nelbo", "best_epoch"):
+        assert final_resumed[key] == final_whole[key], key
+
+    def losses(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if "/loss" in k or "/kl" in k} for row in rows]
+
+    assert losses(broken) == losses(whole)
+
+
+def test_resume_refuses_a_changed_model(finished_run, vae_lab):
+    run_dir, _ = finished_run
+    result = vae_lab("train", f"hydra.run.dir={run_dir}", "trainer.resume=true", "model.latent_dim=3",
+                     check=False)
+    assert result.returncode == 2
+    assert "model.latent_dim=3: the run in" in result.stderr and "latent_dim=20" in result.stderr

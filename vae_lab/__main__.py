@@ -1,0 +1,3 @@
+from vae_lab.cli import main
+
+main()

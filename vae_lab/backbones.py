@@ -1,0 +1,104 @@
+"""Encoder and decoder trunks, for images of any channel count.
+
+A backbone builds two modules: an encoder trunk from images [B, C, H, W] to features
+[B, ``out_features``], and a decoder trunk from a code [B, code_size] to pixel logits [B, C, H, W].
+The latent's head (a linear layer from features to posterior parameters) belongs to the model.
+"""
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from vae_lab.config import BackboneConfig, Registry, at_least, positive_ints
+
+BACKBONES: Registry[type] = Registry("backbone")
+
+ImageShape = tuple[int, int, int]
+
+
+class Encoder(nn.Sequential):
+    def __init__(self, *layers: nn.Module, out_features: int):
+        super().__init__(*layers)
+        self.out_features = out_features
+
+
+@dataclass
+class MLPConfig(BackboneConfig):
+    hidden: list[int] = positive_ints()  # encoder widths, input side first; the decoder mirrors them
+
+
+@BACKBONES.register("mlp", MLPConfig)
+class MLP:
+    """Fully connected trunks; ``hidden=[400]`` with a 20-d latent is the classic 784-400-20 VAE."""
+
+    def __init__(self, config: MLPConfig):
+        self.hidden = list(config.hidden)
+
+    def encoder(self, image_shape: ImageShape) -> Encoder:
+        widths = [math.prod(image_shape), *self.hidden]
+        return Encoder(nn.Flatten(), *_dense_stack(widths), out_features=widths[-1])
+
+    def decoder(self, code_size: int, image_shape: ImageShape) -> nn.Module:
+        widths = [code_size, *reversed(self.hidden)]
+        return nn.Sequential(*_dense_stack(widths), nn.Linear(widths[-1], math.prod(image_shape)),
+                             nn.Unflatten(1, image_shape))
+
+
+@dataclass
+class ConvConfig(BackboneConfig):
+    channels: list[int] = positive_ints()  # one stride-2 convolution per entry, input side first
+    hidden: int = at_least(1)  # dense layer between the feature map and the latent
+
+
+@BACKBONES.register("conv", ConvConfig)
+class Conv:
+    """Stride-2 ``Conv2d`` encoder; mirrored ``ConvTranspose2d`` decoder that restores the exact size."""
+
+    def __init__(self, config: ConvConfig):
+        self.channels, self.hidden = list(config.channels), config.hidden
+
+    def _sizes(self, image_shape: ImageShape) -> list[tuple[int, int]]:
+        """Spatial size after each convolution (kernel 4, stride 2, padding 1 halves, rounding down)."""
+        sizes = [image_shape[1:]]
+        for _ in self.channels:
+            h, w = sizes[-1]
+            sizes.append((h // 2, w // 2))
+        if min(sizes[-1]) < 1:
+            raise ValueError(f"{len(self.channels)} stride-2 convolutions do not fit {image_shape}")
+        return sizes
+
+    def encoder(self, image_shape: ImageShape) -> Encoder:
+        widths = [image_shape[0], *self.channels]
+        convs = [layer for c_in, c_out in zip(widths, widths[1:])
+                 for layer in (nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU())]
+        h, w = self._sizes(image_shape)[-1]
+        flat = widths[-1] * h * w
+        return Encoder(*convs, nn.Flatten(), nn.Linear(flat, self.hidden), nn.ReLU(),
+                       out_features=self.hidden)
+
+    def decoder(self, code_size: int, image_shape: ImageShape) -> nn.Module:
+        sizes = self._sizes(image_shape)[::-1]  # smallest first
+        widths = [*reversed(self.channels), image_shape[0]]
+        layers: list[nn.Module] = [
+            *_dense_stack([code_size, self.hidden, widths[0] * math.prod(sizes[0])]),
+            nn.Unflatten(1, (widths[0], *sizes[0])),
+        ]
+        for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
+            (h, w), (target_h, target_w) = sizes[i], sizes[i + 1]
+            # Kernel 4, stride 2, padding 1 doubles the size; output_padding adds the odd pixel back.
+            padding = (target_h - 2 * h, target_w - 2 * w)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1,
+                                             output_padding=padding))
+            if i < len(self.channels) - 1:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+
+def _dense_stack(widths: list[int]) -> list[nn.Module]:
+    """Linear + ReLU for each consecutive pair of widths."""
+    return [layer for w_in, w_out in zip(widths, widths[1:]) for layer in (nn.Linear(w_in, w_out), nn.ReLU())]
+
+
+def build_backbone(config: BackboneConfig):
+    return BACKBONES[config.name](config)

@@ -1,0 +1,143 @@
+"""The `vae-lab` command: ``train``, ``eval`` and ``sweep``, each a Hydra application over conf/.
+
+Before Hydra starts any work, the command line is composed and checked once (every job of a sweep
+too): a bad value ends the command with one line on stderr that names the key, the value and what is
+allowed, and exit status 2. Anything Hydra accepts on its own command line works as usual
+(``--cfg job``, ``--multirun``, ``hydra.run.dir=PATH``, ...).
+"""
+
+import dataclasses
+import logging
+import sys
+from typing import Callable, NoReturn, Optional
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
+                              OmegaConfBaseException)
+
+from vae_lab.config import UserError, config_dir, store_schemas, typed
+
+USAGE = """usage: vae-lab COMMAND [KEY=VALUE ...] [hydra options]
+
+commands:
+  train   train one model:             vae-lab train model.latent_dim=2 data=color_mnist
+  eval    re-evaluate a finished run:  vae-lab eval run_dir=outputs/2026-01-01/12-00-00
+
+`vae-lab COMMAND --help` lists the config groups and the composed config."""
+
+log = logging.getLogger("vae_lab")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}: expected one of {', '.join(COMMANDS)}")
+    config_name, task = COMMANDS[command]
+    store_schemas()
+    check_before_work(config_name, args)
+    app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
+        reporting_user_errors(task))
+    sys.argv = [f"vae-lab {command}", *args]
+    app()
+
+
+def run_train(cfg: DictConfig) -> None:
+    from vae_lab.train import train
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    train(typed(cfg), run_dir)
+    print(run_dir, flush=True)
+
+
+def run_eval(cfg: DictConfig) -> None:
+    from vae_lab.reporting import evaluate_run
+    from vae_lab.train import resolve_device
+
+    config = typed(cfg)
+    run, metrics = evaluate_run(config.run_dir, resolve_device(config.device), config.eval,
+                                config.data_root)
+    log.info("test/nelbo %.2f nats; metrics and figures in %s", metrics["test/nelbo"], run.eval)
+    print(run.eval, flush=True)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
+    "train": ("train", run_train),
+    "eval": ("evaluate", run_eval),
+}
+
+
+# ---- checking before any work -----------------------------------------------------------------
+
+
+def check_before_work(config_name: str, args: list[str]) -> None:
+    """Compose and check every job the command line asks for; exit 2 on the first bad value."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = get_args_parser().parse_args(args)
+    if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
+        return
+    if parsed.config_path or parsed.config_dir or parsed.config_name:
+        return  # a config tree of the user's own: the jobs check themselves as they start
+    try:
+        jobs = [parsed.overrides]
+        if parsed.multirun:
+            overrides = OverridesParser.create().parse_overrides(parsed.overrides)
+            jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            for job in jobs:
+                typed(compose(config_name, overrides=job))
+    except (UserError, HydraException, OmegaConfBaseException) as error:
+        fail(one_line(error))
+
+
+def reporting_user_errors(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """Hydra prints a traceback for any exception; a user's mistake gets one line and status 2."""
+
+    def wrapped(cfg: DictConfig) -> object:
+        try:
+            return task(cfg)
+        except (UserError, OmegaConfBaseException) as error:
+            fail(one_line(error))
+
+    wrapped.__name__ = task.__name__
+    return wrapped
+
+
+def one_line(error: Exception) -> str:
+    """The gist of a config error in one line: the key, the value and what is wrong."""
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group, _, name = (error.missing_cfg_file or "").rpartition("/")
+        return f"{group}={name}: no such {group}; expected one of {', '.join(sorted(error.options))}"
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, MissingMandatoryValue) and key:
+        return f"{key} is required: give {key}=VALUE"
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        schema = getattr(cause, "object_type", None)
+        known = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
+        group = key.rpartition(".")[0]
+        return f"{key}: no such key" + (f" in {group}; its keys are {', '.join(known)}" if known else "")
+    if isinstance(cause, OmegaConfBaseException) and key:
+        message = (getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
+        return f"{key}={cause.value}: {message}" if cause.value is not None else f"{key}: {message}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]
+
+
+def fail(message: str) -> NoReturn:
+    print(f"vae-lab: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

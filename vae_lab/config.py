@@ -1,0 +1,268 @@
+"""Typed configuration: the schemas Hydra composes into, and the checks made before any work.
+
+Each config group has a dataclass schema stored in Hydra's ConfigStore under ``schema/<group>``; the
+YAML files in ``conf/`` extend a schema and give its values. OmegaConf enforces the types while
+composing. Allowed values and ranges are declared beside each field (``at_least(1)``,
+``one_of(...)``) and :func:`validate` checks them all, naming the first bad key, its value and what is
+allowed. Pluggable parts (models, backbones) keep their schema next to their code and register both
+in a :class:`Registry`, so a new one is one module plus one YAML file.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+DATA_ROOT_ENV = "VAE_LAB_DATA"
+"""Environment variable that ``data.root`` defaults to (else ``./data``)."""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; the CLI prints it as one line and exits with status 2."""
+
+
+class ConfigError(UserError):
+    """A config value that cannot be used: names the key, the value and what is wrong with it."""
+
+    def __init__(self, key: str, value: Any, problem: str):
+        self.key, self.value, self.problem = key, value, problem
+        super().__init__(f"{key}={_show(value)}: {problem}")
+
+    def under(self, prefix: str) -> "ConfigError":
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.problem)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# ---- declarative field checks ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    accepts: Callable[[Any], bool]
+    expected: str  # completes "expected ...", e.g. "a number >= 1"
+    why_not: Optional[Callable[[Any], str]] = None  # a reason more precise than `expected`
+
+    def problem(self, value: Any) -> str:
+        return self.why_not(value) if self.why_not is not None else f"expected {self.expected}"
+
+
+def checked(check: Check, default: Any = MISSING) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+def at_least(low: float, default: Any = MISSING) -> Any:
+    return checked(Check(lambda v: v >= low, f"a number >= {low}"), default)
+
+
+def greater_than(low: float, default: Any = MISSING) -> Any:
+    return checked(Check(lambda v: v > low, f"a number > {low}"), default)
+
+
+def fraction(default: Any = MISSING) -> Any:
+    """A number in [0, 1)."""
+    return checked(Check(lambda v: 0 <= v < 1, "a number in [0, 1)"), default)
+
+
+def one_of(*choices: str, default: Any = MISSING) -> Any:
+    return checked(Check(lambda v: v in choices, "one of " + ", ".join(choices)), default)
+
+
+def positive_ints(default: Any = MISSING) -> Any:
+    return checked(Check(lambda v: len(v) > 0 and all(n >= 1 for n in v),
+                         "a non-empty list of integers >= 1"), default)
+
+
+def optional_positive(default: Any = None) -> Any:
+    return checked(Check(lambda v: v is None or v > 0, "null (off) or a number > 0"), default)
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_choice(default: Any = MISSING) -> Any:
+    return checked(Check(
+        lambda v: v in ("auto", "cpu") or (v == "cuda" and _cuda_visible()), "one of auto, cpu, cuda",
+        why_not=lambda v: ("no CUDA GPU is visible on this machine; use auto or cpu" if v == "cuda"
+                           else "expected one of auto, cpu, cuda")), default)
+
+
+def validate(node: Any, prefix: str = "") -> None:
+    """Check every declared field of a typed config, depth first; raise the first ConfigError.
+
+    A schema may also define ``cross_check()`` for rules that involve several of its fields.
+    """
+    for f in dataclasses.fields(node):
+        key, value = prefix + f.name, getattr(node, f.name)
+        check = f.metadata.get("check")
+        if check is not None and not check.accepts(value):
+            raise ConfigError(key, value, check.problem(value))
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+    cross_check = getattr(node, "cross_check", None)
+    if cross_check is not None:
+        try:
+            cross_check()
+        except ConfigError as error:
+            raise error.under(prefix.rstrip(".")) from None
+
+
+# ---- schemas of the fixed groups ---------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """What every model type has; each model module extends it with its own fields."""
+
+    name: str = MISSING
+    beta: float = at_least(0)
+    likelihood: str = one_of("bernoulli", "gaussian")
+    obs_std: float = greater_than(0)  # standard deviation of the Gaussian decoder (likelihood=gaussian)
+
+
+@dataclass
+class BackboneConfig:
+    """What every backbone has; each backbone extends it with its own fields."""
+
+    name: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = one_of("mnist", "color_mnist")
+    root: str = checked(Check(lambda v: v != "", "a folder path"))
+    download: bool = MISSING  # fetch MNIST with torchvision when it is not under root
+    binarize: str = one_of("none", "dynamic", "static")
+    val_fraction: float = fraction()  # share of the training split held out for validation
+    seed: int = MISSING  # fixes the dataset: validation split, colors, static binarization
+    hue_bins: int = at_least(2)  # color_mnist: number of hue classes kept as each sample's color label
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = greater_than(0)
+    device: str = device_choice()
+    amp: bool = MISSING  # bf16 autocast on CUDA (no effect on CPU)
+    compile: bool = MISSING  # torch.compile the model
+    grad_clip: Optional[float] = optional_positive()  # max gradient norm
+    resume: bool = MISSING  # continue the run in hydra.run.dir from checkpoints/last.pt
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = at_least(1)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    backbone: BackboneConfig = MISSING
+    data: DataConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    eval: EvalConfig = MISSING
+    seed: int = MISSING  # training randomness: initialisation, shuffling, sampling
+
+
+@dataclass
+class EvalRunConfig:
+    """`vae-lab eval`: which run to reload, and how to evaluate it."""
+
+    run_dir: str = checked(Check(lambda v: v != "", "the path of a run folder"))
+    device: str = device_choice()
+    data_root: Optional[str] = None  # read the data from here instead of the run's data.root
+    eval: EvalConfig = MISSING
+
+
+# ---- registries of pluggable parts -------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """The named implementations of one config group, each stored with its schema.
+
+    ``@MODELS.register("continuous", ContinuousConfig)`` on a class makes ``model=continuous`` (with
+    ``conf/model/continuous.yaml`` extending ``/schema/model/continuous``) build that class.
+    """
+
+    def __init__(self, group: str):
+        self.group = group
+        self._entries: dict[str, tuple[T, type]] = {}
+
+    def register(self, name: str, schema: type) -> Callable[[T], T]:
+        def add(entry: T) -> T:
+            self._entries[name] = (entry, schema)
+            ConfigStore.instance().store(group=f"schema/{self.group}", name=name, node=schema)
+            return entry
+
+        return add
+
+    def __getitem__(self, name: str) -> T:
+        return self._entry(name)[0]
+
+    def schema(self, name: str) -> type:
+        return self._entry(name)[1]
+
+    def _entry(self, name: str) -> tuple[T, type]:
+        if name not in self._entries:
+            raise ConfigError(f"{self.group}.name", name, "expected one of " + ", ".join(self.names()))
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+
+def store_schemas() -> None:
+    """Put every schema into Hydra's ConfigStore; must run before composing."""
+    store = ConfigStore.instance()
+    for group, schema in (("data", DataConfig), ("trainer", TrainerConfig), ("eval", EvalConfig)):
+        store.store(group=f"schema/{group}", name="base", node=schema)
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="evaluate_schema", node=EvalRunConfig)
+    # Models and backbones register their own schemas when imported.
+    import vae_lab.backbones  # noqa: F401
+    import vae_lab.models  # noqa: F401
+
+
+def config_dir() -> Path:
+    """Where the YAML configs are: inside the installed package, or conf/ in a source checkout."""
+    packaged = Path(__file__).with_name("conf")
+    return packaged if (packaged / "train.yaml").is_file() else Path(__file__).parents[1] / "conf"
+
+
+def typed(cfg: DictConfig) -> Any:
+    """The composed config as typed dataclasses, every declared check passed."""
+    config = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
+
+
+def as_dict(config: Any) -> dict:
+    """A typed config as plain, resolved Python containers (for checkpoints and the run folder)."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def train_config_from_dict(values: dict) -> TrainConfig:
+    """Re-type a training config saved by :func:`as_dict` (e.g. a run folder's config.yaml)."""
+    from vae_lab.backbones import BACKBONES
+    from vae_lab.models import MODELS
+
+    node = OmegaConf.structured(TrainConfig)
+    node.model = OmegaConf.merge(MODELS.schema(values["model"]["name"]), values["model"])
+    node.backbone = OmegaConf.merge(BACKBONES.schema(values["backbone"]["name"]), values["backbone"])
+    rest = {k: v for k, v in values.items() if k not in ("model", "backbone")}
+    return OmegaConf.to_object(OmegaConf.merge(node, rest))  # checked when it was trained

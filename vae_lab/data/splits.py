@@ -1,0 +1,62 @@
+"""Train, validation and test splits built from the data config, ready on the training device."""
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from vae_lab.config import DataConfig
+from vae_lab.data.color import sample_tints, tint
+from vae_lab.data.mnist import read_mnist
+from vae_lab.data.tensors import ImageSet
+
+CLASS_NAMES = tuple(str(d) for d in range(10))
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    val: ImageSet  # carved from the official training split (empty when data.val_fraction=0)
+    test: ImageSet  # the official test split
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.train.image_shape
+
+
+def load_split(config: DataConfig, split: str) -> ImageSet:
+    """One official split as an ImageSet on the CPU, tinted when the config says so (grey values)."""
+    grey, labels = read_mnist(config.root, train=split == "train", download=config.download)
+    index = torch.arange(len(labels))
+    colors = hue_bins = None
+    if config.name == "color_mnist":
+        colors, hue_bins = sample_tints(config.seed, split, index, config.hue_bins)
+        images = tint(grey, colors)
+    else:
+        images = grey.unsqueeze(1)
+    return ImageSet(images, labels, index, colors, hue_bins)
+
+
+def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
+    """Load, tint, split off validation and move everything to ``device`` once."""
+    train_all, test = load_split(config, "train"), load_split(config, "test")
+    order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(config.seed))
+    n_val = round(config.val_fraction * len(train_all))
+    train, val = train_all.subset(order[n_val:].sort().values), train_all.subset(order[:n_val].sort().values)
+    if config.binarize != "none":
+        # Held-out pixels are drawn once, so validation and test numbers compare across epochs and
+        # runs; with "dynamic", training pixels are drawn afresh at every batch instead.
+        val = binarized_once(val, seed=config.seed + 1)
+        test = binarized_once(test, seed=config.seed + 2)
+        if config.binarize == "static":
+            train = binarized_once(train, seed=config.seed)
+        else:
+            train.dynamic_binarization = True
+    return Splits(train.to(device), val.to(device), test.to(device))
+
+
+def binarized_once(data: ImageSet, seed: int) -> ImageSet:
+    """Each pixel drawn once as 0 or 255 with probability its grey value, reproducibly."""
+    generator = torch.Generator().manual_seed(seed)
+    probabilities = data.images.float() / 255
+    pixels = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
+    return replace(data, images=pixels)

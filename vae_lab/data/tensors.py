@@ -1,0 +1,74 @@
+"""A split held as tensors on one device, and batches drawn from it by index.
+
+No per-sample Python: a batch is one gather of uint8 images by an index tensor, converted to floats
+(and, with dynamic binarization, resampled) on the device the data lives on.
+"""
+
+from dataclasses import dataclass, fields, replace
+from typing import Iterator, Optional
+
+import torch
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # float [B, C, H, W] in [0, 1]
+    labels: torch.Tensor  # int64 [B]
+    colors: Optional[torch.Tensor] = None  # float [B, 3] tint (color_mnist)
+    hue_bins: Optional[torch.Tensor] = None  # int64 [B] tint class (color_mnist)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class ImageSet:
+    """One split: images as uint8 [N, C, H, W] plus what each sample carries along."""
+
+    images: torch.Tensor
+    labels: torch.Tensor  # int64 [N]
+    index: torch.Tensor  # int64 [N]: position in the official MNIST split
+    colors: Optional[torch.Tensor] = None
+    hue_bins: Optional[torch.Tensor] = None
+    dynamic_binarization: bool = False  # resample {0, 1} pixels from the grey values at every batch
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def subset(self, rows: torch.Tensor) -> "ImageSet":
+        return self._map(lambda t: t[rows.to(t.device)])
+
+    def to(self, device: torch.device | str) -> "ImageSet":
+        return self._map(lambda t: t.to(device))
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        images = self.images[rows].float().div_(255)
+        if self.dynamic_binarization:
+            images = torch.bernoulli(images)
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Batch(images, self.labels[rows], pick(self.colors), pick(self.hue_bins))
+
+    def batches(self, batch_size: int, limit: Optional[int] = None) -> Iterator[Batch]:
+        """In order, the whole split (or its first ``limit`` samples)."""
+        rows = torch.arange(min(len(self), limit or len(self)), device=self.device)
+        for chunk in rows.split(batch_size):
+            yield self.batch(chunk)
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch in a random order drawn from ``generator`` (which lives on the data's device)."""
+        order = torch.randperm(len(self), generator=generator, device=self.device)
+        for chunk in order.split(batch_size):
+            yield self.batch(chunk)
+
+    def _map(self, fn) -> "ImageSet":
+        tensors = {f.name: fn(getattr(self, f.name)) for f in fields(self)
+                   if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **tensors)

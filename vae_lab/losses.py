@@ -1,0 +1,36 @@
+"""Reconstruction terms: negative log-likelihoods of images under the decoder, in nats per image.
+
+Convention used everywhere in vae-lab: every loss term is a per-image value, summed over pixels (and
+over latent dimensions for KL terms); batches are averaged over images. The decoder always outputs
+logits; ``torch.sigmoid(logits)`` is the image it means (the Bernoulli mean, or the Gaussian mean).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """-log p(x | z) for independent Bernoulli pixels; x may be grey values in [0, 1] (then it is the
+    cross-entropy to those values, the usual convention for non-binarized MNIST)."""
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), images, reduction="none")
+    return per_pixel.flatten(1).sum(1)
+
+
+def gaussian_nll(logits: torch.Tensor, images: torch.Tensor, std: float) -> torch.Tensor:
+    """-log N(x; sigmoid(logits), std^2) summed over pixels, with its normalising constant."""
+    residual = (images - torch.sigmoid(logits.float())) / std
+    per_pixel = 0.5 * residual.square() + math.log(std) + 0.5 * math.log(2 * math.pi)
+    return per_pixel.flatten(1).sum(1)
+
+
+def reconstruction_nll(likelihood: str, logits: torch.Tensor, images: torch.Tensor,
+                       obs_std: float) -> torch.Tensor:
+    if likelihood == "bernoulli":
+        return bernoulli_nll(logits, images)
+    if likelihood == "gaussian":
+        return gaussian_nll(logits, images, obs_std)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")

@@ -1,0 +1,23 @@
+"""Model types: one module each, registered by name in ``MODELS`` with its config schema.
+
+Every module in this package is imported here, so a new model type is a new module (a schema plus a
+``VAE`` subclass decorated with ``@MODELS.register``) and a ``conf/model/<name>.yaml`` that extends it.
+"""
+
+import importlib
+import pkgutil
+
+from vae_lab.backbones import build_backbone
+from vae_lab.config import BackboneConfig, ModelConfig
+from vae_lab.models.base import MODELS, VAE
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def build_model(config: ModelConfig, backbone: BackboneConfig,
+                image_shape: tuple[int, int, int]) -> VAE:
+    return MODELS[config.name](config, build_backbone(backbone), image_shape)
+
+
+__all__ = ["MODELS", "VAE", "build_model"]

@@ -1,0 +1,53 @@
+"""What a trained model leaves behind: final test metrics and figures, at the end of training and
+again, from the run folder alone, in `vae-lab eval`."""
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from vae_lab.config import EvalConfig, TrainConfig, UserError, train_config_from_dict
+from vae_lab.data import Splits, load_splits
+from vae_lab.evaluate import final_metrics
+from vae_lab.figures import draw_figures
+from vae_lab.models import VAE, build_model
+from vae_lab.runs import RunDir, load_checkpoint, write_json
+
+log = logging.getLogger(__name__)
+
+
+def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
+           metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None) -> dict[str, float]:
+    """Test metrics and every figure of ``model``; metrics.json is written last (it means done)."""
+    metrics = {**final_metrics(model, splits.test, config.eval.batch_size, config.seed), **(extra or {})}
+    draw_figures(model, splits, history, figures_dir, config)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def load_best_model(run: RunDir, config: TrainConfig, device: torch.device) -> tuple[VAE, dict]:
+    """The run's model with its best weights, and the checkpoint they came from."""
+    best = load_checkpoint(run.best_checkpoint, device)
+    model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
+    model.load_state_dict(best["model"])
+    return model, best
+
+
+def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
+                 data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
+    """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
+    run = RunDir(run_dir)
+    if not run.best_checkpoint.is_file():
+        raise UserError(f"run_dir={run_dir}: no checkpoints/best.pt there; give the folder of a "
+                        "vae-lab train run that has finished at least one epoch")
+    config = train_config_from_dict(run.read_config())
+    config.eval = eval_config
+    if data_root is not None:
+        config.data.root = str(Path(data_root).expanduser().resolve())
+    splits = load_splits(config.data, device)
+    model, best = load_best_model(run, config, device)
+    log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
+    metrics = report(model, splits, config, run.history(), run.eval / "metrics.json", run.eval,
+                     extra={"best_epoch": best["epoch"]})
+    return run, metrics
