@@ -53,7 +53,15 @@ def run_train(cfg: DictConfig) -> None:
     from vae_lab.train import train
 
     run_dir = HydraConfig.get().runtime.output_dir
-    train(typed(cfg), run_dir)
+    try:
+        train(typed(cfg), run_dir)
+    except KeyboardInterrupt:
+        kept = [o for o in HydraConfig.get().overrides.task
+                if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+        print(f"\nvae-lab: interrupted; every finished epoch is saved. Continue with:\n"
+              f"  vae-lab train {' '.join(kept + ['trainer.resume=true', f'hydra.run.dir={run_dir}'])}",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
     print(run_dir, flush=True)
 
 

@@ -69,6 +69,8 @@ def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
 def resume_point(run: RunDir, config: TrainConfig, device: torch.device) -> Optional[dict]:
     """The checkpoint to continue from, or None for a fresh run. Never overwrites another run."""
     if not run.holds_a_run:
+        if config.trainer.resume:
+            log.info("nothing to resume in %s: starting a new run there", run.path)
         return None
     if not config.trainer.resume:
         raise ConfigError("trainer.resume", False,
