@@ -8,6 +8,8 @@ The latent's head (a linear layer from features to posterior parameters) belongs
 import math
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vae_lab.config import BackboneConfig, Registry, at_least, positive_ints
@@ -102,3 +104,38 @@ def _dense_stack(widths: list[int]) -> list[nn.Module]:
 
 def build_backbone(config: BackboneConfig):
     return BACKBONES[config.name](config)
+
+
+class PerPartEncoder(nn.Module):
+    """One encoder trunk and linear head per latent part, outputting the parts' posterior parameters
+    side by side (the encoders of a model whose parts share no weights)."""
+
+    def __init__(self, trunks: list[nn.Module], param_sizes: list[int]):
+        super().__init__()
+        self.trunks = nn.ModuleList(trunks)
+        self.heads = nn.ModuleList(nn.Linear(t.out_features, n) for t, n in zip(trunks, param_sizes))
+        self.out_features = sum(param_sizes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head(trunk(images)) for trunk, head in zip(self.trunks, self.heads)], -1)
+
+
+class AveragedDecoders(nn.Module):
+    """Decoders side by side, each reading its own slice of the code. The image they mean together is
+    the average of their images; ``forward`` returns its logits, ``each`` every decoder's own."""
+
+    def __init__(self, decoders: list[nn.Module], code_sizes: list[int]):
+        super().__init__()
+        self.decoders, self.code_sizes = nn.ModuleList(decoders), code_sizes
+
+    def each(self, code: torch.Tensor) -> list[torch.Tensor]:
+        return [decoder(part) for decoder, part in zip(self.decoders, code.split(self.code_sizes, -1))]
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return logit_of_mean_image(self.each(code))
+
+
+def logit_of_mean_image(logits: list[torch.Tensor]) -> torch.Tensor:
+    """logit(mean_i sigmoid(a_i)), computed in log space: log sum sigmoid(a_i) - log sum sigmoid(-a_i)."""
+    stacked = torch.stack([a.float() for a in logits])
+    return torch.logsumexp(F.logsigmoid(stacked), 0) - torch.logsumexp(F.logsigmoid(-stacked), 0)

@@ -131,6 +131,10 @@ class ModelConfig:
     likelihood: str = one_of("bernoulli", "gaussian")
     obs_std: float = greater_than(0)  # standard deviation of the Gaussian decoder (likelihood=gaussian)
 
+    def summary(self) -> str:
+        """The settings that tell runs apart, for captions; subclasses put theirs in front."""
+        return f"beta {self.beta:g}"
+
 
 @dataclass
 class BackboneConfig:
@@ -148,6 +152,13 @@ class DataConfig:
     val_fraction: float = fraction()  # share of the training split held out for validation
     seed: int = MISSING  # fixes the dataset: validation split, colors, static binarization
     hue_bins: int = at_least(2)  # color_mnist: number of hue classes kept as each sample's color label
+    n_labels: Optional[int] = None  # training labels a semi-supervised model may use (null: all)
+    labelled_per_batch: int = at_least(0)  # labelled images added to every training batch
+
+    def cross_check(self) -> None:
+        if self.n_labels is not None and (self.n_labels < 10 or self.n_labels % 10):
+            raise ConfigError("n_labels", self.n_labels,
+                              "expected null (every label) or a multiple of 10 (as many per digit)")
 
 
 @dataclass

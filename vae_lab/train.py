@@ -114,7 +114,6 @@ class Trainer:
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
         self.best = {"epoch": 0, "val/loss": math.inf}
-        self.step = 0
 
     @property
     def epoch(self) -> int:
@@ -137,7 +136,8 @@ class Trainer:
         model, data = self.model, self.splits.train
         model.train()
         means = TermMeans()
-        batches = data.shuffled_batches(self.settings.batch_size, self.shuffle)
+        batches = data.shuffled_batches(self.settings.batch_size, self.shuffle,
+                                        labelled_extra=self.config.data.labelled_per_batch)
         n_batches = math.ceil(len(data) / self.settings.batch_size)
         started = time.perf_counter()
         for batch in tqdm(batches, total=n_batches, desc=f"epoch {self.epoch + 1}/{self.settings.epochs}",
@@ -150,7 +150,7 @@ class Trainer:
             if self.settings.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
-            self.step += 1
+            model.step += 1
             means.add(totals)
         metrics = {f"train/{name}": value for name, value in means.means().items()}  # syncs
         metrics["train/images_per_s"] = len(data) / (time.perf_counter() - started)
@@ -186,7 +186,6 @@ class Trainer:
     def state(self) -> dict:
         return {
             "epoch": self.epoch,
-            "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
@@ -199,7 +198,7 @@ class Trainer:
     def load_state(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.step, self.history, self.best = checkpoint["step"], checkpoint["history"], checkpoint["best"]
+        self.history, self.best = checkpoint["history"], checkpoint["best"]
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"].cpu())
         self.shuffle.set_state(rng["shuffle"].cpu())

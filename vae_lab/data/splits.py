@@ -6,6 +6,7 @@ import torch
 
 from vae_lab.config import DataConfig
 from vae_lab.data.color import sample_tints, tint
+from vae_lab.data.labels import balanced_label_mask
 from vae_lab.data.mnist import read_mnist
 from vae_lab.data.tensors import ImageSet
 
@@ -42,6 +43,9 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
     order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(config.seed))
     n_val = round(config.val_fraction * len(train_all))
     train, val = train_all.subset(order[n_val:].sort().values), train_all.subset(order[:n_val].sort().values)
+    # Only training labels may be learned from; held-out splits measure the unlabelled bound.
+    train.labelled = (torch.ones(len(train), dtype=torch.bool) if config.n_labels is None
+                      else balanced_label_mask(train.labels, config.n_labels, config.seed))
     if config.binarize != "none":
         # Held-out pixels are drawn once, so validation and test numbers compare across epochs and
         # runs; with "dynamic", training pixels are drawn afresh at every batch instead.

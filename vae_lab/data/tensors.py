@@ -16,6 +16,7 @@ class Batch:
     labels: torch.Tensor  # int64 [B]
     colors: Optional[torch.Tensor] = None  # float [B, 3] tint (color_mnist)
     hue_bins: Optional[torch.Tensor] = None  # int64 [B] tint class (color_mnist)
+    labelled: Optional[torch.Tensor] = None  # bool [B]: may the model learn from this label?
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -30,6 +31,7 @@ class ImageSet:
     index: torch.Tensor  # int64 [N]: position in the official MNIST split
     colors: Optional[torch.Tensor] = None
     hue_bins: Optional[torch.Tensor] = None
+    labelled: Optional[torch.Tensor] = None  # bool [N]; None: no label may be learned from
     dynamic_binarization: bool = False  # resample {0, 1} pixels from the grey values at every batch
 
     def __len__(self) -> int:
@@ -54,7 +56,7 @@ class ImageSet:
         if self.dynamic_binarization:
             images = torch.bernoulli(images)
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
-        return Batch(images, self.labels[rows], pick(self.colors), pick(self.hue_bins))
+        return Batch(images, self.labels[rows], pick(self.colors), pick(self.hue_bins), pick(self.labelled))
 
     def batches(self, batch_size: int, limit: Optional[int] = None) -> Iterator[Batch]:
         """In order, the whole split (or its first ``limit`` samples)."""
@@ -62,10 +64,21 @@ class ImageSet:
         for chunk in rows.split(batch_size):
             yield self.batch(chunk)
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch in a random order drawn from ``generator`` (which lives on the data's device)."""
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator,
+                         labelled_extra: int = 0) -> Iterator[Batch]:
+        """One epoch in a random order drawn from ``generator`` (which lives on the data's device).
+
+        With ``labelled_extra``, each batch also gets that many images drawn from the labelled ones
+        (when only some are labelled), so that a few labels are seen in every batch, not once an epoch.
+        """
         order = torch.randperm(len(self), generator=generator, device=self.device)
+        pool = None
+        if labelled_extra and self.labelled is not None and not self.labelled.all():
+            pool = self.labelled.nonzero().squeeze(1)
         for chunk in order.split(batch_size):
+            if pool is not None:
+                draws = torch.randint(len(pool), (labelled_extra,), generator=generator, device=self.device)
+                chunk = torch.cat([chunk, pool[draws]])
             yield self.batch(chunk)
 
     def _map(self, fn) -> "ImageSet":

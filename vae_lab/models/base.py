@@ -1,9 +1,11 @@
 """What every model type shares: encoder trunk -> latent -> decoder trunk, and named loss terms.
 
-A model's ``forward(batch)`` returns a dict of per-image loss terms in nats (``recon``, ``kl``, ...).
-``objective`` weights them for training (``recon + beta * kl`` for the plain VAE) and ``nelbo`` adds
-up those that make the negative ELBO, so the trainer sums terms without knowing which model it has.
-Figures and metrics use only ``embed``, ``reconstruct``, ``decode`` and ``sample``.
+A model's ``forward(batch)`` returns a dict of per-image values by name, in nats: the loss terms
+(``recon``, ``kl``, ``kl_disc``, ...) and any per-image diagnostics (``class_acc``). ``weights`` says
+how the objective weighs the loss terms (``recon + beta * kl`` for the plain VAE) and ``elbo_terms``
+which of them add up to the negative ELBO, so the trainer sums terms without knowing the model.
+Figures and metrics use only ``embed``, ``reconstruct``, ``decode``, ``sample`` and, for models that
+generate from a label, ``sample_with_label``.
 """
 
 from typing import Optional
@@ -13,34 +15,43 @@ from torch import nn
 
 from vae_lab.config import ModelConfig, Registry
 from vae_lab.data import Batch
+from vae_lab.latents import LatentSample
 from vae_lab.losses import reconstruction_nll
 
-MODELS: Registry[type["VAE"]] = Registry("model")
+MODELS: Registry = Registry("model")
 
 
 class VAE(nn.Module):
     elbo_terms: tuple[str, ...] = ("recon", "kl")
+    conditional = False  # True where sample_with_label generates images of a chosen class
 
     def __init__(self, config: ModelConfig, encoder: nn.Module, latent: nn.Module,
-                 decoder: nn.Module, image_shape: tuple[int, int, int]):
+                 decoder: nn.Module, image_shape: tuple[int, int, int], head: Optional[nn.Module] = None):
         super().__init__()
         self.config, self.image_shape = config, image_shape
         self.encoder, self.latent, self.decoder = encoder, latent, decoder
-        self.head = nn.Linear(encoder.out_features, latent.param_size)
+        # The head maps encoder features to the latent's parameters (a linear layer unless given).
+        self.head = head if head is not None else nn.Linear(encoder.out_features, latent.param_size)
+        # Optimizer steps taken: drives schedules (temperature, capacity) and travels with the weights.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     # -- the objective ------------------------------------------------------------------------
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        sample = self.latent(self.encode(batch.images))
+        sample = self.draw(batch.images)
         logits = self.decoder(sample.code)
         return {"recon": self.reconstruction_nll(logits, batch.images), **sample.kl}
+
+    def draw(self, images: torch.Tensor) -> LatentSample:
+        """A code from the posterior, with its KL terms."""
+        return self.latent(self.encode(images), self.step)
 
     def reconstruction_nll(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return reconstruction_nll(self.config.likelihood, logits, images, self.config.obs_std)
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, "kl": self.config.beta}
+        return {"recon": 1.0, **{name: self.config.beta for name in self.elbo_terms if name != "recon"}}
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-image training objective: the weighted sum of the loss terms."""
@@ -57,7 +68,8 @@ class VAE(nn.Module):
         return self.head(self.encoder(images))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """A deterministic code per image (the posterior mean for a Gaussian latent)."""
+        """A deterministic code per image, laid out as ``latent.spec`` says (posterior means for
+        Gaussian parts, category probabilities for categorical ones)."""
         return self.latent.mean_code(self.encode(images))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
@@ -71,6 +83,14 @@ class VAE(nn.Module):
         """Images decoded from ``n`` codes drawn from the prior."""
         return self.decode(self.latent.prior_sample(n, self.device, generator))
 
+    def sample_with_label(self, labels: torch.Tensor,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not generate from a label")
+
+    @property
+    def spec(self):
+        return self.latent.spec
+
     @property
     def device(self) -> torch.device:
-        return self.head.weight.device
+        return self.step.device

@@ -11,6 +11,9 @@ from vae_lab.models.base import MODELS, VAE
 class ContinuousConfig(ModelConfig):
     latent_dim: int = at_least(1)
 
+    def summary(self) -> str:
+        return f"latent {self.latent_dim}, {super().summary()}"
+
 
 @MODELS.register("continuous", ContinuousConfig)
 class ContinuousVAE(VAE):

@@ -1,0 +1,38 @@
+"""Every model type x backbone x dataset trains one short epoch end to end and fills its run folder
+(in-process: the command line around train() is tested in test_cli.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from test_cli import assert_figure_is_not_blank
+from vae_lab.models import MODELS
+from vae_lab.train import train
+
+SMALL = {"discrete": ["model.n_vars=3", "model.n_cats=5"],
+         "combined": ["model.latent_dim=4", "model.n_vars=3", "model.n_cats=5", "model.share_encoder=false"],
+         "both": ["model.latent_dim=4", "model.n_vars=3", "model.n_cats=5"],
+         "semi": ["model.latent_dim=4", "data.n_labels=50", "data.labelled_per_batch=16"]}
+
+
+@pytest.mark.parametrize("data", ["mnist", "color_mnist"])
+@pytest.mark.parametrize("backbone", ["mlp", "conv"])
+@pytest.mark.parametrize("model", MODELS.names())
+def test_every_model_type_trains_one_epoch_and_writes_its_run_folder(train_config, tmp_path, model,
+                                                                       backbone, data):
+    config = train_config(f"model={model}", f"backbone={backbone}", f"data={data}", "trainer.epochs=1",
+                          "trainer.batch_size=128", *SMALL.get(model, []))
+    metrics = train(config, str(tmp_path))
+    assert metrics == json.loads((tmp_path / "metrics.json").read_text())
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert metrics["test/nelbo"] > 0
+    row = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert {"train/loss", "train/nelbo", "train/recon", "val/nelbo", "test/nelbo", "test/recon"} <= set(row)
+    figures = ["reconstructions.png", "samples.png", "latent_scatter.png", "training_curves.png"]
+    if model == "semi":
+        figures.append("conditional_samples.png")
+        assert 0 <= metrics["test/class_acc"] <= 1
+    for name in figures:
+        assert_figure_is_not_blank(tmp_path / "figures" / name)
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()

@@ -1,0 +1,74 @@
+"""Continuous and discrete latents in one VAE (in the manner of JointVAE, Dupont 2018): a Gaussian
+part and a categorical part, their codes concatenated into one decoder."""
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import MISSING
+from torch import nn
+
+from vae_lab.backbones import PerPartEncoder
+from vae_lab.config import at_least
+from vae_lab.latents import GaussianLatent, JointLatent
+from vae_lab.models.base import MODELS, VAE
+from vae_lab.models.continuous import ContinuousConfig
+from vae_lab.models.discrete import DiscreteConfig, categorical_latent
+
+
+@dataclass
+class ContinuousAndDiscrete(ContinuousConfig, DiscreteConfig):
+    """The settings of a Gaussian part (latent_dim) and a categorical part (n_vars x n_cats)."""
+
+
+@dataclass
+class Capacity:
+    """Capacity control: per part, gamma * |KL - C|, with C rising linearly from 0 to its maximum over
+    ``steps`` optimizer steps; replaces beta * KL when enabled."""
+
+    enabled: bool = MISSING
+    gamma: float = at_least(0)
+    continuous_max: float = at_least(0)  # nats
+    discrete_max: float = at_least(0)  # nats; never above what the categorical part can hold
+    steps: int = at_least(1)
+
+
+@dataclass
+class CombinedConfig(ContinuousAndDiscrete):
+    share_encoder: bool = MISSING  # one trunk with two heads, or a trunk per part
+    capacity: Capacity = MISSING
+
+    def summary(self) -> str:
+        encoders = "shared encoder" if self.share_encoder else "separate encoders"
+        return f"{super().summary()}, {encoders}" + (", capacity control" if self.capacity.enabled else "")
+
+
+def joint_latent(config: ContinuousAndDiscrete) -> JointLatent:
+    return JointLatent(GaussianLatent(config.latent_dim), categorical_latent(config))
+
+
+@MODELS.register("combined", CombinedConfig)
+class CombinedVAE(VAE):
+    elbo_terms = ("recon", "kl", "kl_disc")
+
+    def __init__(self, config: CombinedConfig, backbone, image_shape):
+        latent = joint_latent(config)
+        if config.share_encoder:
+            encoder, head = backbone.encoder(image_shape), None
+        else:
+            encoder = PerPartEncoder([backbone.encoder(image_shape), backbone.encoder(image_shape)],
+                                     latent.param_sizes)
+            head = nn.Identity()
+        super().__init__(config, encoder, latent, backbone.decoder(latent.code_size, image_shape),
+                         image_shape, head=head)
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        capacity = self.config.capacity
+        if not capacity.enabled:
+            return super().objective(terms)
+        progress = torch.clamp(self.step.float() / capacity.steps, max=1.0)
+        most_disc = self.config.n_vars * torch.log(torch.tensor(float(self.config.n_cats)))
+        targets = {"kl": progress * capacity.continuous_max,
+                   "kl_disc": progress * torch.clamp(most_disc, max=capacity.discrete_max)}
+        # As in JointVAE, the penalty acts on the batch's mean KL, the same for every image.
+        penalty = sum((terms[name].mean() - target).abs() for name, target in targets.items())
+        return terms["recon"] + capacity.gamma * penalty

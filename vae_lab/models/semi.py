@@ -1,0 +1,178 @@
+"""Semi-supervised VAEs: learn from the few labels that data.n_labels keeps, generate a chosen digit.
+
+``variant=m2`` is Kingma et al. (2014)'s M2: a classifier q(y|x), an encoder q(z|x,y) and a decoder
+p(x|y,z), with a uniform p(y) and p(z) = N(0, I). A labelled image adds the bound on -log p(x, y):
+``recon + kl + kl_y`` with ``kl_y = log K`` (that is -log p(y)), plus ``alpha`` times the classifier's
+cross-entropy. An unlabelled image adds the bound on -log p(x): ``recon`` and ``kl`` averaged over
+q(y|x), and ``kl_y = KL(q(y|x) || p(y))``. The average over q(y|x) is exact (every class decoded) or,
+while training with ``unlabelled=gumbel``, one Gumbel-softmax draw of y; evaluation is always exact.
+
+``variant=latent_classifier`` is seeds/001's model: a Gaussian VAE with a linear classifier on its code,
+trained on the labelled images beside the decoder, so that classes separate in latent space. It
+generates a chosen digit from the prior draws its classifier assigns to that digit most surely.
+
+Both report ``class_acc`` per image (the classifier's accuracy against the true label, which on the
+training split includes the labels it may not learn from): ``test/class_acc`` in metrics.json.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vae_lab.config import at_least, one_of
+from vae_lab.data import Batch
+from vae_lab.data.labels import N_CLASSES
+from vae_lab.latents import GaussianLatent, LatentSpec, categorical_kl_uniform
+from vae_lab.models.base import MODELS, VAE
+from vae_lab.models.continuous import ContinuousConfig
+from vae_lab.models.discrete import Relaxation
+
+
+@dataclass
+class SemiConfig(ContinuousConfig, Relaxation):
+    variant: str = one_of("m2", "latent_classifier")
+    alpha: float = at_least(0)  # weight of the classifier's cross-entropy on each labelled image
+    unlabelled: str = one_of("enumerate", "gumbel")  # m2, training: how q(y|x) enters the bound
+
+    def summary(self) -> str:
+        return f"{self.variant}, alpha {self.alpha:g}, {super().summary()}"
+
+
+@MODELS.register("semi", SemiConfig)
+def build_semi(config: SemiConfig, backbone, image_shape) -> VAE:
+    variants = {"m2": M2VAE, "latent_classifier": LatentClassifierVAE}
+    return variants[config.variant](config, backbone, image_shape)
+
+
+def _labelled(batch: Batch) -> torch.Tensor:
+    if batch.labelled is None:
+        return torch.zeros_like(batch.labels, dtype=torch.bool)
+    return batch.labelled
+
+
+class M2VAE(VAE):
+    elbo_terms = ("recon", "kl", "kl_y")
+    conditional = True
+
+    def __init__(self, config: SemiConfig, backbone, image_shape):
+        latent = GaussianLatent(config.latent_dim)
+        encoder = backbone.encoder(image_shape)
+        head = nn.Linear(encoder.out_features + N_CLASSES, latent.param_size)  # q(z | x, y)
+        decoder = backbone.decoder(latent.code_size + N_CLASSES, image_shape)  # p(x | z, y)
+        super().__init__(config, encoder, latent, decoder, image_shape, head=head)
+        trunk = backbone.encoder(image_shape)
+        self.classifier = nn.Sequential(trunk, nn.Linear(trunk.out_features, N_CLASSES))  # q(y | x)
+
+    @property
+    def spec(self) -> LatentSpec:
+        return LatentSpec(self.config.latent_dim, ((1, N_CLASSES),))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"recon": 1.0, "kl": self.config.beta, "kl_y": 1.0, "class": self.config.alpha}
+
+    def given_labels(self, features: torch.Tensor, images: torch.Tensor,
+                     y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """recon and kl of each image for the (one-hot or relaxed) label y [R, K]."""
+        sample = self.latent(self.head(torch.cat([features, y], -1)), self.step)
+        logits = self.decoder(torch.cat([sample.code, y], -1))
+        return self.reconstruction_nll(logits, images), sample.kl["kl"]
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        images, labels, labelled = batch.images, batch.labels, _labelled(batch)
+        class_logits = self.classifier(images).float()
+        features = self.encoder(images)
+        if self.training and self.config.unlabelled == "gumbel":
+            tau = self.config.schedule()(self.step)
+            drawn = F.gumbel_softmax(class_logits, tau=tau, hard=self.config.hard)
+            y = torch.where(labelled[:, None], F.one_hot(labels, N_CLASSES).float(), drawn)
+            recon, kl = self.given_labels(features, images, y)
+        else:
+            recon, kl = self._over_every_class(features, images, labels, labelled, class_logits)
+        kl_y = torch.where(labelled, math.log(N_CLASSES), categorical_kl_uniform(class_logits))
+        cross_entropy = F.cross_entropy(class_logits, labels, reduction="none")
+        return {"recon": recon, "kl": kl, "kl_y": kl_y,
+                "class": cross_entropy * labelled, "class_acc": (class_logits.argmax(-1) == labels).float()}
+
+    def _over_every_class(self, features, images, labels, labelled, class_logits):
+        """Labelled images at their label; unlabelled ones at every class, weighted by q(y|x)."""
+        recon = torch.zeros(len(images), device=images.device)
+        kl = torch.zeros_like(recon)
+        if labelled.any():
+            r, k = self.given_labels(features[labelled], images[labelled],
+                                     F.one_hot(labels[labelled], N_CLASSES).float())
+            recon, kl = recon.masked_scatter(labelled, r), kl.masked_scatter(labelled, k)
+        unlabelled = ~labelled
+        if unlabelled.any():
+            n = int(unlabelled.sum())
+            every_class = torch.eye(N_CLASSES, device=images.device).repeat(n, 1)
+            r, k = self.given_labels(features[unlabelled].repeat_interleave(N_CLASSES, 0),
+                                     images[unlabelled].repeat_interleave(N_CLASSES, 0), every_class)
+            q = F.softmax(class_logits[unlabelled], -1)
+            recon = recon.masked_scatter(unlabelled, (q * r.view(n, N_CLASSES)).sum(1))
+            kl = kl.masked_scatter(unlabelled, (q * k.view(n, N_CLASSES)).sum(1))
+        return recon, kl
+
+    # -- the public interface --------------------------------------------------------------
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(images).argmax(-1)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[z's posterior mean, q(y|x)]: the head is affine in y, so feeding q(y|x) gives the mean of
+        z averaged over q(y|x)."""
+        q = F.softmax(self.classifier(images).float(), -1)
+        mean = self.latent.mean_code(self.head(torch.cat([self.encoder(images), q], -1)))
+        return torch.cat([mean, q], -1)
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        where = generator.device if generator is not None else self.device
+        labels = torch.randint(N_CLASSES, (n,), device=where, generator=generator).to(self.device)
+        return self.sample_with_label(labels, generator)
+
+    def sample_with_label(self, labels: torch.Tensor,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        z = self.latent.prior_sample(len(labels), self.device, generator)
+        return self.decode(torch.cat([z, F.one_hot(labels.to(self.device), N_CLASSES).float()], -1))
+
+
+class LatentClassifierVAE(VAE):
+    conditional = True
+    candidates_per_sample = 200  # prior draws scored by the classifier for each generated image
+
+    def __init__(self, config: SemiConfig, backbone, image_shape):
+        latent = GaussianLatent(config.latent_dim)
+        super().__init__(config, backbone.encoder(image_shape), latent,
+                         backbone.decoder(latent.code_size, image_shape), image_shape)
+        self.classifier = nn.Linear(latent.code_size, N_CLASSES)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"recon": 1.0, "kl": self.config.beta, "class": self.config.alpha}
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        params = self.encode(batch.images)
+        sample = self.latent(params, self.step)
+        recon = self.reconstruction_nll(self.decoder(sample.code), batch.images)
+        cross_entropy = F.cross_entropy(self.classifier(sample.code).float(), batch.labels, reduction="none")
+        predicted = self.classifier(self.latent.mean_code(params)).argmax(-1)
+        return {"recon": recon, **sample.kl, "class": cross_entropy * _labelled(batch),
+                "class_acc": (predicted == batch.labels).float()}
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(images)).argmax(-1)
+
+    def sample_with_label(self, labels: torch.Tensor,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        labels = labels.to(self.device)
+        candidates = self.latent.prior_sample(self.candidates_per_sample * len(labels), self.device, generator)
+        surest = F.softmax(self.classifier(candidates).float(), -1)
+        codes = torch.empty(len(labels), candidates.shape[1], device=self.device)
+        for label in labels.unique():
+            rows = (labels == label).nonzero().squeeze(1)
+            codes[rows] = candidates[surest[:, label].topk(len(rows)).indices]
+        return self.decode(codes)
