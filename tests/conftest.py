@@ -15,6 +15,12 @@ from sklearn.datasets import load_digits
 
 N_TRAIN = 1200  # of scikit-learn's 1,797 bundled 8x8 digits; the rest are the test split
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers share the cores: one thread each (also in the `vae-lab` they start), or
+    # OpenMP's spinning threads slow everything down many times over.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """The IDX format MNIST ships in: magic (0x08 = unsigned byte, then the rank), sizes, data."""

@@ -14,13 +14,24 @@ from PIL import Image
 
 from vae_lab.runs import load_checkpoint
 
-FIGURES = ("reconstructions.png", "samples.png", "latent_scatter.png", "training_curves.png")
-FAST = ("trainer.batch_size=64",)
+FIGURES = ("reconstructions.png", "samples.png", "samples_posterior.png", "latent_scatter.png",
+           "latent_ranges.png", "latent_traversal.png", "training_curves.png", "interpolation.gif",
+           "training_evolution.gif")
+QUICK_EVAL = ("eval.is_samples=16", "eval.sample_images=200", "eval.probe_images=500", "eval.epoch_images=200",
+              "eval.tsne_points=0")
+FAST = ("trainer.batch_size=64", *QUICK_EVAL)
+
+
+def gif_frames(path: Path) -> int:
+    return Image.open(path).n_frames
 
 
 def assert_figure_is_not_blank(path: Path) -> None:
-    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
-    assert pixels.shape[0] > 200 and pixels.shape[1] > 200, path
+    image = Image.open(path)
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(image.n_frames - 1)  # the last frame of an animation
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    assert pixels.shape[0] > 150 and pixels.shape[1] > 150, path
     assert pixels.std() > 10, f"{path.name} is nearly blank"
 
 
@@ -82,7 +93,7 @@ def test_config_yaml_records_the_resolved_absolute_data_root(finished_run, data_
 
 def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_lab, tmp_path):
     run_dir, _ = finished_run
-    result = vae_lab("eval", f"run_dir={run_dir}")
+    result = vae_lab("eval", f"run_dir={run_dir}", *QUICK_EVAL)
     assert Path(result.stdout.strip().splitlines()[-1]) == run_dir / "eval"
     recomputed = json.loads((run_dir / "eval" / "metrics.json").read_text())
     original = json.loads((run_dir / "metrics.json").read_text())
@@ -149,6 +160,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab
         return [{k: v for k, v in row.items() if "/loss" in k or "/kl" in k} for row in rows]
 
     assert losses(broken) == losses(whole)
+    assert gif_frames(broken / "figures" / "training_evolution.gif") == 12  # one frame per epoch, resumed too
 
 
 def test_resume_refuses_a_changed_model(finished_run, vae_lab):

@@ -38,7 +38,8 @@ def test_every_training_batch_carries_labelled_images(train_config):
 
 @pytest.fixture
 def m2(train_config):
-    config = train_config("model=semi", "model.latent_dim=4", "backbone.hidden=[32]", "model.alpha=3")
+    config = train_config("model=semi", "model.latent_dim=4", "backbone.hidden=[32]", "model.alpha=3",
+                          "model.beta=2")
     torch.manual_seed(0)
     return build_model(config.model, config.backbone, (1, 28, 28))
 
@@ -77,7 +78,7 @@ def test_m2_unlabelled_bound_equals_its_brute_force_sum_over_classes(m2, monkeyp
         torch.testing.assert_close(terms["kl"][1], kl, rtol=1e-5, atol=1e-4)
         assert terms["kl_y"][1].item() == pytest.approx(math.log(10))
         torch.testing.assert_close(terms["class"][1], F.cross_entropy(m2.classifier(images[1:2]), labels[1:2]))
-    expected = terms["recon"] + terms["kl"] + terms["kl_y"] + 3 * terms["class"]
+    expected = terms["recon"] + 2 * terms["kl"] + terms["kl_y"] + 3 * terms["class"]
     torch.testing.assert_close(m2.objective(terms), expected)
     torch.testing.assert_close(m2.nelbo(terms), terms["recon"] + terms["kl"] + terms["kl_y"])
 

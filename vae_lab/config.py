@@ -176,6 +176,12 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = at_least(1)
+    is_samples: int = at_least(0)
+    is_rows: int = at_least(1)
+    epoch_images: int = at_least(1)
+    probe_images: int = at_least(10)
+    sample_images: int = at_least(0)
+    tsne_points: int = at_least(0)
 
 
 @dataclass

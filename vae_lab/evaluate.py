@@ -1,12 +1,18 @@
-"""Metrics: functions of (model, data) that return numbers, testable on their own."""
+"""Evaluation: loss terms over a split, and every final metric of a trained model."""
 
 import contextlib
+import logging
+import time
 from typing import Iterator
 
 import torch
 
-from vae_lab.data import ImageSet
+from vae_lab.data import ImageSet, Splits
+from vae_lab.metrics import (importance_sampled_nll, latent_statistics, probe_accuracies,
+                             reconstruction_quality, reference_classifier, sample_quality)
 from vae_lab.models import VAE
+
+log = logging.getLogger(__name__)
 
 
 class TermMeans:
@@ -53,11 +59,31 @@ def loss_terms(model: VAE, data: ImageSet, batch_size: int) -> dict[str, float]:
     return means.means()
 
 
-def final_metrics(model: VAE, test: ImageSet, batch_size: int, seed: int) -> dict[str, float]:
-    """The metrics of a trained model on the test split: the same numbers for the same seed, at the
-    end of training and in `vae-lab eval`. The caller's random state is left as it was."""
+def final_metrics(model: VAE, splits: Splits, config) -> dict:
+    """Every metric of a trained model: the same numbers for the same seed, at the end of training and
+    in `vae-lab eval`. Test-split metrics are named ``test/...``, sample metrics ``samples/...``. The
+    caller's random state is left as it was."""
+    settings = config.eval
     cuda = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        terms = loss_terms(model, test, batch_size)
-    return {f"test/{name}": value for name, value in terms.items()}
+    metrics: dict = {}
+
+    def section(name: str, prefix: str, compute) -> None:
+        started = time.perf_counter()
+        metrics.update({f"{prefix}/{key}": value for key, value in compute().items()})
+        log.info("%s: %.1f s", name, time.perf_counter() - started)
+
+    with torch.random.fork_rng(devices=cuda), evaluating(model):
+        torch.manual_seed(config.seed)
+        section("loss terms", "test", lambda: loss_terms(model, splits.test, settings.batch_size))
+        if settings.is_samples:
+            section(f"importance-sampled NLL ({settings.is_samples} samples)", "test",
+                    lambda: importance_sampled_nll(model, splits.test, settings.is_samples, settings.is_rows))
+        section("image quality", "test", lambda: reconstruction_quality(model, splits.test, settings.batch_size))
+        section("latent statistics", "test", lambda: latent_statistics(model, splits.test, settings.batch_size))
+        section("probes", "test", lambda: probe_accuracies(model, splits.train, splits.test, settings.batch_size,
+                                                           settings.probe_images))
+        if settings.sample_images:
+            reference = reference_classifier(config.data, splits, model.device)
+            section("sample quality", "samples", lambda: sample_quality(
+                model, reference, splits.test, settings.sample_images, settings.batch_size, config.seed))
+    return metrics

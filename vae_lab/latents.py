@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+LOG_2PI = math.log(2 * math.pi)
+
 
 @dataclass
 class LatentSample:
@@ -85,8 +87,23 @@ class GaussianLatent(nn.Module):
     def mean_code(self, params: torch.Tensor) -> torch.Tensor:
         return self.split(params)[0]
 
-    def kl_per_dim(self, params: torch.Tensor) -> torch.Tensor:
-        return gaussian_kl(*self.split(params))
+    def split_params(self, params: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+        return [(self, params)]
+
+    def kl_details(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image KL of each dimension, [B, dim]."""
+        return {"kl_per_dim": gaussian_kl(*self.split(params))}
+
+    def posterior_sample(self, params: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` exact draws per image, [n, ..., dim], and their log q(z|x), [n, ...]."""
+        mean, logvar = self.split(params)
+        noise = torch.randn(n, *mean.shape, device=mean.device)
+        codes = mean + noise * torch.exp(0.5 * logvar)
+        log_q = -0.5 * (noise.square() + logvar + LOG_2PI).sum(-1)
+        return codes, log_q
+
+    def prior_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (codes.square() + LOG_2PI).sum(-1)
 
     def prior_sample(self, n: int, device: torch.device,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -138,12 +155,26 @@ class CategoricalLatent(nn.Module):
         """Posterior probabilities of every category, flattened: the relaxed code's expectation."""
         return F.softmax(self.logits(params), dim=-1).flatten(-2)
 
+    def split_params(self, params: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+        return [(self, params)]
+
     def most_likely(self, params: torch.Tensor) -> torch.Tensor:
         """[B, n_vars] the most probable category of each variable."""
         return self.logits(params).argmax(-1)
 
-    def kl_per_var(self, params: torch.Tensor) -> torch.Tensor:
-        return categorical_kl_uniform(self.logits(params))
+    def kl_details(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image KL of each categorical variable, [B, n_vars]."""
+        return {"kl_per_var": categorical_kl_uniform(self.logits(params))}
+
+    def posterior_sample(self, params: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` exact one-hot draws per image, [n, ..., n_vars * n_cats], and their log q(c|x)."""
+        log_p = F.log_softmax(self.logits(params), -1)
+        categories = torch.distributions.Categorical(logits=log_p).sample((n,))
+        log_q = log_p.expand(n, *log_p.shape).gather(-1, categories.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return F.one_hot(categories, self.n_cats).float().flatten(-2), log_q
+
+    def prior_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.full(codes.shape[:-1], -self.n_vars * math.log(self.n_cats), device=codes.device)
 
     def prior_sample(self, n: int, device: torch.device,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -169,6 +200,10 @@ class JointLatent(nn.Module):
     def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return params.split(self.param_sizes, dim=-1)
 
+    def split_params(self, params: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+        """Each part with its own slice of the parameters."""
+        return list(zip(self.parts, self._split(params)))
+
     def forward(self, params: torch.Tensor, step: Optional[torch.Tensor] = None) -> LatentSample:
         samples = [part(p, step) for part, p in zip(self.parts, self._split(params))]
         return LatentSample(torch.cat([s.code for s in samples], -1),
@@ -176,6 +211,21 @@ class JointLatent(nn.Module):
 
     def mean_code(self, params: torch.Tensor) -> torch.Tensor:
         return torch.cat([part.mean_code(p) for part, p in zip(self.parts, self._split(params))], -1)
+
+    def kl_details(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        details: dict[str, list[torch.Tensor]] = {}
+        for part, p in zip(self.parts, self._split(params)):
+            for name, values in part.kl_details(p).items():
+                details.setdefault(name, []).append(values)
+        return {name: torch.cat(values, -1) for name, values in details.items()}
+
+    def posterior_sample(self, params: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        draws = [part.posterior_sample(p, n) for part, p in zip(self.parts, self._split(params))]
+        return torch.cat([codes for codes, _ in draws], -1), sum(log_q for _, log_q in draws)
+
+    def prior_log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        sizes = [part.code_size for part in self.parts]
+        return sum(part.prior_log_prob(c) for part, c in zip(self.parts, codes.split(sizes, -1)))
 
     def prior_sample(self, n: int, device: torch.device,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:

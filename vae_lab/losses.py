@@ -13,18 +13,24 @@ import torch.nn.functional as F
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+PIXEL_DIMS = (-3, -2, -1)  # channels, height, width: summed into one value per image
+
+
 def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """-log p(x | z) for independent Bernoulli pixels; x may be grey values in [0, 1] (then it is the
-    cross-entropy to those values, the usual convention for non-binarized MNIST)."""
-    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), images, reduction="none")
-    return per_pixel.flatten(1).sum(1)
+    cross-entropy to those values, the usual convention for non-binarized MNIST).
+
+    softplus(l) - x l is the cross-entropy with logits, written so that ``images`` [B, C, H, W] may
+    broadcast against ``logits`` with extra leading axes ([n, B, C, H, W] for n draws per image)."""
+    logits = logits.float()
+    return (F.softplus(logits) - images * logits).sum(PIXEL_DIMS)
 
 
 def gaussian_nll(logits: torch.Tensor, images: torch.Tensor, std: float) -> torch.Tensor:
     """-log N(x; sigmoid(logits), std^2) summed over pixels, with its normalising constant."""
     residual = (images - torch.sigmoid(logits.float())) / std
     per_pixel = 0.5 * residual.square() + math.log(std) + 0.5 * math.log(2 * math.pi)
-    return per_pixel.flatten(1).sum(1)
+    return per_pixel.sum(PIXEL_DIMS)
 
 
 def reconstruction_nll(likelihood: str, logits: torch.Tensor, images: torch.Tensor,

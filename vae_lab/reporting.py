@@ -2,6 +2,7 @@
 again, from the run folder alone, in `vae-lab eval`."""
 
 import logging
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -17,11 +18,11 @@ from vae_lab.runs import RunDir, load_checkpoint, write_json
 log = logging.getLogger(__name__)
 
 
-def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
-           metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None) -> dict[str, float]:
-    """Test metrics and every figure of ``model``; metrics.json is written last (it means done)."""
-    metrics = {**final_metrics(model, splits.test, config.eval.batch_size, config.seed), **(extra or {})}
-    draw_figures(model, splits, history, figures_dir, config)
+def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict], snapshots: list[dict],
+           metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None) -> dict:
+    """Every metric and figure of ``model``; metrics.json is written last (its presence means done)."""
+    metrics = {**final_metrics(model, splits, config), **(extra or {})}
+    draw_figures(model, splits, history, snapshots, figures_dir, config)
     write_json(metrics_path, metrics)
     return metrics
 
@@ -48,6 +49,9 @@ def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
     splits = load_splits(config.data, device)
     model, best = load_best_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
-    metrics = report(model, splits, config, run.history(), run.eval / "metrics.json", run.eval,
+    snapshots = load_checkpoint(run.last_checkpoint)["snapshots"] if run.last_checkpoint.is_file() else []
+    started = time.perf_counter()
+    metrics = report(model, splits, config, run.history(), snapshots, run.eval / "metrics.json", run.eval,
                      extra={"best_epoch": best["epoch"]})
+    log.info("evaluation took %.1f s", time.perf_counter() - started)
     return run, metrics

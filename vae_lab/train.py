@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from vae_lab.config import ConfigError, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.evaluate import TermMeans, loss_terms, with_totals
+from vae_lab.evaluate import TermMeans, evaluating, loss_terms, with_totals
+from vae_lab.figures.animations import snapshot
+from vae_lab.metrics import reconstruction_quality
 from vae_lab.models import VAE, build_model
 from vae_lab.reporting import load_best_model, report
 from vae_lab.runs import RunDir, load_checkpoint, save_checkpoint, write_jsonl
@@ -63,7 +65,7 @@ def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
              type(model).__name__, device, len(splits.train), len(splits.val), len(splits.test),
              f"{sum(p.numel() for p in model.parameters()):,}")
     trainer.fit()
-    return finish(model, splits, config, run, trainer.history)
+    return finish(model, splits, config, run, trainer)
 
 
 def resume_point(run: RunDir, config: TrainConfig, device: torch.device) -> Optional[dict]:
@@ -113,6 +115,7 @@ class Trainer:
         self.forward = torch.compile(model) if self.settings.compile else model
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
+        self.snapshots: list[dict] = []  # one per epoch, for training_evolution.gif
         self.best = {"epoch": 0, "val/loss": math.inf}
 
     @property
@@ -125,6 +128,8 @@ class Trainer:
             started = time.perf_counter()
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
             row.update(self.held_out_metrics())
+            with evaluating(self.model):
+                self.snapshots.append(snapshot(self.model, self.splits.test))
             row["epoch_s"] = time.perf_counter() - started
             self.history.append(row)
             self.save(row)
@@ -157,12 +162,19 @@ class Trainer:
         return metrics
 
     def held_out_metrics(self) -> dict[str, float]:
-        metrics = {}
+        """Loss terms on validation and test; image quality of reconstructions on subsets of the
+        training and test splits (the first eval.epoch_images of each, the same every epoch)."""
+        metrics, settings = {}, self.config.eval
         for split in ("val", "test"):
             data = getattr(self.splits, split)
             if len(data):
-                terms = loss_terms(self.model, data, self.config.eval.batch_size)
+                terms = loss_terms(self.model, data, settings.batch_size)
                 metrics.update({f"{split}/{name}": value for name, value in terms.items()})
+        with evaluating(self.model):
+            for split in ("train", "test"):
+                quality = reconstruction_quality(self.model, getattr(self.splits, split), settings.batch_size,
+                                                 limit=settings.epoch_images)
+                metrics.update({f"{split}/{name}": value for name, value in quality.items()})
         return metrics
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -191,6 +203,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "history": self.history,
+            "snapshots": self.snapshots,
             "best": self.best,
             "config": as_dict(self.config),
         }
@@ -199,6 +212,7 @@ class Trainer:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.history, self.best = checkpoint["history"], checkpoint["best"]
+        self.snapshots = checkpoint["snapshots"]
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"].cpu())
         self.shuffle.set_state(rng["shuffle"].cpu())
@@ -206,11 +220,11 @@ class Trainer:
             torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
 
 
-def finish(model: VAE, splits: Splits, config: TrainConfig, run: RunDir,
-           history: list[dict]) -> dict[str, float]:
-    """Evaluate the best weights on the test split, draw the figures, then write metrics.json."""
+def finish(model: VAE, splits: Splits, config: TrainConfig, run: RunDir, trainer: Trainer) -> dict:
+    """Evaluate the best weights, draw the figures, then write metrics.json."""
     model, best = load_best_model(run, config, model.device)
-    metrics = report(model, splits, config, history, run.metrics, run.figures, extra={
+    history = trainer.history
+    metrics = report(model, splits, config, history, trainer.snapshots, run.metrics, run.figures, extra={
         "best_epoch": best["epoch"],
         "epochs": len(history),
         "train/images_per_s": float(np.mean([row["train/images_per_s"] for row in history])),

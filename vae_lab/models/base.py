@@ -72,6 +72,10 @@ class VAE(nn.Module):
         Gaussian parts, category probabilities for categorical ones)."""
         return self.latent.mean_code(self.encode(images))
 
+    def kl_details(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image KL by latent dimension (``kl_per_dim``) and categorical variable (``kl_per_var``)."""
+        return self.latent.kl_details(self.encode(images))
+
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] that a code means."""
         return torch.sigmoid(self.decoder(code).float())
@@ -82,6 +86,20 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Images decoded from ``n`` codes drawn from the prior."""
         return self.decode(self.latent.prior_sample(n, self.device, generator))
+
+    def log_importance_weights(self, images: torch.Tensor, n: int) -> torch.Tensor:
+        """[B, n] log p(x, z_i) - log q(z_i | x) for ``n`` draws z_i from the posterior: their
+        log-mean-exp estimates log p(x), ever more tightly as ``n`` grows (Burda et al. 2016)."""
+        codes, log_q = self.latent.posterior_sample(self.encode(images), n)  # [n, B, C], [n, B]
+        logits = self.decoder(codes.flatten(0, 1)).unflatten(0, codes.shape[:2])  # [n, B, C, H, W]
+        log_px_given_z = -self.reconstruction_nll(logits, images)  # images broadcast over the draws
+        return (log_px_given_z + self.latent.prior_log_prob(codes) - log_q).T
+
+    def sample_posterior(self, images: torch.Tensor) -> torch.Tensor:
+        """Images decoded from one code drawn from each image's posterior (seeds/004: samples "near"
+        the data, where the decoder was trained, unlike prior samples in a large latent)."""
+        codes, _ = self.latent.posterior_sample(self.encode(images), 1)
+        return self.decode(codes[0])
 
     def sample_with_label(self, labels: torch.Tensor,
                           generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -117,17 +117,41 @@ class M2VAE(VAE):
             kl = kl.masked_scatter(unlabelled, (q * k.view(n, N_CLASSES)).sum(1))
         return recon, kl
 
+    def log_importance_weights(self, images: torch.Tensor, n: int) -> torch.Tensor:
+        """[B, n] log weights of draws (y, z) from q(y|x) q(z|x,y): log p(x|y,z) + log p(z) + log p(y)
+        - log q(z|x,y) - log q(y|x)."""
+        log_qy = F.log_softmax(self.classifier(images).float(), -1)
+        labels = torch.distributions.Categorical(logits=log_qy).sample((n,))  # [n, B]
+        y = F.one_hot(labels, N_CLASSES).float()
+        features = self.encoder(images).expand(n, -1, -1)
+        z, log_qz = self.latent.posterior_sample(self.head(torch.cat([features, y], -1)), 1)
+        z, log_qz = z[0], log_qz[0]
+        logits = self.decoder(torch.cat([z, y], -1).flatten(0, 1)).unflatten(0, (n, len(images)))
+        log_px = -self.reconstruction_nll(logits, images)
+        log_qy_drawn = log_qy.expand(n, -1, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        log_w = log_px + self.latent.prior_log_prob(z) - math.log(N_CLASSES) - log_qz - log_qy_drawn
+        return log_w.T
+
     # -- the public interface --------------------------------------------------------------
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images).argmax(-1)
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """[z's posterior mean, q(y|x)]: the head is affine in y, so feeding q(y|x) gives the mean of
-        z averaged over q(y|x)."""
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The parameters of q(z | x, y) at y = q(y|x): the head is affine in y, so the mean is z's
+        posterior mean averaged over q(y|x)."""
         q = F.softmax(self.classifier(images).float(), -1)
-        mean = self.latent.mean_code(self.head(torch.cat([self.encoder(images), q], -1)))
-        return torch.cat([mean, q], -1)
+        return self.head(torch.cat([self.encoder(images), q], -1))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[z's posterior mean averaged over q(y|x), q(y|x)]."""
+        q = F.softmax(self.classifier(images).float(), -1)
+        return torch.cat([self.latent.mean_code(self.encode(images)), q], -1)
+
+    def sample_posterior(self, images: torch.Tensor) -> torch.Tensor:
+        y = F.one_hot(self.predict(images), N_CLASSES).float()
+        codes, _ = self.latent.posterior_sample(self.head(torch.cat([self.encoder(images), y], -1)), 1)
+        return self.decode(torch.cat([codes[0], y], -1))
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         where = generator.device if generator is not None else self.device

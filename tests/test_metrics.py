@@ -1,0 +1,170 @@
+"""Each metric against an independent computation or a case whose answer is known."""
+
+import math
+
+import pytest
+import torch
+
+from test_discrete import exact_log_likelihood_and_elbo, tiny_discrete_model
+from vae_lab.data import ImageSet, load_splits
+from vae_lab.evaluate import evaluating, loss_terms
+from vae_lab.metrics import (importance_sampled_nll, latent_statistics, probe_accuracies,
+                             reconstruction_quality, reference_classifier, sample_quality)
+from vae_lab.metrics.reference import cache_path
+from vae_lab.models import build_model
+
+
+def binary_images(n: int, seed: int = 1) -> ImageSet:
+    images = torch.bernoulli(torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))) * 255
+    return ImageSet(images.to(torch.uint8), torch.zeros(n, dtype=torch.long), torch.arange(n))
+
+
+def test_importance_sampling_converges_to_the_exact_likelihood(train_config):
+    model = tiny_discrete_model(train_config)
+    data = binary_images(4)
+    log_px, elbo = exact_log_likelihood_and_elbo(model, data.batch(torch.arange(4)).images)
+    torch.manual_seed(0)
+    with evaluating(model):
+        estimate = importance_sampled_nll(model, data, n_samples=3000, rows_per_pass=1000)["nll"]
+    assert estimate == pytest.approx(-log_px.mean().item(), abs=0.05)
+    assert -log_px.mean() < -elbo.mean()  # the bound is not tight here, so the test can tell them apart
+
+
+def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_config):
+    config = train_config("model.latent_dim=4", "backbone.hidden=[32]")
+    torch.manual_seed(0)
+    model = build_model(config.model, config.backbone, (1, 28, 28))
+    data = binary_images(16)
+    with evaluating(model):
+        torch.manual_seed(1)
+        nelbo = sum(loss_terms(model, data, 16)["nelbo"] for _ in range(50)) / 50
+        one = sum(importance_sampled_nll(model, data, 1, 1000)["nll"] for _ in range(50)) / 50
+        many = importance_sampled_nll(model, data, 500, 2000)
+    assert one == pytest.approx(nelbo, rel=0.01)  # one sample: the ELBO itself
+    assert many["nll"] < nelbo - 1  # an untrained posterior leaves a wide gap that sampling closes
+    assert many["bits_per_dim"] == pytest.approx(many["nll"] / (784 * math.log(2)))
+
+
+@pytest.mark.parametrize("name", ["combined", "both", "semi"])
+def test_importance_sampling_works_for_every_latent(train_config, name):
+    config = train_config(f"model={name}", "model.latent_dim=3", "backbone.hidden=[32]",
+                          *(["model.n_vars=2", "model.n_cats=3"] if name != "semi" else []))
+    torch.manual_seed(0)
+    model = build_model(config.model, config.backbone, (1, 28, 28))
+    data = binary_images(8)
+    with evaluating(model):
+        torch.manual_seed(1)
+        nelbo = sum(loss_terms(model, data, 8)["nelbo"] for _ in range(20)) / 20
+        nll = importance_sampled_nll(model, data, 200, 800)["nll"]
+    assert math.isfinite(nll) and nll < nelbo
+
+
+def test_active_units_count_the_dimensions_whose_mean_varies(train_config):
+    config = train_config("model.latent_dim=6", "backbone.hidden=[32]")
+    model = build_model(config.model, config.backbone, (1, 28, 28))
+    with torch.no_grad():  # dimensions 1-3 follow the image strongly; 4-6 ignore it entirely
+        model.head.weight[:3] *= 10
+        model.head.weight[3:6].zero_()
+    with evaluating(model):
+        stats = latent_statistics(model, binary_images(64), 32)
+    assert stats["active_units"] == 3
+    assert len(stats["kl_per_dim"]) == 6 and all(v >= 0 for v in stats["kl_per_dim"])
+    assert max(stats["unit_activity"][3:]) == pytest.approx(0, abs=1e-10)
+
+
+def test_code_perplexity_counts_the_categories_in_use(train_config):
+    config = train_config("model=discrete", "model.n_vars=2", "model.n_cats=4", "backbone.hidden=[16]")
+    model = build_model(config.model, config.backbone, (1, 28, 28))
+    with torch.no_grad():  # variable 1 always picks category 3; variable 2 spreads evenly
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0, 0, 50.0, 0, 0, 0, 0, 0]))
+    with evaluating(model):
+        stats = latent_statistics(model, binary_images(32), 16)
+    assert stats["code_perplexity_per_var"] == pytest.approx([1.0, 4.0], abs=1e-3)
+    assert stats["kl_per_var"] == pytest.approx([math.log(4), 0.0], abs=1e-3)
+
+
+class Shifted(torch.nn.Module):
+    """A stand-in model whose reconstruction is the image plus a constant."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.shift = shift
+
+    def reconstruct(self, images):
+        return images + self.shift
+
+
+def test_image_quality_matches_closed_forms():
+    grey = ImageSet(torch.full((10, 1, 28, 28), 100, dtype=torch.uint8), torch.zeros(10, dtype=torch.long),
+                    torch.arange(10))
+    shifted = reconstruction_quality(Shifted(0.1), grey, batch_size=4)
+    assert shifted["mse"] == pytest.approx(0.01, rel=1e-4)
+    assert shifted["psnr"] == pytest.approx(20.0, rel=1e-4)  # 10 log10(1 / 0.01)
+    # Constant images have no variance: SSIM is its luminance term (2ab + C1) / (a^2 + b^2 + C1).
+    a, b, c1 = 100 / 255, 100 / 255 + 0.1, 0.01**2
+    assert shifted["ssim"] == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-4)
+    same = reconstruction_quality(Shifted(0.0), binary_images(8), batch_size=8)
+    assert same["mse"] == 0 and same["ssim"] == pytest.approx(1.0)
+
+
+class OneHotEmbedding(torch.nn.Module):
+    """A stand-in model whose code is the one-hot digit label (found by looking the image up)."""
+
+    def __init__(self, data: ImageSet):
+        super().__init__()
+        self.data = data
+
+    def embed(self, images):
+        return torch.nn.functional.one_hot(self.labels_of(images), 10).float()
+
+    def labels_of(self, images):
+        flat = self.data.images.flatten(1).float() / 255
+        rows = torch.cdist(images.flatten(1), flat).argmin(1)
+        return self.data.labels[rows]
+
+
+def test_probes_read_a_perfect_code_perfectly(train_config):
+    splits = load_splits(train_config("data=color_mnist").data)
+    everything = ImageSet(torch.cat([splits.train.images, splits.test.images]),
+                          torch.cat([splits.train.labels, splits.test.labels]), torch.arange(1))
+    scores = probe_accuracies(OneHotEmbedding(everything), splits.train, splits.test, 500, train_images=600)
+    assert scores["probe_acc"] == 1.0 and scores["knn_acc"] == 1.0
+    assert 0 <= scores["color_probe_acc"] <= 0.5  # the code holds no color: near chance over 6 bins
+
+
+class Resampler(torch.nn.Module):
+    """A stand-in generator whose samples are test images (drawn in order), or noise."""
+
+    conditional = False
+
+    def __init__(self, data: ImageSet, noise: bool = False):
+        super().__init__()
+        self.data, self.noise, self.next = data, noise, 0
+
+    def sample(self, n, generator=None):
+        rows = torch.arange(self.next, self.next + n) % len(self.data)
+        self.next += n
+        images = self.data.batch(rows).images
+        return torch.rand(images.shape, generator=generator) if self.noise else images
+
+
+def test_sample_metrics_score_real_images_as_real(train_config):
+    config = train_config()
+    splits = load_splits(config.data)
+    reference = reference_classifier(config.data, splits, torch.device("cpu"))
+    assert cache_path(config.data).is_file()
+    cached = reference_classifier(config.data, splits, torch.device("cpu"))  # loaded, not retrained
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), cached.state_dict().values()))
+    with torch.no_grad():
+        probabilities = torch.softmax(reference(splits.test.batch(torch.arange(len(splits.test))).images), -1)
+        accuracy = (probabilities.argmax(-1) == splits.test.labels).float().mean()
+        assert accuracy > 0.6  # 27 steps on the tiny set (98% on ../shared/data's color MNIST); chance is 0.1
+        real = sample_quality(Resampler(splits.test), reference, splits.test, len(splits.test), 200, seed=0)
+        noise = sample_quality(Resampler(splits.test, noise=True), reference, splits.test, 300, 200, seed=0)
+    assert real["fd"] == pytest.approx(0, abs=1e-2)
+    share = torch.bincount(probabilities.argmax(-1), minlength=10).float() / len(splits.test)
+    share = share[share > 0]
+    assert real["class_entropy"] == pytest.approx(-(share * share.log()).sum().item(), rel=1e-5)
+    assert real["confidence"] == pytest.approx(probabilities.max(-1).values.mean().item(), rel=1e-4)
+    assert noise["fd"] > real["fd"] + 1

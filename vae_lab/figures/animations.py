@@ -1,0 +1,103 @@
+"""Animations: an interpolation through the codes of several digits (seeds/004), and the latent space
+and reconstructions over training, one frame per epoch (seeds/003)."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from sklearn.decomposition import PCA
+
+from vae_lab.data import ImageSet
+from vae_lab.figures.latent import code_parts
+from vae_lab.figures.style import figure_pixels, image_grid, scatter_by_digit, show_grid
+
+SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows
+SNAPSHOT_IMAGES = 8  # test images whose reconstructions it shows
+INTERPOLATION_STEPS = 16  # frames between two digits
+
+
+def snapshot(model, test: ImageSet) -> dict[str, torch.Tensor]:
+    """What training_evolution.gif keeps of one epoch: the codes of a fixed test subset (half
+    precision) and the reconstructions of a fixed batch (uint8), small enough to keep every epoch's."""
+    codes = torch.cat([model.embed(b.images).float() for b in test.batches(SNAPSHOT_POINTS, SNAPSHOT_POINTS)])
+    images = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images
+    rebuilt = (model.reconstruct(images).clamp(0, 1) * 255).round().to(torch.uint8)
+    return {"codes": codes.half().cpu(), "reconstructions": rebuilt.cpu()}
+
+
+def save_gif(frames: list[np.ndarray], path: Path, seconds_per_frame: float) -> Path:
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000),
+                   loop=0)
+    return path
+
+
+def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, caption: str) -> Path:
+    """One frame per epoch: the fixed test subset in latent space (the first latent part; PCA fitted on
+    the last epoch above two dimensions, so axes stay put) and the fixed batch's reconstructions."""
+    labels = test.labels[:SNAPSHOT_POINTS].cpu().numpy()
+    originals = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images.cpu()
+    parts = [code_parts(spec, s["codes"].float().numpy())[0] for s in snapshots]
+    part_name, last = parts[-1]
+    if last.shape[1] > 2:
+        pca = PCA(n_components=2).fit(last)
+        points = [pca.transform(values) for _, values in parts]
+        axis_labels = ["PC 1 (of the last epoch)", "PC 2 (of the last epoch)"]
+    else:
+        points = [np.column_stack([values[:, 0], values[:, -1] if values.shape[1] == 2 else np.zeros(len(values))])
+                  for _, values in parts]
+        axis_labels = ["$z_1$", "$z_2$" if last.shape[1] == 2 else "(one dimension)"]
+    every = np.concatenate(points)
+    low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
+    margin = 0.05 * (high - low)
+    frames = []
+    for epoch, (frame_points, shot) in enumerate(zip(points, snapshots), start=1):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.15, 1]},
+                                          constrained_layout=True)
+        scatter_by_digit(left, frame_points, labels)
+        left.set_xlim(low[0] - margin[0], high[0] + margin[0])
+        left.set_ylim(low[1] - margin[1], high[1] + margin[1])
+        left.set_xlabel(axis_labels[0])
+        left.set_ylabel(axis_labels[1])
+        left.set_title(f"{part_name} of {len(labels)} test images", fontsize=9)
+        rebuilt = shot["reconstructions"].float() / 255
+        show_grid(right, image_grid(torch.cat([originals, rebuilt]), SNAPSHOT_IMAGES // 2))
+        right.set_title("test images (top) and their reconstructions (bottom)", fontsize=9)
+        fig.suptitle(f"Epoch {epoch} of {len(snapshots)}\n{caption}", fontsize=10)
+        frames.append(figure_pixels(fig))
+    return save_gif(frames, path, seconds_per_frame=0.7)
+
+
+def interpolation(model, test: ImageSet, path: Path, caption: str, stops: int = 5) -> Path:
+    """Straight lines in latent space through the codes of test images of ``stops`` different digits;
+    each frame shows the image decoded on the way between the two images it travels from and to."""
+    labels = test.labels.cpu()
+    firsts = [int((labels == d).nonzero()[0]) for d in labels.unique().tolist()]
+    chosen = sorted(firsts)[:stops]  # the first test image of each digit, in test order
+    images = test.batch(torch.tensor(chosen, device=test.device)).images
+    codes = model.embed(images).float()
+    steps = torch.linspace(0, 1, INTERPOLATION_STEPS + 1)[:-1].to(codes.device)
+    frames = []
+    for i in range(len(chosen) - 1):
+        path_codes = (1 - steps[:, None]) * codes[i] + steps[:, None] * codes[i + 1]
+        for t, image in zip(steps.tolist(), model.decode(path_codes).cpu()):
+            title = f"from a {int(labels[chosen[i]])} to a {int(labels[chosen[i + 1]])}: t = {t:.2f}"
+            frames.append(_interpolation_frame(images[i].cpu(), image, images[i + 1].cpu(), title, caption))
+    return save_gif(frames, path, seconds_per_frame=0.12)
+
+
+def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.Tensor, title: str,
+                         caption: str, scale: int = 5) -> np.ndarray:
+    """[start | decoded | end] enlarged, with a title above: drawn with PIL, milliseconds a frame."""
+    tiles = [Image.fromarray((image_grid(image.unsqueeze(0), 1) * 255).round().astype(np.uint8)).resize(
+        (scale * (image.shape[-1] + 4),) * 2, Image.NEAREST) for image in (start, between, end)]
+    side, gap, top = tiles[0].width, 12, 44
+    canvas = Image.new("RGB", (3 * side + 4 * gap, side + top + gap), "white")
+    for k, tile in enumerate(tiles):
+        canvas.paste(tile, (gap + k * (side + gap), top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((gap, 4), title, fill="black", font=ImageFont.load_default(size=15))
+    draw.text((gap, 24), caption, fill=(80, 80, 80), font=ImageFont.load_default(size=11))
+    return np.asarray(canvas)

@@ -1,0 +1,178 @@
+"""The latent space: test codes in 2-D, the range of latent values, and traversals.
+
+All three read the code layout from ``model.spec`` (continuous dimensions, then categorical blocks),
+so every model type is drawn the same way.
+"""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vae_lab.data import ImageSet
+from vae_lab.figures.style import (SCATTER_POINTS, TSNE_POINTS, image_grid, label_rows, project, save,
+                                   scatter_by_digit, scatter_by_tint, show_grid)
+
+TRAVERSAL_VALUES = np.linspace(-2, 2, 9)  # seeds/000 traverses each coordinate over (-2, 2)
+TRAVERSED_DIMS = 8  # the most active continuous dimensions shown
+TRAVERSED_VARS = 6  # categorical variables shown, and at most 16 categories each
+SHOWN_CATEGORIES = 16
+
+
+def _embed(model, data: ImageSet, limit: int | None = None) -> np.ndarray:
+    return torch.cat([model.embed(b.images).float() for b in data.batches(1000, limit)]).cpu().numpy()
+
+
+def code_parts(spec, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    parts = []
+    if spec.continuous:
+        parts.append(("Gaussian part", codes[:, spec.continuous_slice]))
+    if spec.discrete:
+        layout = " + ".join(f"{n}x{k}" for n, k in spec.discrete)
+        parts.append((f"categorical part ({layout}, probabilities)", codes[:, spec.discrete_slice]))
+    return parts
+
+
+def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points: int = TSNE_POINTS) -> Path:
+    """Test codes in 2-D, a row per latent part and projection: two dimensions as they are, more by PCA
+    and (unless ``tsne_points`` is 0) by t-SNE of that many images. Colored by digit; on color_mnist
+    also by each image's own tint."""
+    codes = _embed(model, data)
+    shown = np.random.default_rng(0).permutation(len(codes))[:SCATTER_POINTS]
+    labels = data.labels.cpu().numpy()
+    tints = data.colors.cpu().numpy() if data.colors is not None else None
+    projections = ["pca", "tsne"] if tsne_points else ["pca"]
+    rows = [(part, values, method) for part, values in code_parts(model.spec, codes)
+            for method in (projections if values.shape[1] > 2 else ["as is"])]
+    columns = 1 if tints is None else 2
+    fig, axes = plt.subplots(len(rows), columns, figsize=(5.8 * columns, 4.8 * len(rows)),
+                             constrained_layout=True, squeeze=False)
+    for row, (part, values, method) in enumerate(rows):
+        picked = shown[:tsne_points] if method == "tsne" else shown
+        points, axis_labels, how = project(values[picked], method)
+        scatter_by_digit(axes[row, 0], points, labels[picked])
+        axes[row, 0].set_title(f"{part}: {how} ({len(picked):,} images), by digit", fontsize=9)
+        if tints is not None:
+            scatter_by_tint(axes[row, 1], points, tints[picked])
+            axes[row, 1].set_title(f"{part}: {how}, by each image's own tint", fontsize=9)
+        for ax in axes[row]:
+            ax.set_xlabel(axis_labels[0])
+            ax.set_ylabel(axis_labels[1])
+    fig.suptitle(f"Test set in latent space\n{caption}", fontsize=10)
+    return save(fig, path)
+
+
+def latent_ranges(model, data: ImageSet, path: Path, caption: str) -> Path:
+    """Distribution over the test set of each Gaussian dimension's posterior mean and of each
+    categorical variable's encoder logits (seeds/000 compares these ranges across models)."""
+    params = torch.cat([model.encode(b.images).float() for b in data.batches(1000)])
+    panels = []
+    for part, part_params in model.latent.split_params(params):
+        if part.spec.continuous:
+            values = part.mean_code(part_params).cpu().numpy()
+            panels.append(("Gaussian part: posterior mean per dimension", "dimension", "posterior mean",
+                           [values[:, d] for d in range(values.shape[1])]))
+        else:
+            logits = part.logits(part_params).cpu().numpy()
+            panels.append(("categorical part: encoder logits per variable (all categories)", "variable",
+                           "logit", [logits[:, v].ravel() for v in range(logits.shape[1])]))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.3 * max(len(p[3]) for p in panels) + 2),
+                                                      3.4 * len(panels)), constrained_layout=True, squeeze=False)
+    for ax, (title, xlabel, ylabel, columns) in zip(axes[:, 0], panels):
+        ax.boxplot(columns, whis=(1, 99), showfliers=False, widths=0.6)
+        ax.plot(range(1, len(columns) + 1), [c.min() for c in columns], "v", color="0.4", markersize=3)
+        ax.plot(range(1, len(columns) + 1), [c.max() for c in columns], "^", color="0.4", markersize=3)
+        low, high = min(c.min() for c in columns), max(c.max() for c in columns)
+        ax.set_title(f"{title}; overall range ({low:.1f}, {high:.1f})", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(range(1, len(columns) + 1), [str(i + 1) for i in range(len(columns))],
+                      fontsize=7 if len(columns) > 20 else 9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Range of latent values over the test set\n(box: quartiles; whiskers: 1st-99th percentile; "
+                 f"triangles: minimum and maximum)\n{caption}", fontsize=10)
+    return save(fig, path)
+
+
+def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
+    """How the image changes along latent coordinates. A 2-D Gaussian latent: the decoded grid over
+    (-2, 2)^2. Otherwise, from the code of a test image: each of the most active Gaussian dimensions
+    swept over (-2, 2) with the others fixed, and each categorical variable set to each category."""
+    spec = model.spec
+    if spec.continuous == 2 and not spec.discrete:
+        return _grid_2d(model, path, caption)
+    base_image = data.batch(torch.arange(1, device=data.device)).images
+    base = _discretised(model.embed(base_image).float().cpu(), spec)
+    decode = lambda codes: model.decode(codes.to(model.device)).cpu()  # noqa: E731
+    sections = []
+    if spec.continuous:
+        activity = _embed(model, data, 2000)[:, spec.continuous_slice].var(0)
+        dims = np.argsort(-activity)[:TRAVERSED_DIMS]
+        rows = []
+        for d in dims:
+            codes = base.repeat(len(TRAVERSAL_VALUES), 1)
+            codes[:, d] = torch.tensor(TRAVERSAL_VALUES, dtype=codes.dtype)
+            rows.append(decode(codes))
+        sections.append((f"Gaussian dimensions, most active first, each swept over {TRAVERSAL_VALUES[0]:g}..."
+                         f"{TRAVERSAL_VALUES[-1]:g}", [f"$z_{{{d + 1}}}$" for d in dims], rows,
+                         [f"{v:g}" for v in TRAVERSAL_VALUES]))
+    if spec.discrete:
+        rows, names, offset = [], [], spec.continuous
+        width = min(SHOWN_CATEGORIES, max(k for _, k in spec.discrete))
+        for n_vars, n_cats in spec.discrete:
+            for v in range(min(n_vars, TRAVERSED_VARS - len(rows))):
+                start = offset + v * n_cats
+                codes = base.repeat(min(n_cats, width), 1)
+                codes[:, start:start + n_cats] = F.one_hot(torch.arange(min(n_cats, width)), n_cats).float()
+                rows.append(decode(codes))
+                names.append(f"variable {len(names) + 1}")
+            offset += n_vars * n_cats
+        sections.append((f"categorical variables, each set to its categories 1..{width} in turn", names, rows,
+                         [str(k + 1) for k in range(width)]))
+    grids = []
+    for _, _, rows, _ in sections:
+        columns = max(len(r) for r in rows)
+        padded = [torch.cat([r, torch.ones(columns - len(r), *r.shape[1:])]) for r in rows]
+        grids.append(image_grid(torch.cat(padded), columns))
+    base_grid = image_grid(base_image.cpu(), 1)
+    # Each panel is as tall as its grid is for the common width, so no grid is shrunk into a band.
+    ratios = [0.18] + [g.shape[0] / g.shape[1] for g in grids]
+    width = 9.0
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(width, width * sum(ratios) * 0.8 + 1.6),
+                             constrained_layout=True, squeeze=False, gridspec_kw={"height_ratios": ratios})
+    show_grid(axes[0, 0], base_grid)
+    axes[0, 0].set_title("the test image whose code is varied", fontsize=9)
+    for ax, grid, (title, row_names, rows, column_names) in zip(axes[1:, 0], grids, sections):
+        show_grid(ax, grid)
+        label_rows(ax, grid, row_names)
+        cell = grid.shape[1] / max(len(r) for r in rows)
+        ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"Latent traversal\n{caption}", fontsize=10)
+    return save(fig, path)
+
+
+def _discretised(code: torch.Tensor, spec) -> torch.Tensor:
+    """Categorical blocks of a code made one-hot at their most likely category (a code the prior could
+    draw), the Gaussian part left as it is."""
+    code, offset = code.clone(), spec.continuous
+    for n_vars, n_cats in spec.discrete:
+        block = code[:, offset:offset + n_vars * n_cats].view(-1, n_vars, n_cats)
+        code[:, offset:offset + n_vars * n_cats] = F.one_hot(block.argmax(-1), n_cats).float().flatten(1)
+        offset += n_vars * n_cats
+    return code
+
+
+def _grid_2d(model, path: Path, caption: str, side: int = 15) -> Path:
+    values = torch.linspace(-2, 2, side)
+    z1, z2 = torch.meshgrid(values, values.flip(0), indexing="xy")  # z2 grows upwards
+    images = model.decode(torch.stack([z1.ravel(), z2.ravel()], 1).to(model.device))
+    grid = image_grid(images, side)
+    fig, ax = plt.subplots(figsize=(8, 8.4), constrained_layout=True)
+    ax.imshow(grid, interpolation="nearest", extent=(-2, 2, -2, 2))
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(f"Images decoded from a grid over the 2-D latent space\n{caption}", fontsize=10)
+    return save(fig, path)

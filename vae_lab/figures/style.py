@@ -1,0 +1,105 @@
+"""What every figure shares: the palette, image grids, 2-D projections, labels and saving."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from vae_lab.data import CLASS_NAMES  # noqa: E402,F401
+
+DIGIT_COLORS = plt.get_cmap("tab10").colors
+DPI = 150
+SCATTER_POINTS = 5000  # enough to see the structure, few enough that points stay readable
+TSNE_POINTS = 2000  # t-SNE costs grow with points; this many take a few seconds on a CPU
+
+TERM_LABELS = {
+    "loss": "training objective",
+    "nelbo": "negative ELBO",
+    "recon": "reconstruction $-\\log p(x|z)$",
+    "kl": "KL$(q(z|x)\\,\\|\\,p(z))$",
+    "kl_disc": "categorical KL$(q(c|x)\\,\\|\\,p(c))$",
+    "kl_y": "label KL$(q(y|x)\\,\\|\\,p(y))$",
+    "class_acc": "classifier accuracy",
+    "mse": "reconstruction MSE",
+    "psnr": "reconstruction PSNR",
+    "ssim": "reconstruction SSIM",
+}
+UNITS = {"class_acc": "fraction of images", "mse": "per pixel", "psnr": "dB", "ssim": "1 is identical"}
+
+
+def axis_label(term: str) -> str:
+    return f"{TERM_LABELS.get(term, term)} ({UNITS.get(term, 'nats / image')})"
+
+
+def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:
+    """Images [N, C, H, W] in [0, 1] as one H x W x 3 array, separated by mid-grey lines."""
+    grid = make_grid(images.float().cpu().clamp(0, 1), nrow=columns, padding=2, pad_value=0.5)
+    return grid.permute(1, 2, 0).numpy()
+
+
+def show_grid(ax: plt.Axes, grid: np.ndarray) -> None:
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def label_rows(ax: plt.Axes, grid: np.ndarray, labels: list[str]) -> None:
+    """Tick labels at the middle of each row of an image grid."""
+    cell = grid.shape[0] / len(labels)
+    ax.set_yticks([cell * (i + 0.5) for i in range(len(labels))], labels, fontsize=8)
+
+
+def project(values: np.ndarray, method: str) -> tuple[np.ndarray, list[str], str]:
+    """Points in 2-D, their axis labels and how they were made: as they are for two dimensions, with
+    a meaningless vertical jitter for one, else by ``method`` ("pca" or "tsne")."""
+    if values.shape[1] == 2:
+        return values, ["$z_1$", "$z_2$"], "the two dimensions as they are"
+    if values.shape[1] == 1:
+        jitter = np.random.default_rng(0).uniform(-0.4, 0.4, len(values))
+        return np.column_stack([values[:, 0], jitter]), ["$z_1$", "jitter (no meaning)"], "one dimension"
+    if method == "tsne":
+        points = TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(values)
+        return points, ["t-SNE 1", "t-SNE 2"], f"t-SNE of {values.shape[1]} dimensions"
+    pca = PCA(n_components=2).fit(values)
+    share = pca.explained_variance_ratio_ * 100
+    return (pca.transform(values), [f"PC {i + 1} ({share[i]:.0f}% of variance)" for i in range(2)],
+            f"PCA of {values.shape[1]} dimensions")
+
+
+def scatter_by_digit(ax: plt.Axes, points: np.ndarray, labels: np.ndarray, legend: bool = True) -> None:
+    for digit, name in enumerate(CLASS_NAMES):
+        mine = points[labels == digit]
+        ax.scatter(mine[:, 0], mine[:, 1], s=4, alpha=0.6, color=DIGIT_COLORS[digit], label=name,
+                   rasterized=True)
+    if legend:
+        ax.legend(title="digit", markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5),
+                  frameon=False)
+
+
+def scatter_by_tint(ax: plt.Axes, points: np.ndarray, tints: np.ndarray) -> None:
+    ax.set_facecolor("0.12")  # a dark ground, as the images have, so every tint shows
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=tints, rasterized=True)
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def figure_pixels(fig: plt.Figure, dpi: int = 100) -> np.ndarray:
+    """A figure rendered to an RGB array (a frame of an animation); closes the figure."""
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels

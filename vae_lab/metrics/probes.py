@@ -1,0 +1,32 @@
+"""Latent quality: how well simple classifiers read the digit (and, on color_mnist, the tint) off
+the latent codes. Fit on the training split, scored on the test split, with scikit-learn."""
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from vae_lab.data import ImageSet
+
+
+def _codes(model, data: ImageSet, batch_size: int, limit: int) -> np.ndarray:
+    return torch.cat([model.embed(b.images).float() for b in data.batches(batch_size, limit)]).cpu().numpy()
+
+
+def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, train_images: int
+                     ) -> dict[str, float]:
+    """``probe_acc`` (logistic regression on standardised codes), ``knn_acc`` (5 nearest neighbours)
+    and on color_mnist ``color_probe_acc`` (logistic regression for the hue bin)."""
+    n = min(train_images, len(train))
+    x_train, x_test = _codes(model, train, batch_size, n), _codes(model, test, batch_size, len(test))
+    linear = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))  # noqa: E731
+    targets = {"probe_acc": (train.labels, test.labels)}
+    if train.hue_bins is not None:
+        targets["color_probe_acc"] = (train.hue_bins, test.hue_bins)
+    scores = {name: linear().fit(x_train, y_train[:n].cpu().numpy()).score(x_test, y_test.cpu().numpy())
+              for name, (y_train, y_test) in targets.items()}
+    knn = KNeighborsClassifier(n_neighbors=5).fit(x_train, train.labels[:n].cpu().numpy())
+    scores["knn_acc"] = knn.score(x_test, test.labels.cpu().numpy())
+    return {name: float(value) for name, value in scores.items()}

@@ -1,0 +1,47 @@
+"""Sample quality, judged by the reference classifier: confidence, digit coverage, a Frechet distance
+in its feature space, and for label-conditioned models whether samples show the requested digit."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from vae_lab.data import ImageSet
+from vae_lab.metrics.reference import ReferenceClassifier
+
+
+def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samples: int,
+                   batch_size: int, seed: int) -> dict[str, float]:
+    """``confidence``: mean top-class probability of prior samples. ``class_entropy``: entropy (nats)
+    of the digits they are classified as, ln 10 = 2.303 when all ten are equally common. ``fd``: the
+    Frechet distance between reference features of the samples and of the test images (torchmetrics'
+    FID with this classifier as feature extractor). ``label_acc`` (conditional models): how often the
+    classifier sees the digit that was asked for."""
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+    samples = torch.cat([model.sample(size, generator=generator) for size in sizes])
+    probabilities = torch.cat([F.softmax(reference(chunk), -1) for chunk in samples.split(batch_size)])
+    counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
+    share = counts / counts.sum()
+    metrics = {
+        "confidence": probabilities.max(-1).values.mean().item(),
+        "class_entropy": -(share * share.clamp_min(1e-12).log()).sum().item(),
+        "fd": frechet_distance(reference, test, samples, batch_size),
+    }
+    if model.conditional:
+        labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
+        asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])
+        seen = torch.cat([reference(chunk).argmax(-1) for chunk in asked.split(batch_size)])
+        metrics["label_acc"] = (seen.cpu() == labels).float().mean().item()
+    return metrics
+
+
+def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch.Tensor, batch_size: int) -> float:
+    fid = FrechetInceptionDistance(feature=reference.features, normalize=True,
+                                   input_img_size=real.image_shape).to(fake.device)
+    for batch in real.batches(batch_size):
+        fid.update(batch.images.float(), real=True)
+    for chunk in fake.split(batch_size):
+        fid.update(chunk.float(), real=False)
+    return fid.compute().item()
