@@ -274,12 +274,16 @@ def as_dict(config: Any) -> dict:
 
 
 def train_config_from_dict(values: dict) -> TrainConfig:
-    """Re-type a training config saved by :func:`as_dict` (e.g. a run folder's config.yaml)."""
-    from vae_lab.backbones import BACKBONES
-    from vae_lab.models import MODELS
+    """Re-type a training config saved by :func:`as_dict` (a run folder's config.yaml). Keys added to
+    vae-lab after the run was made take today's defaults for the same model, backbone and data."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    node = OmegaConf.structured(TrainConfig)
-    node.model = OmegaConf.merge(MODELS.schema(values["model"]["name"]), values["model"])
-    node.backbone = OmegaConf.merge(BACKBONES.schema(values["backbone"]["name"]), values["backbone"])
-    rest = {k: v for k, v in values.items() if k not in ("model", "backbone")}
-    return OmegaConf.to_object(OmegaConf.merge(node, rest))  # checked when it was trained
+    choices = [f"{group}={values[group]['name']}" for group in ("model", "backbone", "data")]
+    if GlobalHydra.instance().is_initialized():  # inside a vae-lab command: the search path is set
+        defaults = compose("train", overrides=choices)
+    else:
+        store_schemas()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            defaults = compose("train", overrides=choices)
+    return OmegaConf.to_object(OmegaConf.merge(defaults, values))  # checked when it was trained

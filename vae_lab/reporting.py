@@ -49,7 +49,8 @@ def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
     splits = load_splits(config.data, device)
     model, best = load_best_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
-    snapshots = load_checkpoint(run.last_checkpoint)["snapshots"] if run.last_checkpoint.is_file() else []
+    last = load_checkpoint(run.last_checkpoint) if run.last_checkpoint.is_file() else {}
+    snapshots = last.get("snapshots", [])  # runs from before snapshots were kept have none
     started = time.perf_counter()
     metrics = report(model, splits, config, run.history(), snapshots, run.eval / "metrics.json", run.eval,
                      extra={"best_epoch": best["epoch"]})
