@@ -25,7 +25,7 @@ train: install  ## the main job: one default training run (pass overrides as ARG
 	$(BIN)/vae-lab train $(ARGS)
 
 test: install  ## the whole test suite, one worker per core (about 3 minutes on 2 CPU cores)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
 	$(BIN)/python benchmarks/throughput.py $(ARGS)

@@ -35,7 +35,7 @@ def assert_figure_is_not_blank(path: Path) -> None:
     assert pixels.std() > 10, f"{path.name} is nearly blank"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test worker, shared by its group
 def finished_run(tmp_path_factory, vae_lab_command, data_root):
     """One short training run shared by the tests that only read its folder."""
     run_dir = tmp_path_factory.mktemp("run") / "first"
@@ -47,12 +47,14 @@ def finished_run(tmp_path_factory, vae_lab_command, data_root):
     return run_dir, result
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_train_prints_the_absolute_run_folder_last(finished_run):
     run_dir, result = finished_run
     last_line = result.stdout.strip().splitlines()[-1]
     assert Path(last_line).is_absolute() and Path(last_line) == run_dir.resolve()
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_train_writes_the_whole_run_folder(finished_run):
     run_dir, _ = finished_run
     for name in ("config.yaml", "metrics.jsonl", "metrics.json", "train.log",
@@ -63,6 +65,7 @@ def test_train_writes_the_whole_run_folder(finished_run):
         assert_figure_is_not_blank(run_dir / "figures" / figure)
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_metrics_follow_the_documented_keys_and_convention(finished_run):
     run_dir, _ = finished_run
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -77,6 +80,7 @@ def test_metrics_follow_the_documented_keys_and_convention(finished_run):
     assert final["best_epoch"] == 1 and final["epochs"] == 1
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_checkpoints_load_with_weights_only(finished_run):
     run_dir, _ = finished_run
     last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -85,12 +89,14 @@ def test_checkpoints_load_with_weights_only(finished_run):
     assert "model" in load_checkpoint(run_dir / "checkpoints" / "best.pt")
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_config_yaml_records_the_resolved_absolute_data_root(finished_run, data_root):
     run_dir, _ = finished_run
     text = (run_dir / "config.yaml").read_text()
     assert f"root: {data_root.resolve()}" in text and "${" not in text
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_lab, tmp_path):
     run_dir, _ = finished_run
     result = vae_lab("eval", f"run_dir={run_dir}", *QUICK_EVAL)
@@ -121,6 +127,7 @@ def test_a_bad_value_exits_2_with_one_line_before_any_work(vae_lab, tmp_path, ov
     assert not (tmp_path / "never").exists(), "work started before the check"
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_an_existing_run_is_never_overwritten(finished_run, vae_lab):
     run_dir, _ = finished_run
     before = (run_dir / "checkpoints" / "last.pt").read_bytes()
@@ -163,6 +170,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab
     assert gif_frames(broken / "figures" / "training_evolution.gif") == 12  # one frame per epoch, resumed too
 
 
+@pytest.mark.xdist_group("finished_run")
 def test_resume_refuses_a_changed_model(finished_run, vae_lab):
     run_dir, _ = finished_run
     result = vae_lab("train", f"hydra.run.dir={run_dir}", "trainer.resume=true", "model.latent_dim=3",

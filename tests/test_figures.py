@@ -7,7 +7,7 @@ from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank, gif_frames
 from vae_lab.train import train
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test worker, shared by its group
 def color_run(tmp_path_factory, data_root):
     """Three epochs of a continuous model on color MNIST, with t-SNE panels."""
     from hydra import compose, initialize_config_dir
@@ -24,18 +24,22 @@ def color_run(tmp_path_factory, data_root):
 
 
 @pytest.mark.parametrize("name", FIGURES)
+@pytest.mark.xdist_group("color_run")
 def test_every_figure_is_written_and_not_blank(color_run, name):
     assert_figure_is_not_blank(color_run / name)
 
 
+@pytest.mark.xdist_group("color_run")
 def test_the_training_evolution_has_one_frame_per_epoch(color_run):
     assert gif_frames(color_run / "training_evolution.gif") == 3
 
 
+@pytest.mark.xdist_group("color_run")
 def test_the_interpolation_visits_several_digits(color_run):
     assert gif_frames(color_run / "interpolation.gif") >= 3 * 16
 
 
+@pytest.mark.xdist_group("color_run")
 def test_the_scatter_has_pca_and_tsne_rows_with_a_tint_column(color_run):
     width, height = Image.open(color_run / "latent_scatter.png").size
     assert width > height * 1.1  # two columns: digit and tint; two rows: PCA and t-SNE

@@ -10,6 +10,7 @@ from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank
 from vae_lab.models import MODELS
 from vae_lab.train import train
 
+SMALL_BACKBONES = {"mlp": ["backbone.hidden=[64]"], "conv": ["backbone.channels=[8,16]", "backbone.hidden=64"]}
 SMALL = {"discrete": ["model.n_vars=3", "model.n_cats=5"],
          "combined": ["model.latent_dim=4", "model.n_vars=3", "model.n_cats=5", "model.share_encoder=false"],
          "both": ["model.latent_dim=4", "model.n_vars=3", "model.n_cats=5"],
@@ -22,7 +23,7 @@ SMALL = {"discrete": ["model.n_vars=3", "model.n_cats=5"],
 def test_every_model_type_trains_one_epoch_and_writes_its_run_folder(train_config, tmp_path, model,
                                                                        backbone, data):
     config = train_config(f"model={model}", f"backbone={backbone}", f"data={data}", "trainer.epochs=1",
-                          "trainer.batch_size=128", *QUICK_EVAL, *SMALL.get(model, []))
+                          "trainer.batch_size=128", *QUICK_EVAL, *SMALL.get(model, []), *SMALL_BACKBONES[backbone])
     metrics = train(config, str(tmp_path))
     assert metrics == json.loads((tmp_path / "metrics.json").read_text())
     assert all(np.isfinite(value).all() for value in metrics.values())

@@ -171,6 +171,7 @@ class TrainerConfig:
     compile: bool = MISSING  # torch.compile the model
     grad_clip: Optional[float] = optional_positive()  # max gradient norm
     resume: bool = MISSING  # continue the run in hydra.run.dir from checkpoints/last.pt
+    threads: Optional[int] = optional_positive()  # CPU threads for torch; null: cores / parallel jobs
 
 
 @dataclass
@@ -192,6 +193,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     eval: EvalConfig = MISSING
     seed: int = MISSING  # training randomness: initialisation, shuffling, sampling
+    optimized_metric: Optional[str] = None  # the final metric `train` returns to a sweeper (Optuna)
 
 
 @dataclass

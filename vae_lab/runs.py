@@ -7,6 +7,7 @@
     <run>/checkpoints/best.pt   the weights with the lowest validation loss
     <run>/figures/              pictures of the trained model
     <run>/eval/                 what `vae-lab eval` recomputes
+    <run>/error.txt             why a sweep's job failed (the sweep's other jobs carry on)
 
 Every file is written to a temporary name in the same folder and renamed over the old one, so a
 reader (or a crash) never sees half a file.
@@ -15,6 +16,7 @@ reader (or a crash) never sees half a file.
 import json
 import os
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,6 +76,7 @@ class RunDir:
     best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.pt")
     figures = property(lambda self: self.path / "figures")
     eval = property(lambda self: self.path / "eval")
+    error = property(lambda self: self.path / "error.txt")
 
     @property
     def is_complete(self) -> bool:
@@ -94,3 +97,9 @@ class RunDir:
 
     def final_metrics(self) -> dict:
         return json.loads(self.metrics.read_text())
+
+
+def record_failure(run: RunDir, error: BaseException) -> None:
+    """Note in the run folder why its job failed: the message, then the traceback."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    atomic_write(run.error, lambda f: f.write(f"{error}\n\n{text}"))

@@ -29,9 +29,12 @@ from vae_lab.runs import RunDir, load_checkpoint, save_checkpoint, write_jsonl
 
 log = logging.getLogger(__name__)
 
-# Settings that may change when a run is resumed; any other difference is refused.
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.resume", "trainer.device", "trainer.compile",
-                     "data.root", "data.download", "eval.")
+# Settings that change nothing the training computes: a finished run with other values of these is
+# still the same run. ("eval." only changes the final metrics, which `vae-lab eval` recomputes.)
+NOT_TRAINING = ("trainer.resume", "trainer.device", "trainer.compile", "trainer.threads", "data.root",
+                "data.download", "eval.", "optimized_metric")
+# A resumed run may also be trained for more epochs; any other difference is refused.
+RESUMABLE_CHANGES = NOT_TRAINING + ("trainer.epochs",)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +53,12 @@ def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
     """Train one model as ``config`` says, filling ``run_dir``; return the final test metrics."""
     run = RunDir(run_dir)
     config.data.root = str(Path(config.data.root).expanduser().resolve())
+    if config.trainer.resume and run.is_complete and not config_differences(
+            run.read_config(), as_dict(config), ignore=NOT_TRAINING):
+        log.info("%s is already complete: nothing to train (vae-lab eval recomputes its metrics)", run.path)
+        return run.final_metrics()
+    if config.trainer.threads is not None:
+        torch.set_num_threads(config.trainer.threads)
     device = resolve_device(config.trainer.device)
     checkpoint = resume_point(run, config, device)
     seed_everything(config.seed)
@@ -79,19 +88,21 @@ def resume_point(run: RunDir, config: TrainConfig, device: torch.device) -> Opti
                           f"the run folder {run.path} already holds a run; set trainer.resume=true "
                           "to continue it, or choose another hydra.run.dir")
     checkpoint = load_checkpoint(run.last_checkpoint, device)
-    for key, before, now in config_differences(checkpoint["config"], as_dict(config)):
+    for key, before, now in config_differences(checkpoint["config"], as_dict(config), ignore=RESUMABLE_CHANGES):
         raise ConfigError(key, now, f"the run in {run.path} was trained with {key}={before}; "
                                     "resume it with the same settings, or start a new run")
     run.metrics.unlink(missing_ok=True)  # no longer final once training goes on
     return checkpoint
 
 
-def config_differences(before: dict, now: dict) -> list[tuple[str, Any, Any]]:
+def config_differences(before: dict, now: dict, ignore: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """(key, before, now) for every dotted key whose value differs, except keys in ``ignore`` (a key,
+    or a prefix ending in '.')."""
     flat_before, flat_now = _flatten(before), _flatten(now)
     return [(key, flat_before.get(key), flat_now.get(key))
             for key in sorted(flat_before.keys() | flat_now.keys())
             if flat_before.get(key) != flat_now.get(key)
-            and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in RESUMABLE_CHANGES)]
+            and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in ignore)]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,240 @@
+"""Sweeps: many training runs in one folder, and their summary.
+
+A sweep folder holds one run folder per job (Hydra's ``<sweep dir>/<job number>``), each with its
+``.hydra/overrides.yaml``. :func:`summarize` reads them all, finished or not, and writes beside them
+``summary.csv`` (a row per run: its overrides, status and final metrics), ``summary.md`` (the same as a
+readable table) and ``figures/``: rate against distortion, metrics against each swept number, and a
+montage of every run's samples and reconstructions. :class:`SummarizeSweep` does it when a Hydra
+multirun ends; ``vae-lab sweep summarize PATH`` does it on demand.
+"""
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from vae_lab.figures.style import save  # noqa: E402
+from vae_lab.runs import RunDir, atomic_write  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# The metrics a summary table shows, in this order, when the runs have them.
+TABLE_METRICS = ("test/nelbo", "test/nll", "test/recon", "test/kl", "test/kl_disc", "test/mse", "test/ssim",
+                 "test/probe_acc", "test/class_acc", "samples/fd", "samples/label_acc")
+PLOTTED_METRICS = ("test/nelbo", "test/nll", "test/recon", "rate", "test/ssim", "test/probe_acc", "samples/fd",
+                   "test/active_units")
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    overrides: dict[str, str]
+    status: str  # complete | incomplete (epochs done/asked) | failed | not started
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> Optional[float]:
+        """Total KL (every kl term): the nats per image the code carries, for rate-distortion."""
+        kls = [v for k, v in self.metrics.items() if k.startswith("test/kl") and not k.endswith("per_dim")]
+        return sum(kls) if kls else None
+
+
+def read_runs(sweep_dir: Path) -> list[RunSummary]:
+    runs = []
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=_job_order):
+        path = overrides_file.parents[1]
+        overrides = dict(o.split("=", 1) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))
+                         if "=" in o)
+        run = RunDir(path)
+        metrics = {}
+        if run.is_complete:
+            status = "complete"
+            metrics = {k: v for k, v in run.final_metrics().items() if isinstance(v, (int, float))}
+        elif run.error.is_file():
+            status = "failed: " + (run.error.read_text().splitlines() or ["(no message)"])[0]
+        elif run.metrics_per_epoch.is_file():
+            done = len(run.history())
+            asked = OmegaConf.load(run.config).trainer.epochs if run.config.is_file() else "?"
+            status = f"incomplete ({done}/{asked} epochs)"
+        else:
+            status = "not started"
+        runs.append(RunSummary(path.name, path, overrides, status, metrics))
+    return runs
+
+
+def _job_order(overrides_file: Path) -> tuple:
+    name = overrides_file.parents[1].name
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def swept_keys(runs: list[RunSummary]) -> list[str]:
+    """The overrides whose value differs between runs: what the sweep varies."""
+    keys = sorted({k for r in runs for k in r.overrides})
+    return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
+
+
+def summarize(sweep_dir: str | Path) -> Path:
+    """Write summary.csv, summary.md and figures/ for the runs in ``sweep_dir`` (complete or not)."""
+    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    runs = read_runs(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
+    keys = swept_keys(runs) or sorted({k for r in runs for k in r.overrides})
+    _write_csv(sweep_dir / "summary.csv", runs)
+    _write_markdown(sweep_dir / "summary.md", runs, keys)
+    figures = sweep_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    complete = [r for r in runs if r.status == "complete"]
+    if complete:
+        rate_distortion(complete, keys, figures / "rate_distortion.png")
+        for key in keys:
+            if _numeric(complete, key):
+                metrics_against(complete, key, [k for k in keys if k != key], figures / f"metrics_vs_{_short(key)}.png")
+    montage(runs, keys, figures / "montage.png")
+    log.info("summary of %d runs (%d complete) in %s", len(runs), len(complete), sweep_dir)
+    return sweep_dir
+
+
+def _write_csv(path: Path, runs: list[RunSummary]) -> None:
+    override_keys = sorted({k for r in runs for k in r.overrides})
+    metric_keys = sorted({k for r in runs for k in r.metrics})
+    header = ["run", "status", *override_keys, "rate", *metric_keys]
+
+    def write(file) -> None:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for r in runs:
+            writer.writerow([r.name, r.status, *(r.overrides.get(k, "") for k in override_keys),
+                             _cell(r.rate), *(_cell(r.metrics.get(k)) for k in metric_keys)])
+
+    atomic_write(path, write)
+
+
+def _write_markdown(path: Path, runs: list[RunSummary], keys: list[str]) -> None:
+    shown = [m for m in TABLE_METRICS if any(m in r.metrics for r in runs)]
+    lines = [f"# Sweep summary: {path.parent}", "",
+             f"{sum(r.status == 'complete' for r in runs)} of {len(runs)} runs complete. Metrics are on the "
+             "test split (nats per image unless named otherwise); rate is the total KL.", "",
+             "| run | " + " | ".join(keys) + " | status | rate | " + " | ".join(shown) + " |",
+             "|" + " --- |" * (len(keys) + 3 + len(shown))]
+    for r in runs:
+        lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in keys) + f" | {r.status} | "
+                     + _cell(r.rate, 2) + " | " + " | ".join(_cell(r.metrics.get(m), 4) for m in shown) + " |")
+    atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def _cell(value: Any, digits: Optional[int] = None) -> str:
+    """A table cell: full precision unless ``digits`` significant digits are asked for."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value) if digits is None else f"{value:.{digits}g}"
+    return str(value)
+
+
+def _numeric(runs: list[RunSummary], key: str) -> bool:
+    try:
+        [float(r.overrides[key]) for r in runs]
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _label(run: RunSummary, keys: list[str]) -> str:
+    return ", ".join(f"{_short(k)}={run.overrides.get(k, '-')}" for k in keys)
+
+
+def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 5.2), constrained_layout=True)
+    for r in runs:
+        if r.rate is not None and "test/recon" in r.metrics:
+            ax.scatter(r.rate, r.metrics["test/recon"], s=30, color="C0")
+            ax.annotate(_label(r, keys), (r.rate, r.metrics["test/recon"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("rate: KL(q(z|x) || p(z)), all latent parts (nats / image)")
+    ax.set_ylabel("distortion: -log p(x|z) (nats / image)")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Rate and distortion on the test split, {len(runs)} runs", fontsize=10)
+    return save(fig, path)
+
+
+def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: Path) -> Path:
+    """Each metric against the swept number ``key``, a line per combination of the other swept keys."""
+    metrics = [m for m in PLOTTED_METRICS if any(m in r.metrics or (m == "rate" and r.rate is not None) for r in runs)]
+    columns = min(4, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.1 * columns, 3.3 * rows), constrained_layout=True,
+                             squeeze=False)
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        groups.setdefault(_label(r, others) if others else "", []).append(r)
+    values = sorted({float(r.overrides[key]) for r in runs})
+    for ax, metric in zip(axes.ravel(), metrics):
+        for name, members in groups.items():
+            members = sorted(members, key=lambda r: float(r.overrides[key]))
+            ys = [(r.rate if metric == "rate" else r.metrics.get(metric, np.nan)) for r in members]
+            ax.plot([float(r.overrides[key]) for r in members], ys, "-o", markersize=4, label=name or None)
+        if values[0] > 0 and values[-1] / values[0] >= 8:
+            ax.set_xscale("log", base=2)
+        elif values[0] == 0 and len(values) > 2 and values[-1] / values[1] >= 8:
+            ax.set_xscale("symlog", linthresh=values[1])
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.set_xlabel(key)
+        ax.set_ylabel("rate (total KL, nats)" if metric == "rate" else metric, fontsize=9)
+        ax.grid(alpha=0.3)
+        if others and len(groups) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Test metrics against {key}", fontsize=10)
+    return save(fig, path)
+
+
+def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
+    """Every run's prior samples and test reconstructions side by side, a row per run."""
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.4 * len(runs)), constrained_layout=True,
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.5]})
+    for (left, right), r in zip(axes, runs):
+        for ax, name in ((left, "samples.png"), (right, "reconstructions.png")):
+            ax.axis("off")
+            figure = r.path / "figures" / name
+            if figure.is_file():
+                image = plt.imread(figure)
+                crop = int(0.12 * image.shape[0])  # the figure's own title: the row's label says it
+                ax.imshow(image[crop:])
+            else:
+                ax.text(0.5, 0.5, f"no {name} yet ({r.status})", ha="center", va="center", fontsize=9)
+        left.set_title(f"run {r.name}: {_label(r, keys)}: prior samples", fontsize=9, loc="left")
+        right.set_title("test images and reconstructions", fontsize=9, loc="left")
+    return save(fig, path)
+
+
+last_summarized: Optional[Path] = None  # the sweep folder this process summarized last
+
+
+class SummarizeSweep(Callback):
+    """Hydra callback: summarize the sweep folder when a multirun ends (in the launching process,
+    whichever launcher ran the jobs)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_summarized
+        last_summarized = summarize(config.hydra.sweep.dir)
+
+
+def failed_runs(sweep_dir: Path) -> list[str]:
+    return [r.name for r in read_runs(Path(sweep_dir)) if r.status.startswith("failed")]
