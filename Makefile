@@ -11,7 +11,7 @@ ARGS ?=
 VAE_LAB_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export VAE_LAB_DATA
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench reproduce clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ test: install  ## the whole test suite, one worker per core (about 3 minutes on 
 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+reproduce: install  ## rerun the five write-ups into outputs/reproduce/ and write docs/results.md (QUICK=1: 2 epochs)
+	$(BIN)/vae-lab reproduce $(if $(QUICK),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

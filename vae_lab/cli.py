@@ -1,4 +1,5 @@
-"""The `vae-lab` command: ``train``, ``eval`` and ``sweep``, each a Hydra application over conf/.
+"""The `vae-lab` command: ``train``, ``eval`` and ``sweep``, each a Hydra application over conf/, and
+``reproduce``, which reruns the write-ups through them.
 
 Before Hydra starts any work, the command line is composed and checked once (every job of a sweep
 too): a bad value ends the command with one line on stderr that names the key, the value and what is
@@ -31,6 +32,7 @@ commands:
   eval    re-evaluate a finished run:  vae-lab eval run_dir=outputs/2026-01-01/12-00-00
   sweep   train many and summarize:    vae-lab sweep sweep=latent_dims hydra/launcher=joblib
           (re)summarize a sweep:       vae-lab sweep summarize outputs/multirun/2026-01-01/12-00-00
+  reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/results.md)
 
 `vae-lab COMMAND --help` lists the config groups and the composed config."""
 
@@ -43,6 +45,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(USAGE)
         sys.exit(0 if argv else 2)
     command, args = argv[0], argv[1:]
+    if command == "reproduce":
+        from vae_lab.reproduce import main as reproduce
+
+        reproduce(args)
+        return
     if command == "sweep" and args[:1] == ["summarize"]:
         summarize_command(args[1:])
         return
@@ -52,7 +59,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         args = ["--multirun", *resume, *args]
         command = "train"
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}: expected one of train, eval, sweep")
+        fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
     config_name, task = COMMANDS[command]
     store_schemas()
     check_before_work(config_name, args)

@@ -78,9 +78,12 @@ def _job_order(overrides_file: Path) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
+NOT_SWEPT = ("trainer.resume",)  # set by `vae-lab sweep` itself; never what tells runs apart
+
+
 def swept_keys(runs: list[RunSummary]) -> list[str]:
     """The overrides whose value differs between runs: what the sweep varies."""
-    keys = sorted({k for r in runs for k in r.overrides})
+    keys = sorted({k for r in runs for k in r.overrides} - set(NOT_SWEPT))
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
@@ -166,6 +169,9 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
             ax.scatter(r.rate, r.metrics["test/recon"], s=30, color="C0")
             ax.annotate(_label(r, keys), (r.rate, r.metrics["test/recon"]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8)
+    rates = [r.rate for r in runs if r.rate is not None and r.rate > 0]
+    if rates and min(rates) > 0 and max(rates) / min(rates) > 30:
+        ax.set_xscale("log")  # beta 0 next to beta 10: rates hundreds of times apart
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), all latent parts (nats / image)")
     ax.set_ylabel("distortion: -log p(x|z) (nats / image)")
     ax.grid(alpha=0.3)

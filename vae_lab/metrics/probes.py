@@ -12,7 +12,9 @@ from vae_lab.data import ImageSet
 
 
 def _codes(model, data: ImageSet, batch_size: int, limit: int) -> np.ndarray:
-    return torch.cat([model.embed(b.images).float() for b in data.batches(batch_size, limit)]).cpu().numpy()
+    # float64: category probabilities saturate to values whose float32 variance rounds to 0, and
+    # the scaler would then divide by it.
+    return torch.cat([model.embed(b.images).double() for b in data.batches(batch_size, limit)]).cpu().numpy()
 
 
 def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, train_images: int
@@ -21,6 +23,9 @@ def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, tr
     and on color_mnist ``color_probe_acc`` (logistic regression for the hue bin)."""
     n = min(train_images, len(train))
     x_train, x_test = _codes(model, train, batch_size, n), _codes(model, test, batch_size, len(test))
+    varies = x_train.std(0) > 1e-12  # a constant unit (a dead dimension, an unused category) says nothing
+    varies[0] |= not varies.any()  # a fully collapsed code: the probes score chance, not an error
+    x_train, x_test = x_train[:, varies], x_test[:, varies]
     linear = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))  # noqa: E731
     targets = {"probe_acc": (train.labels, test.labels)}
     if train.hue_bins is not None:
