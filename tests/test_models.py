@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vae_lab.backbones import Conv, ConvConfig
+from vae_lab.backbones import Conv, ConvConfig, SelfAttention, UNet, UNetConfig
 from vae_lab.config import ConfigError
 from vae_lab.data import Batch
 from vae_lab.models import MODELS, build_model
@@ -12,13 +12,15 @@ SMALL = {"continuous": ["model.latent_dim=7"],
          "combined": ["model.latent_dim=7", "model.n_vars=3", "model.n_cats=4"],
          "both": ["model.latent_dim=7", "model.n_vars=3", "model.n_cats=4"],
          "semi": ["model.latent_dim=7"]}
+SMALL_BACKBONES = {"mlp": [], "conv": [],
+                   "unet": ["backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2", "backbone.hidden=32"]}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-@pytest.mark.parametrize("backbone", ["mlp", "conv"])
+@pytest.mark.parametrize("backbone", ["mlp", "conv", "unet"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_model_fits_every_backbone_and_both_datasets(train_config, name, backbone, channels):
-    config = train_config(f"model={name}", f"backbone={backbone}", *SMALL[name])
+    config = train_config(f"model={name}", f"backbone={backbone}", *SMALL[name], *SMALL_BACKBONES[backbone])
     model = build_model(config.model, config.backbone, (channels, 28, 28))
     images = torch.rand(5, channels, 28, 28)
     batch = Batch(images, torch.arange(5), labelled=torch.tensor([True, False, True, False, False]))
@@ -28,6 +30,8 @@ def test_every_model_fits_every_backbone_and_both_datasets(train_config, name, b
         assert set(model.weights) <= set(terms) and set(model.elbo_terms) <= set(terms)
         assert all(t.shape == (5,) and torch.isfinite(t).all() for t in terms.values())
         assert model.objective(terms).shape == model.nelbo(terms).shape == (5,)
+        if config.model.reconstructs_each_image():
+            assert model.last_reconstruction.shape == images.shape  # what image-space losses compare
     assert model.embed(images).shape == (5, model.spec.code_size)
     assert model.reconstruct(images).shape == images.shape
     samples = model.sample(3)
@@ -44,6 +48,40 @@ def test_conv_decoder_restores_the_exact_image_size(channels, size):
     assert encoder(torch.zeros(2, 3, size, size)).shape == (2, 32)
     assert decoder(torch.zeros(2, 10)).shape == (2, 3, size, size)
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())
+
+
+@pytest.mark.parametrize("channels", [[8], [8, 16], [8, 16, 32]])
+@pytest.mark.parametrize("size", [28, 27])
+def test_unet_restores_the_exact_image_size_and_attends_at_its_lowest_resolution(channels, size):
+    unet = UNet(UNetConfig(name="unet", channels=channels, blocks=2, groups=4, heads=2, hidden=32))
+    encoder, decoder = unet.encoder((3, size, size)), unet.decoder(10, (3, size, size))
+    assert encoder(torch.zeros(2, 3, size, size)).shape == (2, 32)
+    assert decoder(torch.zeros(2, 10)).shape == (2, 3, size, size)
+    for trunk in (encoder, decoder):
+        attention = [m for m in trunk.modules() if isinstance(m, SelfAttention)]
+        assert len(attention) == 1 and attention[0].norm.num_channels == channels[-1]
+        assert sum(isinstance(m, torch.nn.GroupNorm) for m in trunk.modules()) >= 4 * len(channels)
+
+
+def test_self_attention_mixes_positions_and_keeps_the_residual_path():
+    torch.manual_seed(0)
+    attention = SelfAttention(8, groups=4, heads=2).eval()
+    x = torch.randn(1, 8, 3, 3)
+    moved = x.clone()
+    moved[..., 2, 2] += 5  # one position changes: every other position's output changes too
+    changed = (attention(moved) - attention(x)).abs().sum(1)[0]
+    assert (changed[:2, :2] > 1e-4).all()
+    torch.nn.init.zeros_(attention.attention.out_proj.weight)
+    torch.nn.init.zeros_(attention.attention.out_proj.bias)
+    assert torch.equal(attention(x), x)
+
+
+@pytest.mark.parametrize("override, key", [("backbone.groups=3", "backbone.groups"),
+                                           ("backbone.heads=3", "backbone.heads")])
+def test_unet_settings_that_do_not_divide_the_channels_are_named(train_config, override, key):
+    with pytest.raises(ConfigError) as error:
+        train_config("backbone=unet", override)
+    assert error.value.key == key
 
 
 def test_default_model_is_the_classic_784_400_20_vae(train_config):

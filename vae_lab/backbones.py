@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lab.config import BackboneConfig, Registry, at_least, positive_ints
+from vae_lab.config import BackboneConfig, ConfigError, Registry, at_least, positive_ints
 
 BACKBONES: Registry[type] = Registry("backbone")
 
@@ -94,6 +94,118 @@ class Conv:
                                              output_padding=padding))
             if i < len(self.channels) - 1:
                 layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+
+@dataclass
+class UNetConfig(BackboneConfig):
+    channels: list[int] = positive_ints()  # feature channels per resolution, full size first; stride 2 between
+    blocks: int = at_least(1)  # residual blocks per resolution, in the encoder and again in the decoder
+    groups: int = at_least(1)  # GroupNorm groups: must divide every entry of channels
+    heads: int = at_least(1)   # self-attention heads at the lowest resolution: must divide its channels
+    hidden: int = at_least(1)  # dense layer between the lowest feature map and the latent
+
+    def cross_check(self) -> None:
+        if any(c % self.groups for c in self.channels):
+            raise ConfigError("groups", self.groups, f"must divide every entry of backbone.channels {self.channels}")
+        if self.channels[-1] % self.heads:
+            raise ConfigError("heads", self.heads, f"must divide the lowest resolution's {self.channels[-1]} channels")
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm, SiLU and a 3x3 convolution, twice, added to the input (projected by a 1x1
+    convolution when the width changes)."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(groups, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+                                  nn.GroupNorm(groups, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.body(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention among the positions of a feature map, added to it."""
+
+    def __init__(self, channels: int, groups: int, heads: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels)
+        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
+        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        return x + attended.transpose(1, 2).reshape(b, c, h, w)
+
+
+class Resize(nn.Module):
+    """Nearest-neighbour upsampling to an exact size, then a 3x3 convolution."""
+
+    def __init__(self, channels: int, size: tuple[int, int]):
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=self.size, mode="nearest"))
+
+
+@BACKBONES.register("unet", UNetConfig)
+class UNet:
+    """seeds/003's U-Net-like trunks: residual blocks with GroupNorm at each resolution (down, then
+    up), and a middle of residual block, self-attention, residual block at the lowest resolution.
+    Unlike a U-Net there are no skips from encoder to decoder: everything the decoder knows of an
+    image must pass through the latent vector."""
+
+    def __init__(self, config: UNetConfig):
+        self.channels, self.blocks, self.hidden = list(config.channels), config.blocks, config.hidden
+        self.groups, self.heads = config.groups, config.heads
+
+    def _sizes(self, image_shape: ImageShape) -> list[tuple[int, int]]:
+        """Spatial size at each resolution (a 3x3, stride-2, padding-1 convolution: ceil(n / 2))."""
+        sizes = [image_shape[1:]]
+        for _ in self.channels[1:]:
+            h, w = sizes[-1]
+            sizes.append((-(-h // 2), -(-w // 2)))
+        return sizes
+
+    def _stage(self, c_in: int, c_out: int) -> list[nn.Module]:
+        return [ResidualBlock(c_in if i == 0 else c_out, c_out, self.groups) for i in range(self.blocks)]
+
+    def _middle(self) -> list[nn.Module]:
+        c = self.channels[-1]
+        return [ResidualBlock(c, c, self.groups), SelfAttention(c, self.groups, self.heads),
+                ResidualBlock(c, c, self.groups)]
+
+    def encoder(self, image_shape: ImageShape) -> Encoder:
+        layers: list[nn.Module] = [nn.Conv2d(image_shape[0], self.channels[0], 3, padding=1)]
+        widths = [self.channels[0], *self.channels]
+        for level, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
+            layers += self._stage(c_in, c_out)
+            if level < len(self.channels) - 1:
+                layers.append(nn.Conv2d(c_out, c_out, 3, stride=2, padding=1))
+        h, w = self._sizes(image_shape)[-1]
+        layers += [*self._middle(), nn.GroupNorm(self.groups, self.channels[-1]), nn.SiLU(), nn.Flatten(),
+                   nn.Linear(self.channels[-1] * h * w, self.hidden), nn.SiLU()]
+        return Encoder(*layers, out_features=self.hidden)
+
+    def decoder(self, code_size: int, image_shape: ImageShape) -> nn.Module:
+        sizes = self._sizes(image_shape)
+        lowest = self.channels[-1]
+        layers: list[nn.Module] = [nn.Linear(code_size, self.hidden), nn.SiLU(),
+                                   nn.Linear(self.hidden, lowest * math.prod(sizes[-1])),
+                                   nn.Unflatten(1, (lowest, *sizes[-1])), *self._middle()]
+        widths = [lowest, *reversed(self.channels)]
+        for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
+            layers += self._stage(c_in, c_out)
+            level = len(self.channels) - 1 - i
+            if level > 0:
+                layers.append(Resize(c_out, sizes[level - 1]))
+        layers += [nn.GroupNorm(self.groups, self.channels[0]), nn.SiLU(),
+                   nn.Conv2d(self.channels[0], image_shape[0], 3, padding=1)]
         return nn.Sequential(*layers)
 
 

@@ -131,6 +131,10 @@ class ModelConfig:
     likelihood: str = one_of("bernoulli", "gaussian")
     obs_std: float = greater_than(0)  # standard deviation of the Gaussian decoder (likelihood=gaussian)
 
+    def reconstructs_each_image(self) -> bool:
+        """Whether training yields one reconstruction per image (what image-space losses compare)."""
+        return True
+
     def summary(self) -> str:
         """The settings that tell runs apart, for captions; subclasses put theirs in front."""
         return f"beta {self.beta:g}"
@@ -186,14 +190,54 @@ class EvalConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    enabled: bool = MISSING
+    kind: str = one_of("hinge", "non_saturating")
+    weight: float = at_least(0)    # of the generator's term, which is scaled like the reconstruction term
+    start_step: int = at_least(0)  # optimizer step from which the discriminator trains and is listened to
+    lr: float = greater_than(0)    # the discriminator's Adam
+    channels: int = at_least(1)    # width of the discriminator's first layer
+    layers: int = at_least(1)      # its stride-2 convolutions
+
+
+@dataclass
+class PerceptualConfig:
+    enabled: bool = MISSING
+    weight: float = at_least(0)
+    weights: str = one_of("imagenet", "none")  # none: an untrained VGG16 (tests; no download)
+    layers: list[str] = checked(Check(lambda v: len(v) > 0 and set(v) <= {"relu1_2", "relu2_2", "relu3_3", "relu4_3"},
+                                      "a non-empty list of relu1_2, relu2_2, relu3_3, relu4_3"))
+
+
+@dataclass
+class LossConfig:
+    """Image-space losses beside the VAE's likelihood (vae_lab/image_losses.py)."""
+
+    name: str = MISSING
+    adversarial: AdversarialConfig = MISSING
+    perceptual: PerceptualConfig = MISSING
+
+    @property
+    def enabled(self) -> bool:
+        return self.adversarial.enabled or self.perceptual.enabled
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     backbone: BackboneConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING
     eval: EvalConfig = MISSING
+    loss: LossConfig = MISSING
     seed: int = MISSING  # training randomness: initialisation, shuffling, sampling
     optimized_metric: Optional[str] = None  # the final metric `train` returns to a sweeper (Optuna)
+
+    def cross_check(self) -> None:
+        if self.loss.enabled and not self.model.reconstructs_each_image():
+            key = "loss.adversarial.enabled" if self.loss.adversarial.enabled else "loss.perceptual.enabled"
+            raise ConfigError(key, True, f"model={self.model.name} ({self.model.summary()}) has no single "
+                                         "reconstruction per image for image-space losses to compare")
 
 
 @dataclass
@@ -248,7 +292,8 @@ class Registry(Generic[T]):
 def store_schemas() -> None:
     """Put every schema into Hydra's ConfigStore; must run before composing."""
     store = ConfigStore.instance()
-    for group, schema in (("data", DataConfig), ("trainer", TrainerConfig), ("eval", EvalConfig)):
+    for group, schema in (("data", DataConfig), ("trainer", TrainerConfig), ("eval", EvalConfig),
+                          ("loss", LossConfig)):
         store.store(group=f"schema/{group}", name="base", node=schema)
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="evaluate_schema", node=EvalRunConfig)

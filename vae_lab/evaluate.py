@@ -20,16 +20,16 @@ class TermMeans:
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}  # per term: some join mid-epoch (the discriminator's)
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         for name, values in terms.items():
             total = values.detach().sum()
             self.sums[name] = self.sums[name] + total if name in self.sums else total
-        self.count += len(next(iter(terms.values())))
+            self.counts[name] = self.counts.get(name, 0) + len(values)
 
     def means(self) -> dict[str, float]:
-        return {name: total.item() / self.count for name, total in self.sums.items()}
+        return {name: total.item() / self.counts[name] for name, total in self.sums.items()}
 
 
 def with_totals(model: VAE, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae_lab.config import ConfigError, TrainConfig, as_dict
+from vae_lab.config import ConfigError, TrainConfig, as_dict, train_config_from_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.evaluate import TermMeans, evaluating, loss_terms, with_totals
 from vae_lab.figures.animations import snapshot
+from vae_lab.image_losses import ImageLosses, imagenet_vgg16
 from vae_lab.metrics import reconstruction_quality
 from vae_lab.models import VAE, build_model
 from vae_lab.reporting import load_best_model, report
@@ -54,13 +55,15 @@ def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
     run = RunDir(run_dir)
     config.data.root = str(Path(config.data.root).expanduser().resolve())
     if config.trainer.resume and run.is_complete and not config_differences(
-            run.read_config(), as_dict(config), ignore=NOT_TRAINING):
+            saved_config(run.read_config()), as_dict(config), ignore=NOT_TRAINING):
         log.info("%s is already complete: nothing to train (vae-lab eval recomputes its metrics)", run.path)
         return run.final_metrics()
     if config.trainer.threads is not None:
         torch.set_num_threads(config.trainer.threads)
     device = resolve_device(config.trainer.device)
     checkpoint = resume_point(run, config, device)
+    if config.loss.perceptual.enabled and config.loss.perceptual.weights == "imagenet":
+        imagenet_vgg16()  # offline without them: stop now, with what to do, before writing anything
     seed_everything(config.seed)
     run.write_config(as_dict(config))
 
@@ -88,17 +91,31 @@ def resume_point(run: RunDir, config: TrainConfig, device: torch.device) -> Opti
                           f"the run folder {run.path} already holds a run; set trainer.resume=true "
                           "to continue it, or choose another hydra.run.dir")
     checkpoint = load_checkpoint(run.last_checkpoint, device)
-    for key, before, now in config_differences(checkpoint["config"], as_dict(config), ignore=RESUMABLE_CHANGES):
+    for key, before, now in config_differences(saved_config(checkpoint["config"]), as_dict(config),
+                                               ignore=RESUMABLE_CHANGES):
         raise ConfigError(key, now, f"the run in {run.path} was trained with {key}={before}; "
                                     "resume it with the same settings, or start a new run")
     run.metrics.unlink(missing_ok=True)  # no longer final once training goes on
     return checkpoint
 
 
+def saved_config(values: dict) -> dict:
+    """A run's saved config with today's defaults for keys added since (so an older run still matches)."""
+    return as_dict(train_config_from_dict(values))
+
+
+def without_disabled_losses(values: dict) -> dict:
+    """The config minus what of ``loss`` changes nothing: the settings of image-space losses that are
+    off, and the preset's name."""
+    loss = values.get("loss", {})
+    return {**values, "loss": {name: part if part.get("enabled") else {"enabled": False}
+                               for name, part in loss.items() if isinstance(part, dict)}}
+
+
 def config_differences(before: dict, now: dict, ignore: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
     """(key, before, now) for every dotted key whose value differs, except keys in ``ignore`` (a key,
     or a prefix ending in '.')."""
-    flat_before, flat_now = _flatten(before), _flatten(now)
+    flat_before, flat_now = _flatten(without_disabled_losses(before)), _flatten(without_disabled_losses(now))
     return [(key, flat_before.get(key), flat_now.get(key))
             for key in sorted(flat_before.keys() | flat_now.keys())
             if flat_before.get(key) != flat_now.get(key)
@@ -123,6 +140,7 @@ class Trainer:
         self.settings = config.trainer
         self.device = model.device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.lr, fused=True)
+        self.image_losses = ImageLosses(config.loss, splits.image_shape, self.device)
         self.forward = torch.compile(model) if self.settings.compile else model
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
@@ -158,14 +176,23 @@ class Trainer:
         started = time.perf_counter()
         for batch in tqdm(batches, total=n_batches, desc=f"epoch {self.epoch + 1}/{self.settings.epochs}",
                           unit="batch", leave=False, disable=None):
+            step = int(model.step) if self.image_losses.enabled else 0  # int() syncs: only when needed
             with self.autocast():
                 terms = self.forward(batch)
+                image_terms = (self.image_losses.generator_terms(model.last_reconstruction, batch.images, step)
+                               if self.image_losses.enabled else {})
             totals = with_totals(model, terms)
+            if image_terms:
+                totals["loss"] = totals["loss"] + self.image_losses.objective(image_terms)
+                totals.update(image_terms)
             self.optimizer.zero_grad(set_to_none=True)
             totals["loss"].mean().backward()
             if self.settings.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
+            if self.image_losses.enabled:
+                with self.autocast():
+                    totals.update(self.image_losses.train_discriminator(model.last_reconstruction, batch.images, step))
             model.step += 1
             means.add(totals)
         metrics = {f"train/{name}": value for name, value in means.means().items()}  # syncs
@@ -211,6 +238,7 @@ class Trainer:
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "image_losses": self.image_losses.state_dict(),  # the discriminator and its optimizer
             "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "history": self.history,
@@ -222,6 +250,7 @@ class Trainer:
     def load_state(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.image_losses.load_state_dict(checkpoint.get("image_losses", {}))
         self.history, self.best = checkpoint["history"], checkpoint["best"]
         self.snapshots = checkpoint["snapshots"]
         rng = checkpoint["rng"]

@@ -16,7 +16,10 @@ from vae_lab.figures import animations, curves, images, latent
 def describe(config: Any) -> str:
     """A caption naming the model, e.g. 'continuous VAE (latent 20, beta 1), mlp backbone, mnist'."""
     data = config.data.name + (f", {config.data.n_labels} labels" if config.data.n_labels else "")
-    return f"{config.model.name} VAE ({config.model.summary()}), {config.backbone.name} backbone, {data}"
+    losses = [name for name, on in (("PatchGAN", config.loss.adversarial.enabled),
+                                    ("VGG16 perceptual", config.loss.perceptual.enabled)) if on]
+    extra = f" + {' + '.join(losses)} loss" if losses else ""
+    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone, {data}"
 
 
 def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dict], out_dir: Path,

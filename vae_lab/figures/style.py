@@ -30,8 +30,12 @@ TERM_LABELS = {
     "mse": "reconstruction MSE",
     "psnr": "reconstruction PSNR",
     "ssim": "reconstruction SSIM",
+    "perceptual": "VGG16 perceptual distance",
+    "adversarial": "adversarial losses",
+    "d_acc": "discriminator accuracy",
 }
-UNITS = {"class_acc": "fraction of images", "mse": "per pixel", "psnr": "dB", "ssim": "1 is identical"}
+UNITS = {"class_acc": "fraction of images", "mse": "per pixel", "psnr": "dB", "ssim": "1 is identical",
+         "perceptual": "sum over VGG layers", "adversarial": "per patch", "d_acc": "fraction of patches"}
 
 
 def axis_label(term: str) -> str:

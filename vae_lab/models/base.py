@@ -34,13 +34,21 @@ class VAE(nn.Module):
         self.head = head if head is not None else nn.Linear(encoder.out_features, latent.param_size)
         # Optimizer steps taken: drives schedules (temperature, capacity) and travels with the weights.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.last_reconstruction: Optional[torch.Tensor] = None
 
     # -- the objective ------------------------------------------------------------------------
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         sample = self.draw(batch.images)
-        logits = self.decoder(sample.code)
+        logits = self.remember_reconstruction(self.decoder(sample.code))
         return {"recon": self.reconstruction_nll(logits, batch.images), **sample.kl}
+
+    def remember_reconstruction(self, logits: torch.Tensor) -> torch.Tensor:
+        """Keep the logits of the images this forward reconstructed, for image-space losses
+        (vae_lab/image_losses.py) to compare with the inputs. A model whose config says it
+        ``reconstructs_each_image`` calls this in its forward."""
+        self.last_reconstruction = logits
+        return logits
 
     def draw(self, images: torch.Tensor) -> LatentSample:
         """A code from the posterior, with its KL terms."""

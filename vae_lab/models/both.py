@@ -37,7 +37,8 @@ class BothVAE(VAE):
         sample = self.draw(batch.images)
         continuous, discrete = self.decoder.each(sample.code)
         return {
-            "recon": self.reconstruction_nll(logit_of_mean_image([continuous, discrete]), batch.images),
+            "recon": self.reconstruction_nll(self.remember_reconstruction(logit_of_mean_image([continuous, discrete])),
+                                             batch.images),
             "recon_cont": self.reconstruction_nll(continuous, batch.images),
             "recon_disc": self.reconstruction_nll(discrete, batch.images),
             **sample.kl,

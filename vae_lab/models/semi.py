@@ -41,6 +41,9 @@ class SemiConfig(ContinuousConfig, Relaxation):
     def summary(self) -> str:
         return f"{self.variant}, alpha {self.alpha:g}, {super().summary()}"
 
+    def reconstructs_each_image(self) -> bool:
+        return self.variant != "m2"  # M2 reconstructs an unlabelled image once for every label
+
 
 @MODELS.register("semi", SemiConfig)
 def build_semi(config: SemiConfig, backbone, image_shape) -> VAE:
@@ -181,7 +184,7 @@ class LatentClassifierVAE(VAE):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         params = self.encode(batch.images)
         sample = self.latent(params, self.step)
-        recon = self.reconstruction_nll(self.decoder(sample.code), batch.images)
+        recon = self.reconstruction_nll(self.remember_reconstruction(self.decoder(sample.code)), batch.images)
         cross_entropy = F.cross_entropy(self.classifier(sample.code).float(), batch.labels, reduction="none")
         predicted = self.classifier(self.latent.mean_code(params)).argmax(-1)
         return {"recon": recon, **sample.kl, "class": cross_entropy * _labelled(batch),

@@ -1,0 +1,174 @@
+"""The image-space losses (seeds/003): PatchGAN adversarial terms, the VGG16 perceptual distance, and
+a training run that uses them, resumes them and plots them."""
+
+import json
+import urllib.error
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from test_cli import QUICK_EVAL, assert_figure_is_not_blank
+from vae_lab.config import ConfigError, UserError
+from vae_lab.image_losses import (PatchDiscriminator, VGGPerceptual, discriminator_loss, generator_loss,
+                                  imagenet_vgg16)
+from vae_lab.runs import load_checkpoint
+from vae_lab.train import train
+
+
+@pytest.fixture
+def digits() -> torch.Tensor:
+    """64 of scikit-learn's handwritten digits, as 28 x 28 images in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    small = torch.tensor(load_digits().images[:64], dtype=torch.float32).unsqueeze(1) / 16
+    return F.pad(F.interpolate(small, size=(20, 20), mode="bilinear"), (4, 4, 4, 4)).clamp(0, 1)
+
+
+def test_the_non_saturating_losses_are_the_binary_cross_entropies_of_the_gan():
+    torch.manual_seed(0)
+    real, fake = torch.randn(4, 1, 5, 5), torch.randn(4, 1, 5, 5)
+    bce = F.binary_cross_entropy_with_logits
+    expected_d = (bce(real, torch.ones_like(real), reduction="none")
+                  + bce(fake, torch.zeros_like(fake), reduction="none")).mean((1, 2, 3))
+    expected_g = bce(fake, torch.ones_like(fake), reduction="none").mean((1, 2, 3))
+    torch.testing.assert_close(discriminator_loss("non_saturating", real, fake), expected_d)
+    torch.testing.assert_close(generator_loss("non_saturating", fake), expected_g)
+
+
+def test_the_hinge_loss_is_zero_beyond_the_margins_and_linear_inside_them():
+    confident = discriminator_loss("hinge", torch.full((2, 1, 3, 3), 1.5), torch.full((2, 1, 3, 3), -1.2))
+    assert torch.equal(confident, torch.zeros(2))
+    unsure = discriminator_loss("hinge", torch.full((1, 1, 3, 3), 0.25), torch.full((1, 1, 3, 3), 0.5))
+    torch.testing.assert_close(unsure, torch.tensor([(1 - 0.25) + (1 + 0.5)]))
+    torch.testing.assert_close(generator_loss("hinge", torch.tensor([[[[2.0, -1.0]]]])), torch.tensor([-0.5]))
+
+
+def test_the_discriminator_judges_local_patches():
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(in_channels=1, channels=8, layers=2).eval()
+    images = torch.rand(1, 1, 28, 28)
+    logits = discriminator(images)
+    assert logits.shape == (1, 1, 5, 5)
+    touched = images.clone()
+    touched[..., 0, 0] = 1 - touched[..., 0, 0]  # one corner pixel
+    changed = (discriminator(touched) - logits).abs()[0, 0] > 0
+    assert changed[0, 0] and not changed[-1, -1], "a patch logit sees its own patch only"
+
+
+def test_the_discriminator_learns_to_tell_images_from_blurred_reconstructions(digits):
+    torch.manual_seed(0)
+    images = digits[:64]
+    blurred = F.avg_pool2d(images, 3, stride=1, padding=1)
+    discriminator = PatchDiscriminator(1, channels=8, layers=2)
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-3, betas=(0.5, 0.9))
+
+    def loss() -> torch.Tensor:
+        return discriminator_loss("hinge", discriminator(images), discriminator(blurred)).mean()
+
+    before = loss().item()
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < 0.5 * before
+    assert (discriminator(images) > 0).float().mean() > 0.8 and (discriminator(blurred) < 0).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_perceptual_distance_is_a_frozen_per_image_distance(channels):
+    torch.manual_seed(0)
+    perceptual = VGGPerceptual(weights="none")
+    a, b = torch.rand(3, channels, 28, 28), torch.rand(3, channels, 28, 28)
+    a.requires_grad_(True)
+    distance = perceptual(a, b)
+    assert distance.shape == (3,) and (distance > 0).all()
+    torch.testing.assert_close(perceptual(b, a.detach()), distance.detach())
+    assert torch.equal(perceptual(b, b), torch.zeros(3))
+    distance.sum().backward()
+    assert a.grad.abs().sum() > 0 and all(p.grad is None for p in perceptual.parameters())
+    near = perceptual(b + 0.01 * torch.randn_like(b), b)
+    assert (near < distance.detach()).all(), "a slightly perturbed image is nearer than another image"
+
+
+def test_missing_vgg_weights_offline_stop_with_a_message_that_says_what_to_do(monkeypatch, tmp_path):
+    import torchvision.models._api as weights_api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(UserError) as error:
+        imagenet_vgg16()
+    message = str(error.value)
+    assert "vgg16-397923af.pth" in message and str(tmp_path) in message
+    assert "loss.perceptual.enabled=false" in message
+
+
+def test_m2_refuses_image_losses_before_any_work(train_config):
+    with pytest.raises(ConfigError) as error:
+        train_config("model=semi", "model.variant=m2", "loss.adversarial.enabled=true")
+    assert error.value.key == "loss.adversarial.enabled"
+    train_config("model=semi", "model.variant=latent_classifier", "loss.adversarial.enabled=true")
+
+
+SMALL_UNET = ("backbone=unet", "backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2",
+              "backbone.hidden=32", "trainer.batch_size=128", "data=color_mnist", *QUICK_EVAL)
+ADVERSARIAL = ("loss.adversarial.enabled=true", "loss.adversarial.start_step=5", "loss.adversarial.channels=8")
+SHARP = (*SMALL_UNET, *ADVERSARIAL, "loss.perceptual.enabled=true", "loss.perceptual.weights=none",
+         "loss.perceptual.layers=[relu1_2]")
+
+
+def test_a_unet_with_both_losses_trains_and_plots_them(train_config, tmp_path):
+    metrics = train(train_config(*SHARP, "trainer.epochs=1"), str(tmp_path))
+    row = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert {"train/adv_d", "train/adv_g", "train/d_acc", "train/perceptual"} <= set(row)
+    assert 0 <= row["train/d_acc"] <= 1 and row["train/perceptual"] > 0
+    assert "val/adv_g" not in row and "test/perceptual" not in row, "held-out losses are the VAE's own"
+    assert {"test/mse", "test/psnr", "test/ssim"} <= set(metrics)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert {"discriminator", "optimizer"} <= set(last["image_losses"])
+    assert_figure_is_not_blank(tmp_path / "figures" / "training_curves.png")
+
+
+def test_a_resumed_run_continues_the_discriminators_game(train_config, tmp_path, monkeypatch):
+    import vae_lab.train
+
+    monkeypatch.setattr(vae_lab.train, "finish", lambda *args: {})  # the epochs are what is compared
+
+    def epochs(folder: str, *overrides: str) -> list[dict]:
+        train(train_config(*SMALL_UNET, *ADVERSARIAL, *overrides), str(tmp_path / folder))
+        return [json.loads(line) for line in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
+
+    whole = epochs("whole", "trainer.epochs=2")
+    epochs("resumed", "trainer.epochs=1")
+    resumed = epochs("resumed", "trainer.epochs=2", "trainer.resume=true")
+    assert len(resumed) == 2
+    for key in ("train/loss", "train/adv_d", "train/adv_g", "train/d_acc", "test/loss"):
+        assert resumed[-1][key] == whole[-1][key], key
+
+
+def test_settings_of_a_loss_that_is_off_do_not_make_a_run_different(train_config):
+    from vae_lab.config import as_dict
+    from vae_lab.train import NOT_TRAINING, config_differences
+
+    def differences(*before: str, now: tuple = ()) -> list[str]:
+        return [key for key, _, _ in config_differences(as_dict(train_config(*before)), as_dict(train_config(*now)),
+                                                        ignore=NOT_TRAINING)]
+
+    assert differences("loss.adversarial.start_step=5") == []
+    assert differences("loss.adversarial.enabled=true", "loss.adversarial.start_step=5",
+                       now=("loss.adversarial.enabled=true",)) == ["loss.adversarial.start_step"]
+    assert differences("loss=sharp", now=("loss=sharp", "loss.perceptual.weight=2")) == ["loss.perceptual.weight"]
+
+
+def test_the_objective_weighs_each_term_per_pixel_position_for_grey_and_color(train_config):
+    from vae_lab.image_losses import ImageLosses
+
+    config = train_config(*SHARP, "loss.adversarial.weight=0.5", "loss.perceptual.weight=2").loss
+    for channels in (1, 3):
+        losses = ImageLosses(config, (channels, 28, 28), torch.device("cpu"))
+        terms = {"adv_g": torch.tensor([1.0, -2.0]), "perceptual": torch.tensor([0.25, 0.0])}
+        expected = 28 * 28 * (0.5 * terms["adv_g"] + 2 * terms["perceptual"])
+        torch.testing.assert_close(losses.objective(terms), expected)
