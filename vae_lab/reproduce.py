@@ -242,14 +242,15 @@ def commands(write_up: WriteUp, extra: list[str]) -> list[str]:
     return lines
 
 
-def _copy_for_the_web(source: Path, target: Path, width: int = 1200) -> None:
-    """A PNG wider than ``width`` pixels is scaled down (docs/ is committed); anything else is copied."""
+def _copy_for_the_web(source: Path, target: Path, width: int = 1000) -> None:
+    """A PNG wider than ``width`` pixels is scaled down and kept to a 256-color palette, so that every
+    committed figure in docs/ stays well under 1 MiB; anything else is copied."""
     from PIL import Image
 
     with Image.open(source) as image:
         if source.suffix == ".png" and image.width > width:
-            image.convert("RGB").resize((width, round(image.height * width / image.width)),
-                                        Image.LANCZOS).save(target, optimize=True)
+            smaller = image.convert("RGB").resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+            smaller.quantize(colors=256).save(target, optimize=True)
             return
     shutil.copyfile(source, target)
 
