@@ -92,12 +92,10 @@ def test_the_perceptual_distance_is_a_frozen_per_image_distance(channels):
 
 
 def test_missing_vgg_weights_offline_stop_with_a_message_that_says_what_to_do(monkeypatch, tmp_path):
-    import torchvision.models._api as weights_api
-
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(UserError) as error:
         imagenet_vgg16()

@@ -30,14 +30,21 @@ def test_importance_sampling_converges_to_the_exact_likelihood(train_config):
     assert -log_px.mean() < -elbo.mean()  # the bound is not tight here, so the test can tell them apart
 
 
-def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_config):
-    config = train_config("model.latent_dim=4", "backbone.hidden=[32]")
+def untrained(config):
     torch.manual_seed(0)
-    model = build_model(config.model, config.backbone, (1, 28, 28))
-    data = binary_images(16)
+    return build_model(config.model, config.backbone, (1, 28, 28))
+
+
+def mean_nelbo(model, data, repeats: int) -> float:
+    """The NELBO averaged over ``repeats`` posterior draws per image."""
+    return sum(loss_terms(model, data, len(data))["nelbo"] for _ in range(repeats)) / repeats
+
+
+def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_config):
+    model, data = untrained(train_config("model.latent_dim=4", "backbone.hidden=[32]")), binary_images(16)
     with evaluating(model):
         torch.manual_seed(1)
-        nelbo = sum(loss_terms(model, data, 16)["nelbo"] for _ in range(50)) / 50
+        nelbo = mean_nelbo(model, data, repeats=50)
         one = sum(importance_sampled_nll(model, data, 1, 1000)["nll"] for _ in range(50)) / 50
         many = importance_sampled_nll(model, data, 500, 2000)
     assert one == pytest.approx(nelbo, rel=0.01)  # one sample: the ELBO itself
@@ -47,14 +54,12 @@ def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_
 
 @pytest.mark.parametrize("name", ["combined", "both", "semi"])
 def test_importance_sampling_works_for_every_latent(train_config, name):
-    config = train_config(f"model={name}", "model.latent_dim=3", "backbone.hidden=[32]",
-                          *(["model.n_vars=2", "model.n_cats=3"] if name != "semi" else []))
-    torch.manual_seed(0)
-    model = build_model(config.model, config.backbone, (1, 28, 28))
+    model = untrained(train_config(f"model={name}", "model.latent_dim=3", "backbone.hidden=[32]",
+                                   *(["model.n_vars=2", "model.n_cats=3"] if name != "semi" else [])))
     data = binary_images(8)
     with evaluating(model):
         torch.manual_seed(1)
-        nelbo = sum(loss_terms(model, data, 8)["nelbo"] for _ in range(20)) / 20
+        nelbo = mean_nelbo(model, data, repeats=20)
         nll = importance_sampled_nll(model, data, 200, 800)["nll"]
     assert math.isfinite(nll) and nll < nelbo
 

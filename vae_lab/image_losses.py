@@ -72,14 +72,18 @@ VGG_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # in to
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def imagenet_vgg16() -> dict:
-    """VGG16's ImageNet weights from the torch hub cache, downloaded there when missing and online.
-    ``train`` asks for them before it writes anything, so that offline it stops at once."""
+def imagenet_vgg16() -> Path:
+    """The file of VGG16's ImageNet weights in the torch hub cache, downloaded there when missing and
+    online. ``train`` asks for it before it writes anything, so that offline it stops at once."""
     weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return cached
     try:
-        return weights.get_state_dict(progress=False)
-    except Exception as error:  # URLError offline, HTTPError, a truncated file, ...
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(weights.url, str(cached), progress=False)
+        return cached
+    except Exception as error:  # URLError offline, HTTPError, a full disk, ...
         raise UserError(
             f"loss.perceptual.weights=imagenet: VGG16's ImageNet weights are not in the torch cache and "
             f"could not be downloaded ({type(error).__name__}: {error}); put {weights.url} at {cached}, "
@@ -97,7 +101,7 @@ class VGGPerceptual(nn.Module):
         super().__init__()
         vgg = torchvision.models.vgg16(weights=None)
         if weights == "imagenet":
-            vgg.load_state_dict(imagenet_vgg16())
+            vgg.load_state_dict(torch.load(imagenet_vgg16(), weights_only=True))
         self.taps = {VGG_LAYERS[name] for name in layers}
         self.features = vgg.features[:max(self.taps) + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
