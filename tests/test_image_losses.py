@@ -161,12 +161,68 @@ def test_settings_of_a_loss_that_is_off_do_not_make_a_run_different(train_config
     assert differences("loss=sharp", now=("loss=sharp", "loss.perceptual.weight=2")) == ["loss.perceptual.weight"]
 
 
-def test_the_objective_weighs_each_term_per_pixel_position_for_grey_and_color(train_config):
+def test_a_fixed_weight_counts_each_term_per_pixel_position_for_grey_and_color(train_config):
     from vae_lab.image_losses import ImageLosses
 
-    config = train_config(*SHARP, "loss.adversarial.weight=0.5", "loss.perceptual.weight=2").loss
+    config = train_config(*SHARP, "loss.adversarial.weight=0.5", "loss.adversarial.adaptive=false",
+                          "loss.perceptual.weight=2").loss
     for channels in (1, 3):
         losses = ImageLosses(config, (channels, 28, 28), torch.device("cpu"))
         terms = {"adv_g": torch.tensor([1.0, -2.0]), "perceptual": torch.tensor([0.25, 0.0])}
         expected = 28 * 28 * (0.5 * terms["adv_g"] + 2 * terms["perceptual"])
-        torch.testing.assert_close(losses.objective(terms), expected)
+        torch.testing.assert_close(losses.objective(terms, torch.zeros(2), [])["loss"], expected)
+
+
+@pytest.mark.parametrize("model", ["continuous", "both"])
+def test_the_adaptive_weight_gives_the_adversarial_gradient_its_share_at_the_output_layer(train_config, digits,
+                                                                                           model):
+    """At the decoder's output layer, the weighted generator term's gradient has ``weight`` times the
+    norm of the likelihood's (reconstruction plus perceptual) gradient (to VQGAN's epsilon), and the
+    weight itself passes no gradient: the objective's gradient is the likelihood's plus the weight times the generator's."""
+    from vae_lab.data import Batch
+    from vae_lab.image_losses import ImageLosses
+    from vae_lab.models import build_model
+
+    torch.manual_seed(0)
+    config = train_config(*SHARP, f"model={model}", "data=mnist", "loss.adversarial.weight=0.3",
+                          "loss.adversarial.start_step=0")
+    vae = build_model(config.model, config.backbone, (1, 28, 28))
+    losses = ImageLosses(config.loss, (1, 28, 28), torch.device("cpu"))
+    images = digits[:16]
+    terms = vae(Batch(images, torch.zeros(16, dtype=torch.long)))
+    likelihood = vae.objective(terms)
+    image_terms = losses.generator_terms(vae.last_reconstruction, images, step=0)
+    image = losses.objective(image_terms, likelihood, vae.output_layer_weights())
+    output = vae.output_layer_weights()
+
+    def gradient(loss: torch.Tensor) -> torch.Tensor:
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss.mean(), output, retain_graph=True)])
+
+    of_likelihood = gradient(likelihood + 28 * 28 * image_terms["perceptual"])  # perceptual weight 1, per pixel position
+    of_generator = gradient(image_terms["adv_g"])
+    weight = image["adv_weight"][0]
+    guarded = of_generator.norm() / (of_generator.norm() + 1e-4)  # VQGAN's epsilon in the denominator
+    torch.testing.assert_close((weight * of_generator).norm(), 0.3 * of_likelihood.norm() * guarded)
+    torch.testing.assert_close(gradient(likelihood + image["loss"]), of_likelihood + weight * of_generator,
+                               rtol=1e-4, atol=1e-3)  # float32 sums of terms in the hundreds
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "conv", "unet"])
+def test_the_output_layer_is_the_one_that_makes_the_logits(train_config, backbone):
+    """With the returned weights zeroed, every code decodes to the same image (the output layer's bias):
+    nothing after them depends on the code."""
+    from vae_lab.models import build_model
+
+    torch.manual_seed(0)
+    for model in ("continuous", "both"):
+        config = train_config(f"backbone={backbone}", f"model={model}", "backbone.channels=[8,16]",
+                              "backbone.groups=4", "backbone.heads=2") if backbone == "unet" else \
+            train_config(f"backbone={backbone}", f"model={model}")
+        vae = build_model(config.model, config.backbone, (3, 28, 28))
+        codes = vae.latent.prior_sample(4, torch.device("cpu"))
+        with torch.no_grad():
+            assert not torch.allclose(vae.decoder(codes)[0], vae.decoder(codes)[1])
+            for weight in vae.output_layer_weights():
+                weight.zero_()
+            logits = vae.decoder(codes)
+        torch.testing.assert_close(logits, logits[:1].expand_as(logits))

@@ -247,6 +247,18 @@ class AveragedDecoders(nn.Module):
         return logit_of_mean_image(self.each(code))
 
 
+def output_layer_weights(decoder: nn.Module) -> list[nn.Parameter]:
+    """The weights of the layer(s) that produce a decoder's image logits: of each decoder's last
+    linear or convolutional layer (norm layers' 1-D weights excluded)."""
+    if isinstance(decoder, AveragedDecoders):
+        return [weight for part in decoder.decoders for weight in output_layer_weights(part)]
+    matrices = [module.weight for module in decoder.modules()
+                if isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() > 1]
+    if not matrices:
+        raise ValueError(f"{type(decoder).__name__} has no linear or convolutional layer")
+    return matrices[-1:]
+
+
 def logit_of_mean_image(logits: list[torch.Tensor]) -> torch.Tensor:
     """logit(mean_i sigmoid(a_i)), computed in log space: log sum sigmoid(a_i) - log sum sigmoid(-a_i)."""
     stacked = torch.stack([a.float() for a in logits])

@@ -193,7 +193,8 @@ class EvalConfig:
 class AdversarialConfig:
     enabled: bool = MISSING
     kind: str = one_of("hinge", "non_saturating")
-    weight: float = at_least(0)    # of the generator's term, which is scaled like the reconstruction term
+    weight: float = at_least(0)    # of the generator's term (see adaptive)
+    adaptive: bool = MISSING       # weight relative to the likelihood's gradient (VQGAN), or per pixel position
     start_step: int = at_least(0)  # optimizer step from which the discriminator trains and is listened to
     lr: float = greater_than(0)    # the discriminator's Adam
     channels: int = at_least(1)    # width of the discriminator's first layer

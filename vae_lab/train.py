@@ -141,6 +141,10 @@ class Trainer:
         self.device = model.device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.lr, fused=True)
         self.image_losses = ImageLosses(config.loss, splits.image_shape, self.device)
+        if self.settings.compile and self.image_losses.differentiates_twice:
+            # The adaptive weight takes gradients through the compiled graph before the step's own
+            # backward; compiled backwards that donate their buffers allow only one.
+            torch._functorch.config.donated_buffer = False
         self.forward = torch.compile(model) if self.settings.compile else model
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
@@ -183,8 +187,9 @@ class Trainer:
                                if self.image_losses.enabled else {})
             totals = with_totals(model, terms)
             if image_terms:
-                totals["loss"] = totals["loss"] + self.image_losses.objective(image_terms)
-                totals.update(image_terms)
+                image = self.image_losses.objective(image_terms, totals["loss"], model.output_layer_weights())
+                totals["loss"] = totals["loss"] + image.pop("loss")
+                totals.update(image_terms, **image)
             self.optimizer.zero_grad(set_to_none=True)
             totals["loss"].mean().backward()
             if self.settings.grad_clip is not None:

@@ -13,12 +13,13 @@ SPLIT_STYLES = (("train", "-o"), ("val", "--s"), ("test", ":^"))
 def training_curves(history: list[dict], path: Path, caption: str) -> Path:
     """A panel per quantity: the objective, reconstruction, each KL term, classifier accuracy where
     there is one, MSE, PSNR and SSIM of reconstructions (train and test subsets), and with image-space
-    losses the perceptual distance, the discriminator's and generator's losses, and its accuracy."""
+    losses the perceptual distance, the discriminator's and generator's losses, its accuracy and the
+    generator term's weight."""
     logged = {key.split("/", 1)[1] for row in history for key in row if "/" in key}
     terms = ["loss", "recon", *sorted(t for t in logged if t.startswith("kl"))]
     terms += [t for t in ("class_acc", "mse", "psnr", "ssim", "perceptual") if t in logged]
     if {"adv_d", "adv_g"} & logged:
-        terms += ["adversarial", "d_acc"]
+        terms += ["adversarial", "d_acc", *(["adv_weight"] if "adv_weight" in logged else [])]
     columns = min(4, len(terms))
     rows = -(-len(terms) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), constrained_layout=True,

@@ -33,9 +33,11 @@ TERM_LABELS = {
     "perceptual": "VGG16 perceptual distance",
     "adversarial": "adversarial losses",
     "d_acc": "discriminator accuracy",
+    "adv_weight": "generator term's weight",
 }
 UNITS = {"class_acc": "fraction of images", "mse": "per pixel", "psnr": "dB", "ssim": "1 is identical",
-         "perceptual": "sum over VGG layers", "adversarial": "per patch", "d_acc": "fraction of patches"}
+         "perceptual": "sum over VGG layers", "adversarial": "per patch", "d_acc": "fraction of patches",
+         "adv_weight": "nats per unit of its loss"}
 
 
 def axis_label(term: str) -> str:

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from vae_lab.backbones import output_layer_weights
 from vae_lab.config import ModelConfig, Registry
 from vae_lab.data import Batch
 from vae_lab.latents import LatentSample
@@ -49,6 +50,10 @@ class VAE(nn.Module):
         ``reconstructs_each_image`` calls this in its forward."""
         self.last_reconstruction = logits
         return logits
+
+    def output_layer_weights(self) -> list[nn.Parameter]:
+        """The weights that make the image logits, where image-space losses balance their gradients."""
+        return output_layer_weights(self.decoder)
 
     def draw(self, images: torch.Tensor) -> LatentSample:
         """A code from the posterior, with its KL terms."""
