@@ -138,7 +138,7 @@ def test_an_existing_run_is_never_overwritten(finished_run, vae_lab):
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab, vae_lab_command,
                                                                           data_root, tmp_path):
-    settings = ("trainer.epochs=12", *FAST)
+    settings = ("trainer.epochs=6", *FAST)
     whole = tmp_path / "whole"
     vae_lab("train", *settings, f"hydra.run.dir={whole}")
 
@@ -154,7 +154,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab
     process.wait()
     assert not (broken / "metrics.json").exists(), "the run finished before it could be interrupted"
     done = len((broken / "metrics.jsonl").read_text().splitlines())
-    assert 1 <= done < 12
+    assert 1 <= done < 6
 
     vae_lab("train", *settings, f"hydra.run.dir={broken}", "trainer.resume=true")
     final_whole = json.loads((whole / "metrics.json").read_text())
@@ -167,7 +167,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab
         return [{k: v for k, v in row.items() if "/loss" in k or "/kl" in k} for row in rows]
 
     assert losses(broken) == losses(whole)
-    assert gif_frames(broken / "figures" / "training_evolution.gif") == 12  # one frame per epoch, resumed too
+    assert gif_frames(broken / "figures" / "training_evolution.gif") == 6  # one frame per epoch, resumed too
 
 
 @pytest.mark.xdist_group("finished_run")

@@ -112,7 +112,10 @@ def test_m2_refuses_image_losses_before_any_work(train_config):
 
 
 SMALL_UNET = ("backbone=unet", "backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2",
-              "backbone.hidden=32", "trainer.batch_size=128", "data=color_mnist", *QUICK_EVAL)
+              "backbone.hidden=32", "trainer.batch_size=128", "data=color_mnist", *QUICK_EVAL,
+              "eval.is_samples=2")  # importance sampling through a U-Net is this test's dearest part
+SMALL_CONV = ("backbone=conv", "backbone.channels=[8,16]", "backbone.hidden=64", "trainer.batch_size=128",
+              "data=color_mnist", *QUICK_EVAL)
 ADVERSARIAL = ("loss.adversarial.enabled=true", "loss.adversarial.start_step=5", "loss.adversarial.channels=8")
 SHARP = (*SMALL_UNET, *ADVERSARIAL, "loss.perceptual.enabled=true", "loss.perceptual.weights=none",
          "loss.perceptual.layers=[relu1_2]")
@@ -136,7 +139,7 @@ def test_a_resumed_run_continues_the_discriminators_game(train_config, tmp_path,
     monkeypatch.setattr(vae_lab.train, "finish", lambda *args: {})  # the epochs are what is compared
 
     def epochs(folder: str, *overrides: str) -> list[dict]:
-        train(train_config(*SMALL_UNET, *ADVERSARIAL, *overrides), str(tmp_path / folder))
+        train(train_config(*SMALL_CONV, *ADVERSARIAL, *overrides), str(tmp_path / folder))
         return [json.loads(line) for line in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
 
     whole = epochs("whole", "trainer.epochs=2")

@@ -187,6 +187,7 @@ class EvalConfig:
     probe_images: int = at_least(10)
     sample_images: int = at_least(0)
     tsne_points: int = at_least(0)
+    figures: bool = MISSING
 
 
 @dataclass

@@ -22,7 +22,6 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -80,7 +79,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def imagenet_vgg16() -> Path:
     """The file of VGG16's ImageNet weights in the torch hub cache, downloaded there when missing and
     online. ``train`` asks for it before it writes anything, so that offline it stops at once."""
-    weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+    from torchvision.models import VGG16_Weights  # here: see vae_lab/data/mnist.py on torchvision's import
+
+    weights = VGG16_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():
         return cached
@@ -104,7 +105,9 @@ class VGGPerceptual(nn.Module):
 
     def __init__(self, weights: str, layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
         super().__init__()
-        vgg = torchvision.models.vgg16(weights=None)
+        from torchvision.models import vgg16  # here: see vae_lab/data/mnist.py on torchvision's import
+
+        vgg = vgg16(weights=None)
         if weights == "imagenet":
             vgg.load_state_dict(torch.load(imagenet_vgg16(), weights_only=True))
         self.taps = {VGG_LAYERS[name] for name in layers}

@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict], snapshots: list[dict],
            metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None) -> dict:
-    """Every metric and figure of ``model``; metrics.json is written last (its presence means done)."""
+    """Every metric and (unless ``eval.figures`` is off) figure of ``model``; metrics.json is written
+    last (its presence means done)."""
     metrics = {**final_metrics(model, splits, config), **(extra or {})}
-    draw_figures(model, splits, history, snapshots, figures_dir, config)
+    if config.eval.figures:
+        draw_figures(model, splits, history, snapshots, figures_dir, config)
     write_json(metrics_path, metrics)
     return metrics
 

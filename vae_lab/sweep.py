@@ -224,7 +224,7 @@ def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
                 crop = int(0.12 * image.shape[0])  # the figure's own title: the row's label says it
                 ax.imshow(image[crop:])
             else:
-                ax.text(0.5, 0.5, f"no {name} yet ({r.status})", ha="center", va="center", fontsize=9)
+                ax.text(0.5, 0.5, f"no {name} ({r.status})", ha="center", va="center", fontsize=9)
         left.set_title(f"run {r.name}: {_label(r, keys)}: prior samples", fontsize=9, loc="left")
         right.set_title("test images and reconstructions", fontsize=9, loc="left")
     return save(fig, path)

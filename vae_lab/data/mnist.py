@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import torch
-from torchvision.datasets import MNIST
 
 from vae_lab.config import DATA_ROOT_ENV, ConfigError
 
@@ -17,6 +16,10 @@ def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Ten
     Reads ``root/MNIST/raw`` with torchvision; when the files are missing and ``download`` is on,
     torchvision fetches them. If neither works the error says which files to put where.
     """
+    # Imported here, not at the top: importing torchvision takes about 2 s (it loads torch._dynamo),
+    # and the command line must reject a bad config before paying for what only training needs.
+    from torchvision.datasets import MNIST
+
     root = Path(root).expanduser().resolve()
     try:
         dataset = MNIST(str(root), train=train, download=download)

@@ -10,7 +10,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 
 from vae_lab.data import CLASS_NAMES  # noqa: E402,F401
 
@@ -46,6 +45,8 @@ def axis_label(term: str) -> str:
 
 def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:
     """Images [N, C, H, W] in [0, 1] as one H x W x 3 array, separated by mid-grey lines."""
+    from torchvision.utils import make_grid  # here: see vae_lab/data/mnist.py on torchvision's import
+
     grid = make_grid(images.float().cpu().clamp(0, 1), nrow=columns, padding=2, pad_value=0.5)
     return grid.permute(1, 2, 0).numpy()
 
