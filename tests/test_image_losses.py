@@ -111,6 +111,13 @@ def test_m2_refuses_image_losses_before_any_work(train_config):
     train_config("model=semi", "model.variant=latent_classifier", "loss.adversarial.enabled=true")
 
 
+def test_compile_refuses_the_adaptive_weight_that_it_would_get_wrong(train_config):
+    with pytest.raises(ConfigError) as error:
+        train_config("trainer.compile=true", "loss.adversarial.enabled=true")
+    assert error.value.key == "trainer.compile" and "loss.adversarial.adaptive=false" in str(error.value)
+    train_config("trainer.compile=true", "loss.adversarial.enabled=true", "loss.adversarial.adaptive=false")
+
+
 SMALL_UNET = ("backbone=unet", "backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2",
               "backbone.hidden=32", "trainer.batch_size=128", "data=color_mnist", *QUICK_EVAL,
               "eval.is_samples=2")  # importance sampling through a U-Net is this test's dearest part

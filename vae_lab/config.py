@@ -240,6 +240,13 @@ class TrainConfig:
             key = "loss.adversarial.enabled" if self.loss.adversarial.enabled else "loss.perceptual.enabled"
             raise ConfigError(key, True, f"model={self.model.name} ({self.model.summary()}) has no single "
                                          "reconstruction per image for image-space losses to compare")
+        if self.trainer.compile and self.loss.adversarial.enabled and self.loss.adversarial.adaptive:
+            # Measured with torch 2.15 on CPU: after a retain_graph=True gradient through a compiled
+            # model, the step's backward gave the output layer a gradient of norm 2.2 instead of 48.
+            raise ConfigError("trainer.compile", True,
+                              "the adaptive adversarial weight differentiates the model twice per step, and "
+                              "torch.compile's backward then returns wrong gradients; set trainer.compile=false "
+                              "or loss.adversarial.adaptive=false")
 
 
 @dataclass

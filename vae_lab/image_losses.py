@@ -155,11 +155,6 @@ class ImageLosses:
     def enabled(self) -> bool:
         return self.perceptual is not None or self.discriminator is not None
 
-    @property
-    def differentiates_twice(self) -> bool:
-        """Whether a step takes gradients of the VAE's graph before its backward (the adaptive weight)."""
-        return self.discriminator is not None and self.config.adversarial.adaptive
-
     def adversarial_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.adversarial.start_step
 

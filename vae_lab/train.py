@@ -141,10 +141,6 @@ class Trainer:
         self.device = model.device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.lr, fused=True)
         self.image_losses = ImageLosses(config.loss, splits.image_shape, self.device)
-        if self.settings.compile and self.image_losses.differentiates_twice:
-            # The adaptive weight takes gradients through the compiled graph before the step's own
-            # backward; compiled backwards that donate their buffers allow only one.
-            torch._functorch.config.donated_buffer = False
         self.forward = torch.compile(model) if self.settings.compile else model
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
