@@ -136,7 +136,8 @@ def run_eval(cfg: DictConfig) -> None:
     config = typed(cfg)
     run, metrics = evaluate_run(config.run_dir, resolve_device(config.device), config.eval,
                                 config.data_root)
-    log.info("test/nelbo %.2f nats; metrics and figures in %s", metrics["test/nelbo"], run.eval)
+    log.info("test/nelbo %.2f nats; %s in %s", metrics["test/nelbo"],
+             "metrics and figures" if config.eval.figures else "metrics", run.eval)
     print(run.eval, flush=True)
 
 
