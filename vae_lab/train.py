@@ -141,6 +141,7 @@ class Trainer:
         self.device = model.device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.lr, fused=True)
         self.image_losses = ImageLosses(config.loss, splits.image_shape, self.device)
+        self.output_weights = model.output_layer_weights()  # where the image losses balance gradients
         self.forward = torch.compile(model) if self.settings.compile else model
         self.shuffle = torch.Generator(device=self.device).manual_seed(config.seed)
         self.history: list[dict] = []
@@ -183,7 +184,7 @@ class Trainer:
                                if self.image_losses.enabled else {})
             totals = with_totals(model, terms)
             if image_terms:
-                image = self.image_losses.objective(image_terms, totals["loss"], model.output_layer_weights())
+                image = self.image_losses.objective(image_terms, totals["loss"], self.output_weights)
                 totals["loss"] = totals["loss"] + image.pop("loss")
                 totals.update(image_terms, **image)
             self.optimizer.zero_grad(set_to_none=True)
