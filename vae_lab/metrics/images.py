@@ -3,7 +3,6 @@
 from typing import Optional
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from vae_lab.data import ImageSet
 
@@ -12,6 +11,10 @@ def reconstruction_quality(model, data: ImageSet, batch_size: int, limit: Option
                            ) -> dict[str, float]:
     """Per-image means over ``data`` (or its first ``limit`` images): ``mse`` per pixel on the [0, 1]
     scale, ``psnr`` in dB and ``ssim`` (11x11 Gaussian window), both from torchmetrics."""
+    # Imported here: torchmetrics imports torchvision (about 1.5 s), which commands that only check a
+    # config or summarise a sweep should not pay for.
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
     totals = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
     count = 0
     for batch in data.batches(batch_size, limit):

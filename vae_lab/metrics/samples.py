@@ -5,7 +5,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import ReferenceClassifier
@@ -38,6 +37,8 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
 
 
 def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch.Tensor, batch_size: int) -> float:
+    from torchmetrics.image.fid import FrechetInceptionDistance  # lazily, as in metrics/images.py
+
     fid = FrechetInceptionDistance(feature=reference.features, normalize=True,
                                    input_img_size=real.image_shape).to(fake.device)
     for batch in real.batches(batch_size):
