@@ -89,6 +89,8 @@ class VaeLabLoop:
 
     def __init__(self, config, splits, device):
         seed_everything(config.seed)
+        # Left at PyTorch's default initialisation, as the classic model is (no start_at_mean_image),
+        # so that both loops train the same thing and their test losses agree.
         model = build_model(config.model, config.backbone, splits.image_shape).to(device)
         self.trainer = Trainer(model, splits, config, RunDir(os.devnull))
         self.splits, self.device = splits, device

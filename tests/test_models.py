@@ -3,7 +3,7 @@ import torch
 
 from vae_lab.backbones import Conv, ConvConfig, SelfAttention, UNet, UNetConfig
 from vae_lab.config import ConfigError
-from vae_lab.data import Batch
+from vae_lab.data import Batch, ImageSet
 from vae_lab.models import MODELS, build_model
 
 
@@ -38,6 +38,29 @@ def test_every_model_fits_every_backbone_and_both_datasets(train_config, name, b
     assert samples.shape == (3, channels, 28, 28) and 0 <= samples.min() and samples.max() <= 1
     if model.conditional:
         assert model.sample_with_label(torch.tensor([0, 9, 9])).shape == (3, channels, 28, 28)
+
+
+@pytest.mark.parametrize("name", ["continuous", "both"])
+@pytest.mark.parametrize("backbone", ["mlp", "conv", "unet"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_decoder_started_at_the_mean_image_draws_it(train_config, name, backbone, channels):
+    config = train_config(f"model={name}", f"backbone={backbone}", *SMALL[name], *SMALL_BACKBONES[backbone])
+    model = build_model(config.model, config.backbone, (channels, 28, 28))
+    pixels = torch.randint(0, 256, (50, channels, 28, 28), dtype=torch.uint8)
+    pixels[:, :, 0] = 0  # an always-black row, as MNIST's borders
+    data = ImageSet(pixels, torch.zeros(50, dtype=torch.long), torch.arange(50))
+    mean_image = data.mean_image()
+    assert torch.allclose(mean_image, pixels.double().mean(0).div(255).float())
+
+    model.start_at_mean_image(mean_image)
+    for weight in model.output_layer_weights():  # what is left of the output layer is its bias
+        weight.data.zero_()
+    drawn = model.decode(torch.randn(4, model.spec.code_size))
+    if backbone == "mlp":  # a bias per pixel: the mean image itself, black kept just above 0
+        expected = mean_image.clamp(0.01, 0.99)
+    else:  # a bias per channel: each channel's mean value everywhere
+        expected = mean_image.mean((1, 2), keepdim=True).expand_as(mean_image)
+    assert torch.allclose(drawn, expected.expand_as(drawn), atol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [[8], [8, 16], [8, 16, 32], [4, 4, 4, 4]])

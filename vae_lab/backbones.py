@@ -247,16 +247,41 @@ class AveragedDecoders(nn.Module):
         return logit_of_mean_image(self.each(code))
 
 
-def output_layer_weights(decoder: nn.Module) -> list[nn.Parameter]:
-    """The weights of the layer(s) that produce a decoder's image logits: of each decoder's last
-    linear or convolutional layer (norm layers' 1-D weights excluded)."""
+def output_layers(decoder: nn.Module) -> list[nn.Module]:
+    """The layer(s) that produce a decoder's image logits: each decoder's last linear or
+    convolutional layer (norm layers, with 1-D weights, excluded)."""
     if isinstance(decoder, AveragedDecoders):
-        return [weight for part in decoder.decoders for weight in output_layer_weights(part)]
-    matrices = [module.weight for module in decoder.modules()
-                if isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() > 1]
-    if not matrices:
+        return [layer for part in decoder.decoders for layer in output_layers(part)]
+    layers = [module for module in decoder.modules()
+              if isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() > 1]
+    if not layers:
         raise ValueError(f"{type(decoder).__name__} has no linear or convolutional layer")
-    return matrices[-1:]
+    return layers[-1:]
+
+
+def output_layer_weights(decoder: nn.Module) -> list[nn.Parameter]:
+    return [layer.weight for layer in output_layers(decoder)]
+
+
+def start_at_mean_image(decoder: nn.Module, mean_image: torch.Tensor) -> None:
+    """Set the output layer's bias to the logit of the data's mean pixel value: per pixel where the
+    layer has a bias per pixel (mlp), else per channel (conv, unet). At PyTorch's default zero-ish
+    bias every pixel starts at 0.5 on mostly black images; the decoder then spends its first epoch
+    learning the background with the code ignored, and the posterior collapses for a while (conv on
+    color MNIST: KL 4 nats after 2 epochs, against 19 from the mean image)."""
+    mean_image = mean_image.float()
+    for layer in output_layers(decoder):
+        if layer.bias is None:
+            continue
+        if layer.bias.numel() == mean_image.numel():
+            target = mean_image.flatten()
+        elif layer.bias.numel() == mean_image.shape[0]:
+            target = mean_image.mean((1, 2))
+        else:
+            raise ValueError(f"the output layer's bias has {layer.bias.numel()} entries: neither one per "
+                             f"pixel nor one per channel of a {tuple(mean_image.shape)} image")
+        with torch.no_grad():  # clamped: no pixel starts where the sigmoid is flat
+            layer.bias.copy_(torch.logit(target.clamp(0.01, 0.99)).to(layer.bias))
 
 
 def logit_of_mean_image(logits: list[torch.Tensor]) -> torch.Tensor:

@@ -69,6 +69,8 @@ def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
 
     splits = load_splits(config.data, device)
     model = build_model(config.model, config.backbone, splits.image_shape).to(device)
+    if config.trainer.start_at_mean_image:  # a resumed run loads its own weights over this
+        model.start_at_mean_image(splits.train.mean_image())
     trainer = Trainer(model, splits, config, run)
     if checkpoint is not None:
         trainer.load_state(checkpoint)

@@ -45,6 +45,11 @@ class ImageSet:
     def device(self) -> torch.device:
         return self.images.device
 
+    def mean_image(self) -> torch.Tensor:
+        """The per-pixel mean, float [C, H, W] on the [0, 1] scale (also of binarized pixels, in
+        expectation)."""
+        return self.images.sum(0, dtype=torch.float32).div_(255 * len(self))
+
     def subset(self, rows: torch.Tensor) -> "ImageSet":
         return self._map(lambda t: t[rows.to(t.device)])
 

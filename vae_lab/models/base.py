@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from vae_lab.backbones import output_layer_weights
+from vae_lab.backbones import output_layer_weights, start_at_mean_image
 from vae_lab.config import ModelConfig, Registry
 from vae_lab.data import Batch
 from vae_lab.latents import LatentSample
@@ -54,6 +54,10 @@ class VAE(nn.Module):
     def output_layer_weights(self) -> list[nn.Parameter]:
         """The weights that make the image logits, where image-space losses balance their gradients."""
         return output_layer_weights(self.decoder)
+
+    def start_at_mean_image(self, mean_image: torch.Tensor) -> None:
+        """Make the decoder's output start at ``mean_image`` (see backbones.start_at_mean_image)."""
+        start_at_mean_image(self.decoder, mean_image)
 
     def draw(self, images: torch.Tensor) -> LatentSample:
         """A code from the posterior, with its KL terms."""
