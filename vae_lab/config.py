@@ -170,7 +170,7 @@ class TrainerConfig:
     epochs: int = at_least(1)
     batch_size: int = at_least(1)
     lr: float = greater_than(0)
-    start_at_mean_image: bool = MISSING  # decoder's output bias = logit of the training set's mean image
+    start_at_mean_image: bool = MISSING  # decoder's per-pixel bias = logit of the training set's mean image
     device: str = device_choice()
     amp: bool = MISSING  # bf16 autocast on CUDA (no effect on CPU)
     compile: bool = MISSING  # torch.compile the model
