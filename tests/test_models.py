@@ -40,6 +40,30 @@ def test_every_model_fits_every_backbone_and_both_datasets(train_config, name, b
         assert model.sample_with_label(torch.tensor([0, 9, 9])).shape == (3, channels, 28, 28)
 
 
+@pytest.mark.parametrize("name", MODELS.names())
+def test_beta_warms_up_over_training_steps_and_held_out_losses_use_it_whole(train_config, name):
+    config = train_config(f"model={name}", *SMALL[name], "model.beta=2", "model.beta_warmup_steps=10")
+    model = build_model(config.model, config.backbone, (1, 28, 28))
+    held_out = model.eval().weights
+    kl_terms = {term for term, weight in held_out.items() if weight == 2.0}
+    assert kl_terms and kl_terms <= {"kl", "kl_disc"}
+    model.train()
+    for step, expected in ((0, 0.0), (4, 0.8), (10, 2.0), (25, 2.0)):
+        model.step.fill_(step)
+        weights = model.weights
+        for term, weight in weights.items():
+            assert float(weight) == pytest.approx(expected if term in kl_terms else held_out[term]), (step, term)
+        model.eval()
+        assert model.weights == held_out  # validation compares epochs at the full beta
+        model.train()
+
+
+def test_warmup_and_capacity_control_together_are_refused(train_config):
+    with pytest.raises(ConfigError) as error:
+        train_config("model=combined", "model.capacity.enabled=true", "model.beta_warmup_steps=100")
+    assert error.value.key == "model.beta_warmup_steps"
+
+
 @pytest.mark.parametrize("name", ["continuous", "both"])
 @pytest.mark.parametrize("backbone", ["mlp", "conv", "unet"])
 @pytest.mark.parametrize("channels", [1, 3])

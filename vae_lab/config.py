@@ -128,6 +128,7 @@ class ModelConfig:
 
     name: str = MISSING
     beta: float = at_least(0)
+    beta_warmup_steps: int = at_least(0, default=0)  # beta rises linearly from 0 over these training steps
     likelihood: str = one_of("bernoulli", "gaussian")
     obs_std: float = greater_than(0)  # standard deviation of the Gaussian decoder (likelihood=gaussian)
 

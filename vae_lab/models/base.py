@@ -67,8 +67,19 @@ class VAE(nn.Module):
         return reconstruction_nll(self.config.likelihood, logits, images, self.config.obs_std)
 
     @property
+    def beta(self) -> float | torch.Tensor:
+        """The KL weight now: ``config.beta``, scaled from 0 up over the first ``beta_warmup_steps``
+        optimizer steps while training (KL warm-up, Bowman et al. 2016), so that the code carries
+        information before its price is charged in full. Held-out losses always use the full beta,
+        so that validation loss compares epochs alike."""
+        warmup = self.config.beta_warmup_steps
+        if not (warmup and self.training):
+            return self.config.beta
+        return self.config.beta * torch.clamp(self.step.float() / warmup, max=1.0)  # a tensor: no sync
+
+    @property
     def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, **{name: self.config.beta for name in self.elbo_terms if name != "recon"}}
+        return {"recon": 1.0, **{name: self.beta for name in self.elbo_terms if name != "recon"}}
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-image training objective: the weighted sum of the loss terms."""

@@ -47,4 +47,4 @@ class BothVAE(VAE):
     @property
     def weights(self) -> dict[str, float]:
         """The sum of the two VAEs' own losses."""
-        return {"recon_cont": 1.0, "kl": self.config.beta, "recon_disc": 1.0, "kl_disc": self.config.beta}
+        return {"recon_cont": 1.0, "kl": self.beta, "recon_disc": 1.0, "kl_disc": self.beta}

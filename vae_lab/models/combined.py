@@ -8,7 +8,7 @@ from omegaconf import MISSING
 from torch import nn
 
 from vae_lab.backbones import PerPartEncoder
-from vae_lab.config import at_least
+from vae_lab.config import ConfigError, at_least
 from vae_lab.latents import GaussianLatent, JointLatent
 from vae_lab.models.base import MODELS, VAE
 from vae_lab.models.continuous import ContinuousConfig
@@ -40,6 +40,11 @@ class CombinedConfig(ContinuousAndDiscrete):
     def summary(self) -> str:
         encoders = "shared encoder" if self.share_encoder else "separate encoders"
         return f"{super().summary()}, {encoders}" + (", capacity control" if self.capacity.enabled else "")
+
+    def cross_check(self) -> None:
+        if self.capacity.enabled and self.beta_warmup_steps:
+            raise ConfigError("beta_warmup_steps", self.beta_warmup_steps,
+                              "has no effect with capacity.enabled=true, whose targets replace beta; use one of them")
 
 
 def joint_latent(config: ContinuousAndDiscrete) -> JointLatent:

@@ -76,7 +76,7 @@ class M2VAE(VAE):
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, "kl": self.config.beta, "kl_y": 1.0, "class": self.config.alpha}
+        return {"recon": 1.0, "kl": self.beta, "kl_y": 1.0, "class": self.config.alpha}
 
     def given_labels(self, features: torch.Tensor, images: torch.Tensor,
                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +179,7 @@ class LatentClassifierVAE(VAE):
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, "kl": self.config.beta, "class": self.config.alpha}
+        return {"recon": 1.0, "kl": self.beta, "class": self.config.alpha}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         params = self.encode(batch.images)
