@@ -225,7 +225,7 @@ def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
                 ax.imshow(image[crop:])
             else:
                 ax.text(0.5, 0.5, f"no {name} ({r.status})", ha="center", va="center", fontsize=9)
-        left.set_title(f"run {r.name}: {_label(r, keys)}: prior samples", fontsize=9, loc="left")
+        left.set_title(f"run {r.name}: {_label(r, keys)}\nprior samples", fontsize=9, loc="left")
         right.set_title("test images and reconstructions", fontsize=9, loc="left")
     return save(fig, path)
 
