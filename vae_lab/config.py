@@ -9,6 +9,7 @@ in a :class:`Registry`, so a new one is one module plus one YAML file.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Optional, TypeVar
@@ -16,31 +17,10 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from vae_lab.errors import ConfigError, UserError  # noqa: F401  (re-exported)
+
 DATA_ROOT_ENV = "VAE_LAB_DATA"
 """Environment variable that ``data.root`` defaults to (else ``./data``)."""
-
-
-class UserError(Exception):
-    """A problem with what the user asked for; the CLI prints it as one line and exits with status 2."""
-
-
-class ConfigError(UserError):
-    """A config value that cannot be used: names the key, the value and what is wrong with it."""
-
-    def __init__(self, key: str, value: Any, problem: str):
-        self.key, self.value, self.problem = key, value, problem
-        super().__init__(f"{key}={_show(value)}: {problem}")
-
-    def under(self, prefix: str) -> "ConfigError":
-        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.problem)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # ---- declarative field checks ----------------------------------------------------------------
@@ -60,12 +40,24 @@ def checked(check: Check, default: Any = MISSING) -> Any:
     return field(default=default, metadata={"check": check})
 
 
+def _finite_number(accepts: Callable[[Any], bool], expected: str) -> Check:
+    return Check(lambda v: math.isfinite(v) and accepts(v), expected,
+                 why_not=lambda v: f"expected {expected}" if math.isfinite(v) else f"expected a finite number, {expected}")
+
+
 def at_least(low: float, default: Any = MISSING) -> Any:
-    return checked(Check(lambda v: v >= low, f"a number >= {low}"), default)
+    return checked(_finite_number(lambda v: v >= low, f"a number >= {low}"), default)
 
 
 def greater_than(low: float, default: Any = MISSING) -> Any:
-    return checked(Check(lambda v: v > low, f"a number > {low}"), default)
+    return checked(_finite_number(lambda v: v > low, f"a number > {low}"), default)
+
+
+SEED_LIMIT = 2**32  # NumPy's seeds are 32-bit
+
+
+def seed_value(default: Any = MISSING) -> Any:
+    return checked(Check(lambda v: 0 <= v < SEED_LIMIT, f"an integer from 0 to {SEED_LIMIT - 1}"), default)
 
 
 def fraction(default: Any = MISSING) -> Any:
@@ -83,7 +75,8 @@ def positive_ints(default: Any = MISSING) -> Any:
 
 
 def optional_positive(default: Any = None) -> Any:
-    return checked(Check(lambda v: v is None or v > 0, "null (off) or a number > 0"), default)
+    return checked(Check(lambda v: v is None or (math.isfinite(v) and v > 0), "null (off) or a finite number > 0"),
+                   default)
 
 
 def _cuda_visible() -> bool:
@@ -155,7 +148,7 @@ class DataConfig:
     download: bool = MISSING  # fetch MNIST with torchvision when it is not under root
     binarize: str = one_of("none", "dynamic", "static")
     val_fraction: float = fraction()  # share of the training split held out for validation
-    seed: int = MISSING  # fixes the dataset: validation split, colors, static binarization
+    seed: int = seed_value()  # fixes the dataset: validation split, colors, static binarization
     hue_bins: int = at_least(2)  # color_mnist: number of hue classes kept as each sample's color label
     n_labels: Optional[int] = None  # training labels a semi-supervised model may use (null: all)
     labelled_per_batch: int = at_least(0)  # labelled images added to every training batch
@@ -234,7 +227,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     eval: EvalConfig = MISSING
     loss: LossConfig = MISSING
-    seed: int = MISSING  # training randomness: initialisation, shuffling, sampling
+    seed: int = seed_value()  # training randomness: initialisation, shuffling, sampling
     optimized_metric: Optional[str] = None  # the final metric `train` returns to a sweeper (Optuna)
 
     def cross_check(self) -> None:
@@ -327,8 +320,11 @@ def typed(cfg: DictConfig) -> Any:
 
 
 def as_dict(config: Any) -> dict:
-    """A typed config as plain, resolved Python containers (for checkpoints and the run folder)."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+    """A typed config as plain Python containers (for checkpoints and the run folder). Its values are
+    taken as they are: a string that looks like ``${...}`` is data here, never resolved again."""
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return OmegaConf.to_container(config, resolve=True)
 
 
 def train_config_from_dict(values: dict) -> TrainConfig:

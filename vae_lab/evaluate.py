@@ -87,3 +87,31 @@ def final_metrics(model: VAE, splits: Splits, config) -> dict:
             section("sample quality", "samples", lambda: sample_quality(
                 model, reference, splits.test, settings.sample_images, settings.batch_size, config.seed))
     return metrics
+
+
+# What `finish` adds to the metrics of final_metrics.
+RUN_METRICS = ("best_epoch", "epochs", "train/images_per_s", "train_s")
+
+
+def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
+    """The names of the numbers :func:`final_metrics` and the end of training will report for this
+    model and config, known before training (to check ``optimized_metric`` before any work). The
+    loss terms are read off one forward pass on two training images; the caller's random state is
+    left as it was."""
+    settings = config.eval
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []), evaluating(model):
+        terms = with_totals(model, model(splits.train.batch(torch.arange(min(2, len(splits.train)),
+                                                                         device=splits.train.device))))
+    test = [*terms, "mse", "psnr", "ssim", "probe_acc", "knn_acc"]
+    if settings.is_samples:
+        test += ["nll", "bits_per_dim"]
+    if splits.train.hue_bins is not None:
+        test.append("color_probe_acc")
+    if model.spec.continuous:
+        test.append("active_units")
+    if model.spec.discrete:
+        test.append("code_perplexity")
+    samples = []
+    if settings.sample_images:
+        samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
+    return {*(f"test/{name}" for name in test), *(f"samples/{name}" for name in samples), *RUN_METRICS}

@@ -8,12 +8,13 @@ from typing import Optional
 
 import torch
 
-from vae_lab.config import EvalConfig, TrainConfig, UserError, train_config_from_dict
+from vae_lab.config import EvalConfig, TrainConfig, train_config_from_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.evaluate import final_metrics
 from vae_lab.figures import draw_figures
 from vae_lab.models import VAE, build_model
-from vae_lab.runs import RunDir, load_checkpoint, write_json
+from vae_lab.errors import DamagedFile, UserError
+from vae_lab.runs import RunDir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
 
 def load_best_model(run: RunDir, config: TrainConfig, device: torch.device) -> tuple[VAE, dict]:
     """The run's model with its best weights, and the checkpoint they came from."""
-    best = load_checkpoint(run.best_checkpoint, device)
+    best = run.load_best(device)
     model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
     model.load_state_dict(best["model"])
     return model, best
@@ -51,10 +52,28 @@ def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
     splits = load_splits(config.data, device)
     model, best = load_best_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
-    last = load_checkpoint(run.last_checkpoint) if run.last_checkpoint.is_file() else {}
-    snapshots = last.get("snapshots", [])  # runs from before snapshots were kept have none
+    history, snapshots = training_record(run)
     started = time.perf_counter()
-    metrics = report(model, splits, config, run.history(), snapshots, run.eval / "metrics.json", run.eval,
+    metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
                      extra={"best_epoch": best["epoch"]})
     log.info("evaluation took %.1f s", time.perf_counter() - started)
     return run, metrics
+
+
+def training_record(run: RunDir) -> tuple[list[dict], list[dict]]:
+    """The per-epoch metrics and figure snapshots of a run, for its curves and training GIF. Neither
+    is needed to evaluate the best weights: a missing or damaged file costs only its figure."""
+    history: list[dict] = []
+    snapshots: list[dict] = []
+    try:
+        history = run.history()
+    except DamagedFile as damaged:
+        log.warning("%s: no training curves", damaged)
+    if run.last_checkpoint.is_file():
+        try:
+            last = run.load_last()
+            snapshots = last.get("snapshots", [])  # runs from before snapshots were kept have none
+            history = history or last.get("history", [])
+        except DamagedFile as damaged:
+            log.warning("%s: no training animation", damaged)
+    return history, snapshots

@@ -9,33 +9,33 @@ run resumes from ``last.pt`` with ``trainer.resume=true`` and ends exactly as an
 import contextlib
 import logging
 import math
+import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae_lab.config import ConfigError, TrainConfig, as_dict, train_config_from_dict
+from vae_lab.config import TrainConfig, as_dict, train_config_from_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.evaluate import TermMeans, evaluating, loss_terms, with_totals
+from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
+from vae_lab.evaluate import TermMeans, evaluating, final_metric_names, loss_terms, with_totals
 from vae_lab.figures.animations import snapshot
 from vae_lab.image_losses import ImageLosses, imagenet_vgg16
 from vae_lab.metrics import reconstruction_quality
-from vae_lab.models import VAE, build_model
+from vae_lab.models import VAE, build_model, parameter_count
 from vae_lab.reporting import load_best_model, report
-from vae_lab.runs import RunDir, load_checkpoint, save_checkpoint, write_jsonl
+from vae_lab.runs import (NOT_TRAINING, RESUMABLE_CHANGES, RunDir, config_differences, record_failure,
+                          refuse_other_data, refuse_other_settings, remove_temporary_files, save_checkpoint,
+                          write_jsonl)
 
 log = logging.getLogger(__name__)
 
-# Settings that change nothing the training computes: a finished run with other values of these is
-# still the same run. ("eval." only changes the final metrics, which `vae-lab eval` recomputes.)
-NOT_TRAINING = ("trainer.resume", "trainer.device", "trainer.compile", "trainer.threads", "data.root",
-                "data.download", "eval.", "optimized_metric")
-# A resumed run may also be trained for more epochs; any other difference is refused.
-RESUMABLE_CHANGES = NOT_TRAINING + ("trainer.epochs",)
+BYTES_PER_PARAMETER = 16  # float32 weight, its gradient and Adam's two moments
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,54 +51,94 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: TrainConfig, run_dir: str) -> dict[str, float]:
-    """Train one model as ``config`` says, filling ``run_dir``; return the final test metrics."""
+    """Train one model as ``config`` says, filling ``run_dir``; return the final test metrics.
+
+    Everything that can refuse the run is checked before the first file is written: the folder (one
+    writer, no other run in it, a resume that matches), the data, the model's memory and the metric
+    a sweeper asked for. A run that fails after that (diverged, disk full) says why in error.txt and
+    stays resumable from its last good epoch.
+    """
     run = RunDir(run_dir)
     config.data.root = str(Path(config.data.root).expanduser().resolve())
-    if config.trainer.resume and run.is_complete and not config_differences(
-            saved_config(run.read_config()), as_dict(config), ignore=NOT_TRAINING):
-        log.info("%s is already complete: nothing to train (vae-lab eval recomputes its metrics)", run.path)
-        return run.final_metrics()
-    if config.trainer.threads is not None:
-        torch.set_num_threads(config.trainer.threads)
-    device = resolve_device(config.trainer.device)
-    checkpoint = resume_point(run, config, device)
-    if config.loss.perceptual.enabled and config.loss.perceptual.weights == "imagenet":
-        imagenet_vgg16()  # offline without them: stop now, with what to do, before writing anything
-    seed_everything(config.seed)
-    run.write_config(as_dict(config))
+    with run.claimed():
+        if config.trainer.threads is not None:
+            torch.set_num_threads(config.trainer.threads)
+        device = resolve_device(config.trainer.device)
+        previous = PreviousRun.find(run, config, device)
+        splits = load_splits(config.data, device)
+        if previous is not None:
+            refuse_other_data(run, previous.data, splits.fingerprint, config.data.root)
+            if previous.finished:
+                log.info("%s is already complete: nothing to train (vae-lab eval recomputes its metrics)", run.path)
+                return previous.final_metrics
+        refuse_what_does_not_fit(config, splits.image_shape, device)
+        if config.loss.perceptual.enabled and config.loss.perceptual.weights == "imagenet":
+            imagenet_vgg16()  # offline without them: stop now, with what to do, before writing anything
+        seed_everything(config.seed)
+        model = build_model(config.model, config.backbone, splits.image_shape).to(device)
+        refuse_unknown_metric(config, model, splits)
 
-    splits = load_splits(config.data, device)
-    model = build_model(config.model, config.backbone, splits.image_shape).to(device)
-    if config.trainer.start_at_mean_image:  # a resumed run loads its own weights over this
-        model.start_at_mean_image(splits.train.mean_image())
-    trainer = Trainer(model, splits, config, run)
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        log.info("resuming %s after epoch %d", run.path, trainer.epoch)
-    log.info("training %s on %s (%d train / %d val / %d test images), %s parameters",
-             type(model).__name__, device, len(splits.train), len(splits.val), len(splits.test),
-             f"{sum(p.numel() for p in model.parameters()):,}")
-    trainer.fit()
-    return finish(model, splits, config, run, trainer)
+        remove_temporary_files(run.path)  # what a killed process left; this one holds the folder now
+        run.error.unlink(missing_ok=True)
+        run.metrics.unlink(missing_ok=True)  # no longer final once training goes on
+        run.write_config(as_dict(config))
+        if config.trainer.start_at_mean_image:  # a resumed run loads its own weights over this
+            model.start_at_mean_image(splits.train.mean_image())
+        trainer = Trainer(model, splits, config, run)
+        if previous is not None and previous.checkpoint is not None:
+            trainer.load_state(previous.checkpoint)
+            log.info("resuming %s after epoch %d", run.path, trainer.epoch)
+        log.info("training %s on %s (%d train / %d val / %d test images), %s parameters",
+                 type(model).__name__, device, len(splits.train), len(splits.val), len(splits.test),
+                 f"{sum(p.numel() for p in model.parameters()):,}")
+        try:
+            trainer.fit()
+            return finish(model, splits, config, run, trainer)
+        except RunFailed as failure:
+            record_failure(run, failure)
+            raise
 
 
-def resume_point(run: RunDir, config: TrainConfig, device: torch.device) -> Optional[dict]:
-    """The checkpoint to continue from, or None for a fresh run. Never overwrites another run."""
-    if not run.holds_a_run:
-        if config.trainer.resume:
-            log.info("nothing to resume in %s: starting a new run there", run.path)
-        return None
-    if not config.trainer.resume:
-        raise ConfigError("trainer.resume", False,
-                          f"the run folder {run.path} already holds a run; set trainer.resume=true "
-                          "to continue it, or choose another hydra.run.dir")
-    checkpoint = load_checkpoint(run.last_checkpoint, device)
-    for key, before, now in config_differences(saved_config(checkpoint["config"]), as_dict(config),
-                                               ignore=RESUMABLE_CHANGES):
-        raise ConfigError(key, now, f"the run in {run.path} was trained with {key}={before}; "
-                                    "resume it with the same settings, or start a new run")
-    run.metrics.unlink(missing_ok=True)  # no longer final once training goes on
-    return checkpoint
+@dataclass
+class PreviousRun:
+    """What an earlier run left in the folder, found only when it may be continued."""
+
+    data: Optional[dict]  # the data fingerprint it was trained on (None: not recorded)
+    checkpoint: Optional[dict]  # checkpoints/last.pt, or None when no epoch had finished
+    final_metrics: Optional[dict]  # metrics.json when the run is complete with these very settings
+
+    @property
+    def finished(self) -> bool:
+        return self.final_metrics is not None
+
+    @staticmethod
+    def find(run: RunDir, config: TrainConfig, device: torch.device) -> Optional["PreviousRun"]:
+        """None for a folder with no run in it. Refuses a folder that holds a run unless
+        ``trainer.resume`` is on, and a resume with other settings."""
+        if not run.holds_a_run:
+            return None
+        if not config.trainer.resume:
+            found = ", ".join(p.name for p in run.written_files)
+            raise ConfigError("trainer.resume", False,
+                              f"the folder {run.path} already holds a run ({found}); set trainer.resume=true "
+                              "to continue it, or choose another hydra.run.dir")
+        now = as_dict(config)
+        if run.is_complete and run.config.is_file():
+            saved = saved_config(run.read_config())
+            if not config_differences(saved, now, ignore=NOT_TRAINING):
+                try:
+                    metrics = run.final_metrics()
+                    return PreviousRun(run.load_best(device).get("data"), None, metrics)
+                except DamagedFile as damaged:
+                    log.warning("%s: evaluating the run again", damaged)
+        if run.last_checkpoint.is_file():
+            checkpoint = run.load_last(device)
+            refuse_other_settings(run, saved_config(checkpoint["config"]), now, ignore=RESUMABLE_CHANGES)
+            return PreviousRun(checkpoint.get("data"), checkpoint, None)
+        if run.config.is_file():  # stopped before its first epoch ended: start it again, same settings
+            refuse_other_settings(run, saved_config(run.read_config()), now, ignore=RESUMABLE_CHANGES)
+        log.info("no finished epoch in %s: starting its run again", run.path)
+        return PreviousRun(None, None, None)
 
 
 def saved_config(values: dict) -> dict:
@@ -106,32 +146,38 @@ def saved_config(values: dict) -> dict:
     return as_dict(train_config_from_dict(values))
 
 
-def without_disabled_losses(values: dict) -> dict:
-    """The config minus what of ``loss`` changes nothing: the settings of image-space losses that are
-    off, and the preset's name."""
-    loss = values.get("loss", {})
-    return {**values, "loss": {name: part if part.get("enabled") else {"enabled": False}
-                               for name, part in loss.items() if isinstance(part, dict)}}
+def refuse_what_does_not_fit(config: TrainConfig, image_shape: tuple[int, int, int], device: torch.device) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone exceed the free memory."""
+    needed = parameter_count(config.model, config.backbone, image_shape) * BYTES_PER_PARAMETER
+    free = available_memory(device)
+    if needed > free:
+        raise UserError(f"model={config.model.name} ({config.model.summary()}) on backbone={config.backbone.name} "
+                        f"would need {needed / 2**30:,.1f} GiB for its weights, gradients and optimizer state, "
+                        f"more than the {free / 2**30:,.1f} GiB free on {device}; choose smaller sizes")
 
 
-def config_differences(before: dict, now: dict, ignore: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
-    """(key, before, now) for every dotted key whose value differs, except keys in ``ignore`` (a key,
-    or a prefix ending in '.')."""
-    flat_before, flat_now = _flatten(without_disabled_losses(before)), _flatten(without_disabled_losses(now))
-    return [(key, flat_before.get(key), flat_now.get(key))
-            for key in sorted(flat_before.keys() | flat_now.keys())
-            if flat_before.get(key) != flat_now.get(key)
-            and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in ignore)]
+def available_memory(device: torch.device) -> int:
+    """Bytes free for a new allocation on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def refuse_unknown_metric(config: TrainConfig, model: VAE, splits: Splits) -> None:
+    """``optimized_metric`` must be one the run will report (checked now, not after training)."""
+    if config.optimized_metric is None:
+        return
+    names = final_metric_names(model, splits, config)
+    if config.optimized_metric not in names:
+        raise ConfigError("optimized_metric", config.optimized_metric,
+                          f"this run reports no such metric; expected one of {', '.join(sorted(names))}")
 
 
 class Trainer:
@@ -149,6 +195,9 @@ class Trainer:
         self.history: list[dict] = []
         self.snapshots: list[dict] = []  # one per epoch, for training_evolution.gif
         self.best = {"epoch": 0, "val/loss": math.inf}
+        # The first optimizer step whose loss was not finite (-1: none yet), kept on the device so
+        # that watching for divergence costs no synchronisation per step.
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
 
     @property
     def epoch(self) -> int:
@@ -159,7 +208,9 @@ class Trainer:
         while self.epoch < self.settings.epochs:
             started = time.perf_counter()
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
+            self.stop_if_diverged(row)
             row.update(self.held_out_metrics())
+            self.stop_if_diverged(row)
             with evaluating(self.model):
                 self.snapshots.append(snapshot(self.model, self.splits.test))
             row["epoch_s"] = time.perf_counter() - started
@@ -190,7 +241,10 @@ class Trainer:
                 totals["loss"] = totals["loss"] + image.pop("loss")
                 totals.update(image_terms, **image)
             self.optimizer.zero_grad(set_to_none=True)
-            totals["loss"].mean().backward()
+            loss = totals["loss"].mean()
+            self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(loss.detach()),
+                                              model.step, self.first_bad_step)
+            loss.backward()
             if self.settings.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
@@ -202,6 +256,25 @@ class Trainer:
         metrics = {f"train/{name}": value for name, value in means.means().items()}  # syncs
         metrics["train/images_per_s"] = len(data) / (time.perf_counter() - started)
         return metrics
+
+    def stop_if_diverged(self, row: dict) -> None:
+        """After an epoch: stop the run if a loss was not finite, before anything of that epoch is
+        saved, so checkpoints/last.pt keeps the last finite weights."""
+        bad_step = int(self.first_bad_step)
+        broken = sorted(key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value))
+        if bad_step < 0 and not broken:
+            return
+        where = f"at optimizer step {bad_step + 1}" if bad_step >= 0 else f"({', '.join(broken[:3])} not finite)"
+        kept = (f"checkpoints/last.pt keeps epoch {self.epoch}, the last finite one" if self.epoch
+                else "no epoch finished, so nothing was saved")
+        settings, model = self.settings, self.config.model
+        remedies = [f"a smaller trainer.lr (now {settings.lr:g})"]
+        if settings.grad_clip is None:
+            remedies.append("trainer.grad_clip=1")
+        if model.likelihood == "gaussian":
+            remedies.append(f"a larger model.obs_std (now {model.obs_std:g})")
+        raise RunFailed(f"training diverged in epoch {row['epoch']} {where}: the loss became infinite or NaN. "
+                        f"{kept}. Try {' or '.join(remedies)} in a new run")
 
     def held_out_metrics(self) -> dict[str, float]:
         """Loss terms on validation and test; image quality of reconstructions on subsets of the
@@ -233,7 +306,8 @@ class Trainer:
             self.best = {"epoch": row["epoch"], "val/loss": val_loss}
             save_checkpoint(self.run.best_checkpoint, {
                 "epoch": row["epoch"], "model": self.model.state_dict(),
-                "image_shape": list(self.splits.image_shape), "config": as_dict(self.config)})
+                "image_shape": list(self.splits.image_shape), "config": as_dict(self.config),
+                "data": self.splits.fingerprint})
         save_checkpoint(self.run.last_checkpoint, self.state())
         write_jsonl(self.run.metrics_per_epoch, self.history)
 
@@ -249,6 +323,7 @@ class Trainer:
             "snapshots": self.snapshots,
             "best": self.best,
             "config": as_dict(self.config),
+            "data": self.splits.fingerprint,
         }
 
     def load_state(self, checkpoint: dict) -> None:

@@ -1,10 +1,12 @@
 """Train, validation and test splits built from the data config, ready on the training device."""
 
-from dataclasses import dataclass, replace
+import hashlib
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from vae_lab.config import DataConfig
+from vae_lab.errors import ConfigError
 from vae_lab.data.color import sample_tints, tint
 from vae_lab.data.labels import balanced_label_mask
 from vae_lab.data.mnist import read_mnist
@@ -18,6 +20,9 @@ class Splits:
     train: ImageSet
     val: ImageSet  # carved from the official training split (empty when data.val_fraction=0)
     test: ImageSet  # the official test split
+    # What the data was, to tell it apart from other data: the official splits' sizes and a hash of
+    # their content as loaded (tinted, before binarization), whatever folder it came from.
+    fingerprint: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -40,8 +45,13 @@ def load_split(config: DataConfig, split: str) -> ImageSet:
 def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
     """Load, tint, split off validation and move everything to ``device`` once."""
     train_all, test = load_split(config, "train"), load_split(config, "test")
+    fingerprint = {"train_images": len(train_all), "test_images": len(test),
+                   "sha256": content_hash(train_all, test)}
     order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(config.seed))
     n_val = round(config.val_fraction * len(train_all))
+    if n_val >= len(train_all):
+        raise ConfigError("data.val_fraction", config.val_fraction,
+                          f"holds out {n_val:,} of the {len(train_all):,} training images, leaving none to train on")
     train, val = train_all.subset(order[n_val:].sort().values), train_all.subset(order[:n_val].sort().values)
     # Only training labels may be learned from; held-out splits measure the unlabelled bound.
     train.labelled = (torch.ones(len(train), dtype=torch.bool) if config.n_labels is None
@@ -55,7 +65,15 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
             train = binarized_once(train, seed=config.seed)
         else:
             train.dynamic_binarization = True
-    return Splits(train.to(device), val.to(device), test.to(device))
+    return Splits(train.to(device), val.to(device), test.to(device), fingerprint)
+
+
+def content_hash(*splits: ImageSet) -> str:
+    digest = hashlib.sha256()
+    for split in splits:
+        for tensor in (split.images, split.labels):
+            digest.update(tensor.contiguous().numpy().data)
+    return digest.hexdigest()
 
 
 def binarized_once(data: ImageSet, seed: int) -> ImageSet:

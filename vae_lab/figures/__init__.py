@@ -39,8 +39,9 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
             latent.latent_ranges(model, test, out_dir / "latent_ranges.png", caption),
             latent.latent_traversal(model, test, out_dir / "latent_traversal.png", caption),
             animations.interpolation(model, test, out_dir / "interpolation.gif", caption),
-            curves.training_curves(history, out_dir / "training_curves.png", caption),
         ]
+        if history:
+            paths.append(curves.training_curves(history, out_dir / "training_curves.png", caption))
         if model.conditional:
             paths.append(images.conditional_samples(model, out_dir / "conditional_samples.png", caption, seed))
         if snapshots:

@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 
 from vae_lab.data import ImageSet
 from vae_lab.figures.latent import code_parts
+from vae_lab.runs import atomic_write
 from vae_lab.figures.style import figure_pixels, image_grid, scatter_by_digit, show_grid
 
 SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows
@@ -29,8 +30,8 @@ def snapshot(model, test: ImageSet) -> dict[str, torch.Tensor]:
 
 def save_gif(frames: list[np.ndarray], path: Path, seconds_per_frame: float) -> Path:
     images = [Image.fromarray(frame) for frame in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000),
-                   loop=0)
+    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=int(seconds_per_frame * 1000), loop=0), binary=True)
     return path
 
 

@@ -12,6 +12,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from vae_lab.data import CLASS_NAMES  # noqa: E402,F401
+from vae_lab.runs import atomic_write  # noqa: E402
 
 DIGIT_COLORS = plt.get_cmap("tab10").colors
 DPI = 150
@@ -98,8 +99,11 @@ def scatter_by_tint(ax: plt.Axes, points: np.ndarray, tints: np.ndarray) -> None
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    """Write the figure atomically (a full disk or a kill never leaves half a PNG) and close it."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format=path.suffix.lstrip(".")), binary=True)
+    finally:
+        plt.close(fig)
     return path
 
 

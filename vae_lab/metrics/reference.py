@@ -2,7 +2,8 @@
 
 A small CNN trained by vae-lab on the training split of the same data (same dataset, tint, binarization
 and validation split), once: it is cached beside the data (``<data.root>/vae_lab_reference/``, or the
-user's cache folder when the data folder is read-only) and reused by every run on that data.
+user's cache folder when the data folder is read-only) and reused by every run on that data. Where
+neither can be written it is trained for each run and not kept: a cache must never cost a run.
 """
 
 import logging
@@ -15,7 +16,8 @@ from torch import nn
 
 from vae_lab.config import DataConfig
 from vae_lab.data import ImageSet, Splits
-from vae_lab.runs import atomic_write
+from vae_lab.errors import DamagedFile
+from vae_lab.runs import atomic_write, load_checkpoint
 
 log = logging.getLogger(__name__)
 FEATURES = 128
@@ -36,11 +38,19 @@ class ReferenceClassifier(nn.Module):
 
 
 def cache_path(config: DataConfig) -> Path:
+    """Where the classifier for this data is kept: the first of the folders beside the data and in the
+    user's cache that holds it or could."""
     name = f"{config.name}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}.pt"
-    beside_data = Path(config.root) / "vae_lab_reference"
-    writable = os.access(beside_data if beside_data.exists() else Path(config.root), os.W_OK)
-    folder = beside_data if writable else Path.home() / ".cache" / "vae-lab" / "reference"
-    return folder / name
+    folders = [Path(config.root) / "vae_lab_reference", Path.home() / ".cache" / "vae-lab" / "reference"]
+    for folder in folders:
+        if (folder / name).is_file() or _could_write(folder):
+            return folder / name
+    return folders[0] / name
+
+
+def _could_write(folder: Path) -> bool:
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing is not None and os.access(existing, os.W_OK)
 
 
 def reference_classifier(config: DataConfig, splits: Splits, device: torch.device) -> ReferenceClassifier:
@@ -48,14 +58,21 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
     path = cache_path(config)
     model = ReferenceClassifier(splits.image_shape[0]).to(device)
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True)["model"])
-        return model.eval()
+        try:
+            model.load_state_dict(load_checkpoint(path, device)["model"])
+            return model.eval()
+        except (DamagedFile, RuntimeError) as damaged:  # RuntimeError: weights of another shape
+            log.warning("%s: training the reference classifier again", damaged)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
         torch.manual_seed(config.seed)
         accuracy = _train(model, splits.train, splits.test)
-    log.info("reference classifier for %s: test accuracy %.4f, cached in %s", config.name, accuracy, path)
-    atomic_write(path, lambda f: torch.save({"model": model.state_dict(), "test_acc": accuracy}, f),
-                 binary=True)
+    log.info("reference classifier for %s: test accuracy %.4f", config.name, accuracy)
+    try:
+        atomic_write(path, lambda f: torch.save({"model": model.state_dict(), "test_acc": accuracy}, f),
+                     binary=True)
+        log.info("cached in %s", path)
+    except OSError as error:
+        log.warning("could not cache the reference classifier (%s): it will be trained again next time", error)
     return model.eval()
 
 

@@ -7,6 +7,8 @@ Every module in this package is imported here, so a new model type is a new modu
 import importlib
 import pkgutil
 
+import torch
+
 from vae_lab.backbones import build_backbone
 from vae_lab.config import BackboneConfig, ModelConfig
 from vae_lab.models.base import MODELS, VAE
@@ -20,4 +22,11 @@ def build_model(config: ModelConfig, backbone: BackboneConfig,
     return MODELS[config.name](config, build_backbone(backbone), image_shape)
 
 
-__all__ = ["MODELS", "VAE", "build_model"]
+def parameter_count(config: ModelConfig, backbone: BackboneConfig, image_shape: tuple[int, int, int]) -> int:
+    """How many parameters the model will have, counted on PyTorch's meta device: nothing is
+    allocated and no random number drawn, so a model too large for memory can be refused first."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(config, backbone, image_shape).parameters())
+
+
+__all__ = ["MODELS", "VAE", "build_model", "parameter_count"]
