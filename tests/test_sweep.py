@@ -85,7 +85,7 @@ def test_summarize_rebuilds_the_summary_of_a_partial_folder(joblib_sweep, vae_la
     assert rows["1"]["status"] == "incomplete (1/1 epochs)" and rows["0"]["status"] == "complete"
     assert (partial / "figures" / "montage.png").is_file()
     missing = vae_lab("sweep", "summarize", str(tmp_path / "nothing"), check=False)  # the command line path
-    assert missing.returncode == 2 and "no runs" in missing.stderr
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
 
 
 def test_a_failed_job_is_recorded_and_the_others_finish(vae_lab, tmp_path):

@@ -2,28 +2,25 @@
 ``reproduce``, which reruns the write-ups through them.
 
 Before Hydra starts any work, the command line is composed and checked once (every job of a sweep
-too): a bad value ends the command with one line on stderr that names the key, the value and what is
-allowed, and exit status 2. Anything Hydra accepts on its own command line works as usual
-(``--cfg job``, ``--multirun``, ``hydra.run.dir=PATH``, ...).
+too), and the folder the command will write is claimed (one writer per run or sweep folder): a bad
+value or a busy folder ends the command with one line on stderr and exit status 2, with nothing
+written. Anything Hydra accepts on its own command line works as usual (``--cfg job``,
+``--multirun``, ``hydra.run.dir=PATH``, ...).
+
+Only the standard library is imported at the top, so that even a Ctrl-C while Python loads the
+rest ends in one line.
 """
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import sys
-from typing import Callable, NoReturn, Optional
-
-import hydra
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
-from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
-                              OmegaConfBaseException)
-
-from vae_lab.config import UserError, config_dir, store_schemas, typed
-from vae_lab.runs import RunDir, record_failure
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional
 
 USAGE = """usage: vae-lab COMMAND [KEY=VALUE ...] [hydra options]
 
@@ -36,11 +33,23 @@ commands:
 
 `vae-lab COMMAND --help` lists the config groups and the composed config."""
 
+# Set by the process that runs a sweep; a job running in another process (a joblib worker) watches
+# it and stops when it is gone, instead of training on for nobody.
+SWEEP_PROCESS_ENV = "VAE_LAB_SWEEP_PID"
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
 log = logging.getLogger("vae_lab")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        run_command(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("\nvae-lab: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def run_command(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         sys.exit(0 if argv else 2)
@@ -60,19 +69,55 @@ def main(argv: Optional[list[str]] = None) -> None:
         command = "train"
     if command not in COMMANDS:
         fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
+    import hydra
+
+    from vae_lab.config import config_dir, store_schemas
+    from vae_lab.errors import UserError
+
     config_name, task = COMMANDS[command]
     store_schemas()
-    check_before_work(config_name, args)
-    app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
-        reporting_user_errors(task))
-    sys.argv = [f"vae-lab {command}", *args]
-    app()
-    if "--multirun" in args or "-m" in args:
+    plan = check_before_work(config_name, args)
+    multirun = plan.folder_key == "hydra.sweep.dir"
+    try:
+        with claim(plan):
+            if multirun:
+                os.environ[SWEEP_PROCESS_ENV] = str(os.getpid())
+            app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
+                reporting_user_errors(task))
+            sys.argv = [f"vae-lab {command}", *plan.args]
+            app()
+    except UserError as error:
+        fail(str(error), error.exit_status)
+    if multirun:
         finish_multirun()
 
 
-def run_train(cfg: DictConfig) -> Optional[float]:
+@dataclasses.dataclass
+class Plan:
+    """What a command will do, checked: its Hydra arguments, and the folder it writes, if known
+    before Hydra starts (given by ``folder_key``, which the arguments then set to that very path)."""
+
+    args: list[str]
+    folder: Optional[Path] = None
+    folder_key: Optional[str] = None
+
+
+@contextlib.contextmanager
+def claim(plan: Plan):
+    from vae_lab.runs import claimed
+
+    if plan.folder is None:
+        yield
+        return
+    with claimed(plan.folder, "sweep folder" if plan.folder_key == "hydra.sweep.dir" else "run folder"):
+        yield
+
+
+def run_train(cfg) -> Optional[float]:
     """One training job; returns config.optimized_metric's final value to a sweeper that asks."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from vae_lab.config import typed
     from vae_lab.train import train
 
     hydra_config = HydraConfig.get()
@@ -80,6 +125,7 @@ def run_train(cfg: DictConfig) -> Optional[float]:
     config = typed(cfg)
     if config.trainer.threads is None:
         config.trainer.threads = threads_per_job(hydra_config.launcher)
+    stop_with_the_sweep()
     try:
         metrics = train(config, run_dir)
     except KeyboardInterrupt:
@@ -93,7 +139,32 @@ def run_train(cfg: DictConfig) -> Optional[float]:
     return metrics[config.optimized_metric] if config.optimized_metric else None
 
 
-def threads_per_job(launcher: DictConfig) -> Optional[int]:
+_watching = False
+
+
+def stop_with_the_sweep() -> None:
+    """In a job that runs in a worker process of the sweep (joblib), end this process when the
+    sweep's own process is gone: its finished epochs are saved, and rerunning the sweep resumes it."""
+    global _watching
+    sweep = os.environ.get(SWEEP_PROCESS_ENV)
+    if _watching or not sweep or int(sweep) == os.getpid():
+        return
+
+    def watch(pid: int) -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(143)  # as if terminated: the sweep was killed, so is its work
+            except PermissionError:
+                pass  # alive, someone else's: not ours to judge
+
+    threading.Thread(target=watch, args=(int(sweep),), daemon=True, name="vae-lab sweep watch").start()
+    _watching = True
+
+
+def threads_per_job(launcher) -> Optional[int]:
     """Torch threads for one job, so that parallel jobs x threads never exceed the cores: the joblib
     launcher's jobs share this machine's cores; a submitit job gets its cpus_per_task."""
     if launcher.get("n_jobs"):
@@ -104,13 +175,19 @@ def threads_per_job(launcher: DictConfig) -> Optional[int]:
 
 
 def summarize_command(args: list[str]) -> None:
+    from vae_lab.errors import UserError
+    from vae_lab.runs import claimed
     from vae_lab.sweep import summarize
 
     if len(args) != 1:
         fail("usage: vae-lab sweep summarize SWEEP_FOLDER")
+    folder = Path(args[0]).expanduser().resolve()
+    if not folder.is_dir():
+        fail(f"{args[0]}: no such folder; give the folder of a vae-lab sweep")
     try:
-        print(summarize(args[0]))
-    except FileNotFoundError as error:
+        with claimed(folder, "sweep folder"):
+            print(summarize(folder))
+    except (FileNotFoundError, UserError) as error:
         fail(str(error))
 
 
@@ -129,7 +206,8 @@ def finish_multirun() -> None:
         sys.exit(1)
 
 
-def run_eval(cfg: DictConfig) -> None:
+def run_eval(cfg) -> None:
+    from vae_lab.config import typed
     from vae_lab.reporting import evaluate_run
     from vae_lab.train import resolve_device
 
@@ -141,7 +219,7 @@ def run_eval(cfg: DictConfig) -> None:
     print(run.eval, flush=True)
 
 
-COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {  # command: (config, job)
+COMMANDS: dict[str, tuple[str, Callable[[Any], object]]] = {  # command: (config, job)
     "train": ("train", run_train),
     "eval": ("evaluate", run_eval),
 }
@@ -150,72 +228,151 @@ COMMANDS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {  # command: 
 # ---- checking before any work -----------------------------------------------------------------
 
 
-def check_before_work(config_name: str, args: list[str]) -> None:
-    """Compose and check every job the command line asks for; exit 2 on the first bad value.
+def check_before_work(config_name: str, args: list[str]) -> Plan:
+    """Compose and check every job the command line asks for, and the folder it will write; exit 2
+    on the first problem.
 
     In a multirun the jobs are those of the basic sweeper: the command line's own sweeps together
     with any ``hydra.sweeper.params`` a config defines (``sweep=...``). Other sweepers (Optuna) choose
     their jobs as they go: their base configuration is checked.
     """
+    from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vae_lab.config import config_dir, typed
+    from vae_lab.errors import UserError
 
     parsed = get_args_parser().parse_args(args)
     if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
-        return
+        return Plan(args)
     if parsed.config_path or parsed.config_dir or parsed.config_name:
-        return  # a config tree of the user's own: the jobs check themselves as they start
+        return Plan(args)  # a config tree of the user's own: the jobs check themselves as they start
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             jobs = [parsed.overrides]
+            parser = OverridesParser.create()
+            given = parser.parse_overrides(parsed.overrides)
+            plain = [o.input_line for o in given if not o.is_sweep_override()]
+            base = compose(config_name, overrides=plain, return_hydra_config=True)
+            basic_sweeper = base.hydra.sweeper._target_.endswith("BasicSweeper")
             if parsed.multirun:
-                parser = OverridesParser.create()
-                given = parser.parse_overrides(parsed.overrides)
-                plain = [o.input_line for o in given if not o.is_sweep_override()]
-                base = compose(config_name, overrides=plain, return_hydra_config=True)
-                if base.hydra.sweeper._target_.endswith("BasicSweeper"):
+                jobs = [plain]
+                if basic_sweeper:
                     named = {o.key_or_group for o in given}
                     from_config = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items()
                                    if key not in named]
                     every = given + parser.parse_overrides(from_config)
                     jobs = [job for batch in BasicSweeper.split_arguments(every, None) for job in batch]
-                else:
-                    jobs = [plain]
             for job in jobs:
                 typed(compose(config_name, overrides=job))
+            if parsed.cfg:
+                return Plan(args)  # prints the config; writes nothing
+            plan = folder_plan(config_name, args, parsed.multirun, base)
+            if parsed.multirun and basic_sweeper and plan.folder is not None:
+                refuse_another_grid(plan.folder, jobs)
+            return plan
     except (UserError, HydraException, OmegaConfBaseException) as error:
         fail(one_line(error))
 
 
-def reporting_user_errors(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
-    """Hydra prints a traceback for any exception; a user's mistake gets one line and status 2. In a
-    multirun a failed job records why in its folder and the other jobs carry on."""
+def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan:
+    """The folder the command writes, resolved now and handed to Hydra as the same absolute path
+    (so a timestamped default names one folder, claimed before Hydra writes into it)."""
+    from vae_lab.errors import UserError
 
-    def wrapped(cfg: DictConfig) -> object:
+    if config_name == "evaluate":
+        run = Path(base.run_dir).expanduser().resolve()
+        if not run.is_dir():
+            raise UserError(f"run_dir={base.run_dir}: no such folder; give the folder of a vae-lab train run")
+        if not (run / "checkpoints" / "best.pt").is_file():
+            raise UserError(f"run_dir={base.run_dir}: no checkpoints/best.pt there; give the folder of a "
+                            "vae-lab train run that has finished at least one epoch")
+        return Plan([*args], run, "run_dir")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        folder = Path(str(base.hydra.sweep.dir if multirun else base.hydra.run.dir)).expanduser().resolve()
+    except Exception:  # noqa: BLE001  a folder named by runtime values (${hydra.job.num}, ...): the job claims it
+        return Plan(args)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{key}={folder} is a file, not a folder: choose a folder for the "
+                        f"{'sweep' if multirun else 'run'}")
+    return Plan([a for a in args if not a.startswith(f"{key}=")] + [f"{key}={folder}"], folder, key)
+
+
+def refuse_another_grid(sweep_dir: Path, jobs: list[list[str]]) -> None:
+    """A sweep folder is rerun with the grid that made it (to resume it), never with another one:
+    its job folders are numbered by position in the grid, so another grid would put new settings
+    into old runs' folders."""
+    from omegaconf import OmegaConf
+
+    from vae_lab.errors import UserError
+
+    def settings(overrides: list[str]) -> dict[str, str]:
+        pairs = (o.split("=", 1) for o in overrides if "=" in o)
+        return {k: v for k, v in pairs if not k.startswith(("hydra.", "hydra/", "trainer.resume", "~hydra"))}
+
+    for number, job in enumerate(jobs):
+        saved = sweep_dir / str(number) / ".hydra" / "overrides.yaml"
+        if not saved.is_file():
+            continue
+        try:
+            before = settings(OmegaConf.to_container(OmegaConf.load(saved)))
+        except Exception:  # noqa: BLE001
+            raise UserError(f"{saved} cannot be read: the sweep in {sweep_dir} cannot be resumed; "
+                            "give a new hydra.sweep.dir") from None
+        now = settings(job)
+        if before != now:
+            keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            show = lambda d: " ".join(f"{k}={d[k]}" if k in d else f"{k} unset" for k in keys)  # noqa: E731
+            raise UserError(f"hydra.sweep.dir={sweep_dir} holds a sweep over another grid: its job {number} ran with "
+                            f"{show(before)}, this command's job {number} has {show(now)}. Rerun that folder with "
+                            "its own grid to resume it, or give a new hydra.sweep.dir")
+
+
+def reporting_user_errors(task: Callable[[Any], object]) -> Callable[[Any], object]:
+    """Hydra prints a traceback for any exception; a user's mistake, a damaged file or a full disk
+    gets one line instead (status 2 for bad input, 1 for a run that failed). In a multirun a failed
+    job records why in its folder and the other jobs carry on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vae_lab.errors import UserError
+    from vae_lab.runs import RunDir, record_failure
+
+    def wrapped(cfg) -> object:
         hydra_config = HydraConfig.get()
         multirun = hydra_config.mode == RunMode.MULTIRUN
         run = RunDir(hydra_config.runtime.output_dir)
-        if multirun:
-            run.error.unlink(missing_ok=True)  # an earlier attempt's
         try:
             return task(cfg)
         except Exception as error:
+            out_of_space = isinstance(error, OSError) and error.errno in OUT_OF_SPACE
+            message = (f"no space left on the disk while writing {error.filename or run.path}; free some space, "
+                       "then rerun the same command with trainer.resume=true (every finished epoch is saved)"
+                       if out_of_space else one_line(error))
             if multirun:
                 record_failure(run, error)
-                log.error("job %s failed: %s", run.path.name, one_line(error))
+                log.error("job %s failed: %s", run.path.name, message)
                 return None
-            if isinstance(error, (UserError, OmegaConfBaseException)):
-                fail(one_line(error))
+            if isinstance(error, (UserError, OmegaConfBaseException)) or out_of_space:
+                fail(message, getattr(error, "exit_status", 1 if out_of_space else 2))
             raise
 
     wrapped.__name__ = task.__name__
     return wrapped
 
 
-
 def one_line(error: Exception) -> str:
     """The gist of a config error in one line: the key, the value and what is wrong."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
+                                  OmegaConfBaseException)
+
     if isinstance(error, MissingConfigException) and error.options is not None:
         group, _, name = (error.missing_cfg_file or "").rpartition("/")
         return f"{group}={name}: no such {group}; expected one of {', '.join(sorted(error.options))}"
@@ -235,9 +392,9 @@ def one_line(error: Exception) -> str:
     return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, status: int = 2) -> NoReturn:
     print(f"vae-lab: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from vae_lab.figures.style import save  # noqa: E402
+from vae_lab.errors import DamagedFile  # noqa: E402
 from vae_lab.runs import RunDir, atomic_write  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -54,23 +55,71 @@ def read_runs(sweep_dir: Path) -> list[RunSummary]:
     runs = []
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=_job_order):
         path = overrides_file.parents[1]
-        overrides = dict(o.split("=", 1) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))
-                         if "=" in o)
-        run = RunDir(path)
-        metrics = {}
-        if run.is_complete:
-            status = "complete"
-            metrics = {k: v for k, v in run.final_metrics().items() if isinstance(v, (int, float))}
-        elif run.error.is_file():
-            status = "failed: " + (run.error.read_text().splitlines() or ["(no message)"])[0]
-        elif run.metrics_per_epoch.is_file():
-            done = len(run.history())
-            asked = OmegaConf.load(run.config).trainer.epochs if run.config.is_file() else "?"
-            status = f"incomplete ({done}/{asked} epochs)"
-        else:
-            status = "not started"
+        try:
+            overrides = dict(o.split("=", 1) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))
+                             if "=" in o)
+        except Exception:  # noqa: BLE001  YAML or OmegaConf errors: the row says so
+            runs.append(RunSummary(path.name, path, {}, "damaged: .hydra/overrides.yaml cannot be read"))
+            continue
+        status, metrics = run_status(RunDir(path), overrides)
         runs.append(RunSummary(path.name, path, overrides, status, metrics))
     return runs
+
+
+def run_status(run: RunDir, overrides: dict[str, str]) -> tuple[str, dict[str, float]]:
+    """What a run's folder says about it, and its final metrics when it is complete. The latest
+    attempt decides (a failure recorded after an old result is a failure), and a folder whose config
+    disagrees with the overrides it is listed under is reported as such, never with its numbers."""
+    try:
+        if run.error.is_file():
+            return "failed: " + (run.error.read_text().splitlines() or ["(no message)"])[0], {}
+        config = run.read_config() if run.config.is_file() else None
+        if config is not None:
+            disagreement = disagreeing_override(overrides, config)
+            if disagreement:
+                return f"mismatch: its config.yaml has {disagreement}", {}
+        if run.is_complete:
+            return "complete", {k: v for k, v in run.final_metrics().items() if isinstance(v, (int, float))}
+        if run.metrics_per_epoch.is_file():
+            asked = config["trainer"]["epochs"] if config is not None else "?"
+            return f"incomplete ({len(run.history())}/{asked} epochs)", {}
+        return "not started", {}
+    except DamagedFile as damaged:
+        return f"damaged: {damaged.path.name} cannot be read", {}
+
+
+def disagreeing_override(overrides: dict[str, str], config: dict) -> Optional[str]:
+    """``key=value`` of the saved config for the first override it contradicts, else None. Group
+    choices (``model=discrete``) are compared with the group's ``name``; keys the config does not
+    have (``experiment=...``) are not compared."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for key, text in overrides.items():
+        node: Any = config
+        for part in key.lstrip("+~").split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is _ABSENT:
+            continue
+        try:
+            wanted = parser.parse_override(f"{key.lstrip('+~')}={text}").value()
+        except Exception:  # noqa: BLE001  a sweep expression: nothing single to compare
+            continue
+        have = node.get("name") if isinstance(node, dict) else node
+        if not _same_value(have, wanted):
+            return f"{key}={have}"
+    return None
+
+
+_ABSENT = object()
+
+
+def _same_value(have: Any, wanted: Any) -> bool:
+    if isinstance(have, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(have, bool):
+        return float(have) == float(wanted)
+    if isinstance(have, list) and isinstance(wanted, list):
+        return len(have) == len(wanted) and all(_same_value(a, b) for a, b in zip(have, wanted))
+    return have == wanted or str(have) == str(wanted)
 
 
 def _job_order(overrides_file: Path) -> tuple:
