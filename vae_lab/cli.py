@@ -104,13 +104,25 @@ class Plan:
 
 @contextlib.contextmanager
 def claim(plan: Plan):
-    from vae_lab.runs import claimed
+    """Hold the command's folder for its duration. A folder this command created and that holds no
+    run when the command fails (refused before any work, interrupted while starting) is removed
+    again: what Hydra and the lock put there is all it has."""
+    import shutil
+
+    from vae_lab.runs import RunDir, claimed
 
     if plan.folder is None:
         yield
         return
+    fresh = not plan.folder.exists()
     with claimed(plan.folder, "sweep folder" if plan.folder_key == "hydra.sweep.dir" else "run folder"):
-        yield
+        try:
+            yield
+        except BaseException:
+            jobs = [p for p in plan.folder.iterdir() if p.is_dir() and not p.name.startswith(".")]  # not .hydra
+            if fresh and not any(RunDir(p).holds_a_run for p in [plan.folder, *jobs]):
+                shutil.rmtree(plan.folder, ignore_errors=True)
+            raise
 
 
 def run_train(cfg) -> Optional[float]:
@@ -286,6 +298,8 @@ def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan
 
     if config_name == "evaluate":
         run = Path(base.run_dir).expanduser().resolve()
+        if run.is_file():
+            raise UserError(f"run_dir={base.run_dir} is a file, not a folder: give the folder of a vae-lab train run")
         if not run.is_dir():
             raise UserError(f"run_dir={base.run_dir}: no such folder; give the folder of a vae-lab train run")
         if not (run / "checkpoints" / "best.pt").is_file():

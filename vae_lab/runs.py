@@ -22,6 +22,7 @@ and whether a run may be continued (same training config, same data).
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -60,8 +61,10 @@ def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False)
             os.fsync(file.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a write through a file object names no file
         raise
 
 
@@ -104,7 +107,11 @@ def _parsed(path: Path, parse: Callable[[str], Any], kind: type, remedy: str) ->
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **state}, f), binary=True)
+    """Serialised in memory first: torch.save's own writer reports a full disk as an anonymous
+    RuntimeError, and Python's file writes raise the OSError (ENOSPC) that the CLI explains."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()), binary=True)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", remedy: str = "") -> dict:

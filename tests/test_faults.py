@@ -1,0 +1,443 @@
+"""Faults and bad input, each as a user met it: nothing silently wrong, no run lost, one line and no
+traceback for a mistake or a damaged file, nothing written before a refusal."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import N_TRAIN, make_tiny_mnist, write_idx
+from test_cli import QUICK_EVAL
+from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
+from vae_lab.runs import RunDir, claimed, load_checkpoint, remove_temporary_files, save_checkpoint
+
+TINY = ("trainer.epochs=1", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false")
+
+
+def one_line_error(result: subprocess.CompletedProcess, status: int = 2) -> str:
+    assert result.returncode == status, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert lines[-1].startswith("vae-lab: error: ") or lines[-1] == "vae-lab: interrupted", lines
+    errors = [line for line in lines if line.startswith("vae-lab: error")]
+    assert len(errors) <= 1, lines
+    return lines[-1]
+
+
+@pytest.fixture
+def tiny_run(train_config, tmp_path):
+    """Train one tiny epoch in-process; returns (run folder, a function to train again with overrides)."""
+    from vae_lab.train import train
+
+    def run_training(folder: Path, *overrides: str):
+        return train(train_config(*TINY, *overrides), str(folder))
+
+    folder = tmp_path / "run"
+    run_training(folder)
+    return folder, run_training
+
+
+# ---- the data ----------------------------------------------------------------------------------
+
+
+def _damage_mnist(raw: Path, how: str) -> str:
+    labels, images = raw / "train-labels-idx1-ubyte", raw / "train-images-idx3-ubyte"
+    if how == "label 200":
+        data = bytearray(labels.read_bytes())
+        data[8 + 5] = 200
+        labels.write_bytes(bytes(data))
+        return "it holds the label 200"
+    if how == "bad magic":
+        images.write_bytes(b"\x00\x00\x0b\x03" + images.read_bytes()[4:])
+        return "magic number is 0x00000b03"
+    if how == "empty":
+        labels.write_bytes(b"")
+        return "too short for an IDX header"
+    if how == "truncated":
+        images.write_bytes(images.read_bytes()[:-100])
+        return "but it has"
+    if how == "counts disagree":
+        write_idx(labels, np.zeros(N_TRAIN - 1, dtype=np.uint8))
+        return f"{N_TRAIN - 1:,} labels for the {N_TRAIN:,} images"
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["label 200", "bad magic", "empty", "truncated", "counts disagree"])
+def test_a_malformed_mnist_file_is_named_with_what_is_wrong(tmp_path, train_config, how):
+    from vae_lab.data import load_splits
+
+    root = make_tiny_mnist(tmp_path / "data")
+    expected = _damage_mnist(root / "MNIST" / "raw", how)
+    with pytest.raises(ConfigError) as caught:
+        load_splits(train_config(f"data.root={root}").data)
+    message = str(caught.value)
+    assert expected in message and "ubyte is not an MNIST file" in message and "\n" not in message
+
+
+def test_a_validation_split_that_leaves_no_training_images_is_refused(train_config):
+    from vae_lab.data import load_splits
+
+    with pytest.raises(ConfigError, match="data.val_fraction=0.99999: holds out 1,200 of the 1,200"):
+        load_splits(train_config("data.val_fraction=0.99999").data)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.lr=inf", "trainer.lr=inf: expected a finite number"),
+    ("model.beta=inf", "model.beta=inf: expected a finite number"),
+    ("model.beta=nan", "model.beta=nan: expected a finite number"),
+    ("seed=-1", "seed=-1: expected an integer from 0 to 4294967295"),
+    (f"seed={2**70}", f"seed={2**70}: expected an integer from 0"),
+    ("data.seed=4294967296", "data.seed=4294967296: expected an integer from 0"),
+])
+def test_infinite_numbers_and_seeds_out_of_range_are_refused(train_config, override, message):
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+        train_config(override)
+
+
+# ---- damaged and crafted files -------------------------------------------------------------------
+
+
+class Exploit:
+    """A pickle that would create a file when loaded unsafely."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _damage(path: Path, how: str, marker: Path) -> None:
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x00\xffnot what vae-lab wrote\n{[")
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "crafted pickle":
+        torch.save({"model": Exploit(marker)}, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "crafted pickle"])
+def test_every_file_of_a_run_that_is_damaged_is_one_line_and_runs_no_code(tiny_run, tmp_path, how):
+    folder, _ = tiny_run
+    marker = tmp_path / "code-ran"
+    run = RunDir(folder)
+    readers = {
+        run.last_checkpoint: run.load_last, run.best_checkpoint: run.load_best,
+        run.metrics: run.final_metrics, run.metrics_per_epoch: run.history, run.config: run.read_config,
+    }
+    for path, read in readers.items():
+        if (how == "crafted pickle" and path.suffix != ".pt") or (how == "empty" and path == run.metrics_per_epoch):
+            continue  # an empty metrics.jsonl is a run with no finished epoch, not a damaged one
+        original = path.read_bytes()
+        _damage(path, how, marker)
+        with pytest.raises(DamagedFile) as caught:
+            read()
+        message = str(caught.value)
+        assert str(path) in message and "\n" not in message, message
+        assert "weights_only=False" not in message and "weights_only" not in message
+        path.write_bytes(original)
+    assert not marker.exists(), "loading a crafted checkpoint ran its code"
+
+
+def test_a_reference_classifier_cache_that_is_crafted_is_trained_again(tmp_path, train_config, data_root):
+    from vae_lab.data import load_splits
+    from vae_lab.metrics.reference import cache_path, reference_classifier
+
+    config = train_config(f"data.root={shutil.copytree(data_root, tmp_path / 'data')}")
+    marker = tmp_path / "code-ran"
+    path = cache_path(config.data)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the copy may hold a cache already: replaced here
+    torch.save({"model": Exploit(marker)}, path)
+    assert reference_classifier(config.data, load_splits(config.data), torch.device("cpu")) is not None
+    assert not marker.exists()
+
+
+def test_the_reference_classifier_works_where_no_cache_can_be_written(tmp_path, train_config, monkeypatch):
+    import vae_lab.metrics.reference as reference
+    from vae_lab.data import load_splits
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(reference, "atomic_write", read_only)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = train_config(f"data.root={make_tiny_mnist(tmp_path / 'data')}")
+    model = reference.reference_classifier(config.data, load_splits(config.data), torch.device("cpu"))
+    assert model is not None and not reference.cache_path(config.data).exists()
+
+
+def test_a_saved_config_is_data_not_interpolations(tiny_run, monkeypatch):
+    from vae_lab.config import train_config_from_dict
+
+    folder, _ = tiny_run
+    config = RunDir(folder).config
+    config.write_text(config.read_text().replace(f"root: {RunDir(folder).read_config()['data']['root']}",
+                                                 "root: ${oc.env:VAE_LAB_SECRET}/elsewhere"))
+    monkeypatch.setenv("VAE_LAB_SECRET", "/resolved")
+    typed = train_config_from_dict(RunDir(folder).read_config())
+    assert typed.data.root == "${oc.env:VAE_LAB_SECRET}/elsewhere"
+
+
+def test_temporaries_of_a_killed_process_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    left = [tmp_path / "checkpoints" / ".last.pt.k3x_9q1z.tmp", tmp_path / ".metrics.jsonl.abcdefgh.tmp"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", tmp_path / "checkpoints" / "last.pt"]
+    for path in left + kept:
+        path.write_text("x")
+    assert remove_temporary_files(tmp_path) == 2
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+# ---- one writer per folder, and what counts as a run -----------------------------------------------
+
+
+def test_a_folder_has_one_writer_and_a_dead_writer_leaves_no_stale_lock(tmp_path):
+    folder = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vae_lab.runs import claimed\n"
+                               f"with claimed({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(UserError, match=f"in use by vae-lab process {holder.pid} on "):
+        with claimed(folder):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with claimed(folder):  # the kernel released the dead holder's lock
+        with claimed(folder):  # and a holder may claim again
+            pass
+
+
+@pytest.mark.parametrize("leftover, named", [("checkpoints/best.pt", "best.pt"), ("metrics.jsonl", "metrics.jsonl"),
+                                             ("config.yaml", "config.yaml"), ("figures/samples.png", "figures")])
+def test_anything_train_would_write_over_is_refused_without_resume(tmp_path, train_config, leftover, named):
+    from vae_lab.train import train
+
+    path = tmp_path / "run" / leftover
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"someone's file")
+    with pytest.raises(ConfigError, match=f"already holds a run \\({named}\\)"):
+        train(train_config(*TINY), str(tmp_path / "run"))
+    assert path.read_bytes() == b"someone's file"
+
+
+def test_resume_on_other_data_is_refused_and_on_a_moved_copy_continues(tiny_run, tmp_path, data_root):
+    folder, run_training = tiny_run
+    other = make_tiny_mnist(tmp_path / "other")
+    _damage_mnist(other / "MNIST" / "raw", "counts disagree")
+    write_idx(other / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.arange(N_TRAIN) % 10)
+    with pytest.raises(ConfigError, match="was trained on other data"):
+        run_training(folder, "trainer.epochs=2", "trainer.resume=true", f"data.root={other}")
+    assert len(RunDir(folder).history()) == 1
+    moved = shutil.copytree(data_root, tmp_path / "moved")
+    metrics = run_training(folder, "trainer.epochs=2", "trainer.resume=true", f"data.root={moved}")
+    assert metrics["epochs"] == 2 and len(RunDir(folder).history()) == 2
+
+
+# ---- divergence -------------------------------------------------------------------------------------
+
+
+def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, monkeypatch):
+    from vae_lab.train import Trainer
+
+    folder, run_training = tiny_run
+    original = Trainer.train_epoch
+
+    def poisoned(self):  # the weights blow up in the second epoch
+        with torch.no_grad():
+            next(self.model.parameters()).fill_(float("nan"))
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", poisoned)
+    with pytest.raises(RunFailed) as caught:
+        run_training(folder, "trainer.epochs=3", "trainer.resume=true")
+    message = str(caught.value)
+    assert "training diverged in epoch 2 at optimizer step" in message and "keeps epoch 1" in message
+    assert "trainer.lr (now 0.001)" in message and "trainer.grad_clip=1" in message
+    run = RunDir(folder)
+    last = run.load_last()
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert len(run.history()) == 1 and run.best_checkpoint.is_file()
+    assert run.error.read_text().startswith("training diverged in epoch 2")
+
+    from vae_lab.sweep import run_status
+
+    assert run_status(run, {})[0].startswith("failed: training diverged in epoch 2")
+
+
+def test_a_run_that_diverges_at_once_says_nothing_was_saved(train_config, tmp_path):
+    from vae_lab.train import train
+
+    with pytest.raises(RunFailed, match="diverged in epoch 1 .* no epoch finished.*larger model.obs_std"):
+        train(train_config(*TINY, "model.likelihood=gaussian", "model.obs_std=1e-30"), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---- sweeps ---------------------------------------------------------------------------------------
+
+
+def _fake_run(folder: Path, overrides: list[str], latent_dim: int, complete: bool = True, error: str = "") -> None:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (folder / "config.yaml").write_text(f"model:\n  name: continuous\n  latent_dim: {latent_dim}\n  beta: 1.0\n"
+                                        "data:\n  name: mnist\ntrainer:\n  epochs: 1\n")
+    if complete:
+        (folder / "metrics.json").write_text(json.dumps({"test/nelbo": 100.0 + latent_dim}))
+    if error:
+        (folder / "error.txt").write_text(error)
+
+
+def test_a_summary_row_always_describes_the_run_that_made_its_numbers(tmp_path):
+    from vae_lab.sweep import read_runs
+
+    _fake_run(tmp_path / "0", ["model.latent_dim=2", "model.beta=1"], 2)
+    _fake_run(tmp_path / "1", ["model.latent_dim=4", "model.beta=1"], 8)  # settings from another grid
+    _fake_run(tmp_path / "2", ["model.latent_dim=8", "model.beta=1"], 8, error="model.latent_dim=8: refused\n")
+    _fake_run(tmp_path / "3", ["model=continuous", "backbone.hidden=[64]"], 3)
+    (tmp_path / "4" / ".hydra").mkdir(parents=True)
+    (tmp_path / "4" / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
+    _fake_run(tmp_path / "5", ["model.latent_dim=5"], 5)
+    (tmp_path / "5" / "metrics.json").write_text('{"test/nelbo": 1')
+    status = {r.name: (r.status, r.metrics) for r in read_runs(tmp_path)}
+    assert status["0"] == ("complete", {"test/nelbo": 102.0})
+    assert status["1"] == ("mismatch: its config.yaml has model.latent_dim=8", {})
+    assert status["2"] == ("failed: model.latent_dim=8: refused", {})
+    assert status["3"][0] == "complete"
+    assert status["4"][0].startswith("damaged: .hydra/overrides.yaml") and status["5"][0] == "damaged: metrics.json cannot be read"
+
+
+def test_a_sweep_folder_rerun_with_another_grid_is_refused_before_any_work(vae_lab, tmp_path):
+    sweep = tmp_path / "sweep"
+    for number, value in enumerate((2, 4)):
+        _fake_run(sweep / str(number), ["trainer.resume=True", f"model.latent_dim={value}"], value)
+    before = {p: p.stat().st_mtime_ns for p in sweep.rglob("*")}
+    for grid in (("model.latent_dim=4,2",), ("model.latent_dim=2,4", "model.beta=1,4")):
+        message = one_line_error(vae_lab("sweep", *grid, f"hydra.sweep.dir={sweep}", *TINY, check=False))
+        assert "holds a sweep over another grid: its job 0 ran with" in message
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("*")} == before
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.latent_dim=100000000", "on backbone=mlp would need 289.1 GiB for its weights"),
+    ("data.val_fraction=0.99999", "data.val_fraction=0.99999: holds out 1,200 of the 1,200 training images"),
+    ("optimized_metric=test/nonexistent", "optimized_metric=test/nonexistent: this run reports no such metric"),
+])
+def test_a_refusal_that_needs_the_data_still_writes_nothing(vae_lab, tmp_path, override, message):
+    folder = tmp_path / "never"
+    assert message in one_line_error(vae_lab("train", override, f"hydra.run.dir={folder}", *TINY, check=False))
+    assert not folder.exists()
+
+
+def test_folders_that_are_files_or_missing_are_refused_without_creating_anything(vae_lab, tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("mine")
+    assert "is a file, not a folder" in one_line_error(vae_lab("train", f"hydra.run.dir={afile}", check=False))
+    assert "is a file, not a folder" in one_line_error(vae_lab("sweep", "seed=0,1", f"hydra.sweep.dir={afile}",
+                                                               check=False))
+    missing = tmp_path / "no_run"
+    assert "no such folder" in one_line_error(vae_lab("eval", f"run_dir={missing}", check=False))
+    assert "is a file, not a folder" in one_line_error(vae_lab("eval", f"run_dir={afile}", check=False))
+    assert not missing.exists() and afile.read_text() == "mine"
+
+
+def test_a_busy_run_folder_is_refused_before_hydra_writes_into_it(vae_lab, tmp_path):
+    folder = tmp_path / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vae_lab.runs import claimed\n"
+                               f"with claimed({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        message = one_line_error(vae_lab("train", f"hydra.run.dir={folder}", *TINY, check=False))
+        assert f"is in use by vae-lab process {holder.pid}" in message
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+    finally:
+        holder.kill()
+
+
+def test_ctrl_c_while_starting_is_one_line(vae_lab_command, data_root, tmp_path):
+    folder = tmp_path / "run"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    process = subprocess.Popen([*vae_lab_command, "train", f"hydra.run.dir={folder}", *TINY], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing torch and composing the config
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    result = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+    assert one_line_error(result, status=130).startswith("vae-lab")
+
+
+def test_a_damaged_checkpoint_on_resume_and_eval_is_one_line(tiny_run, vae_lab, tmp_path):
+    folder, _ = tiny_run
+    marker = tmp_path / "code-ran"
+    run = RunDir(folder)
+    torch.save({"model": Exploit(marker)}, run.last_checkpoint)
+    message = one_line_error(vae_lab("train", f"hydra.run.dir={folder}", "trainer.resume=true", "trainer.epochs=2",
+                                     *TINY[1:], check=False))
+    assert "last.pt cannot be read (it holds Python objects" in message and "vae-lab eval" in message
+    # A complete run is evaluated from best.pt alone: a damaged last.pt costs only its animation.
+    result = vae_lab("eval", f"run_dir={folder}", *QUICK_EVAL, "eval.figures=false")
+    assert (folder / "eval" / "metrics.json").is_file() and "last.pt cannot be read" in result.stderr
+    _damage(run.config, "garbage", marker)
+    assert "config.yaml cannot be read (not valid YAML" in one_line_error(
+        vae_lab("eval", f"run_dir={folder}", check=False))
+    assert not marker.exists()
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(vae_lab_command, data_root, tmp_path):
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode:
+        pytest.skip("no user and mount namespaces here (unshare -Urm), so no small disk to fill")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    command = " ".join([*vae_lab_command, "train", *TINY, f"hydra.run.dir={disk}/run"])
+    script = (f"mount -t tmpfs -o size=400k tmpfs {disk} && cd {tmp_path} && {{ {command}; echo \"status $?\"; }}; "
+              f"mount -o remount,size=64m {disk} && {command} trainer.resume=true && ls -a {disk}/run {disk}/run/checkpoints")
+    result = subprocess.run(["unshare", "-Urm", "sh", "-c", script], env={**os.environ, "VAE_LAB_DATA": str(data_root)},
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    full = [line for line in result.stderr.splitlines() if line.startswith("vae-lab: error")]
+    assert len(full) == 1 and "no space left on the disk while writing" in full[0] and "trainer.resume=true" in full[0]
+    assert "status 1" in result.stdout and "Traceback" not in result.stderr
+    assert "metrics.json" in result.stdout and ".tmp" not in result.stdout
+
+
+@pytest.mark.xdist_group("killed_sweep")
+def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    main = subprocess.Popen([*vae_lab_command, "sweep", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             f"hydra.sweep.dir={sweep}", *TINY, "trainer.epochs=1000"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = [sweep / str(n) / ".lock" for n in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and p.read_text() for p in locks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.read_text().split()[2]) for p in locks]
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "the sweep's workers went on training after it was killed"
