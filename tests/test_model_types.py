@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank
-from vae_lab.models import MODELS
+from vae_lab.data import load_splits
+from vae_lab.evaluate import final_metric_names
+from vae_lab.models import MODELS, build_model
 from vae_lab.train import train
 
 SMALL_BACKBONES = {"mlp": ["backbone.hidden=[64]"], "conv": ["backbone.channels=[8,16]", "backbone.hidden=64"]}
@@ -39,6 +41,10 @@ def test_every_model_type_trains_one_epoch_and_writes_its_run_folder(train_confi
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     if not draw:
         assert not list(tmp_path.glob("figures/*")), "eval.figures=false draws nothing"
+        # What optimized_metric is checked against before training is exactly what a run reports.
+        splits = load_splits(config.data)
+        declared = final_metric_names(build_model(config.model, config.backbone, splits.image_shape), splits, config)
+        assert {k for k, v in metrics.items() if isinstance(v, (int, float))} == declared
         return
     figures = [*FIGURES, *(["conditional_samples.png"] if model == "semi" else [])]
     for name in figures:
