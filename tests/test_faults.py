@@ -279,7 +279,7 @@ def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, mon
 def test_a_run_that_diverges_at_once_says_nothing_was_saved(train_config, tmp_path):
     from vae_lab.train import train
 
-    with pytest.raises(RunFailed, match="diverged in epoch 1 .* no epoch finished.*larger model.obs_std"):
+    with pytest.raises(RunFailed, match="diverged in epoch 1 .* No epoch finished.*larger model.obs_std"):
         train(train_config(*TINY, "model.likelihood=gaussian", "model.obs_std=1e-30"), str(tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
 

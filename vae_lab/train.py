@@ -265,8 +265,8 @@ class Trainer:
         if bad_step < 0 and not broken:
             return
         where = f"at optimizer step {bad_step + 1}" if bad_step >= 0 else f"({', '.join(broken[:3])} not finite)"
-        kept = (f"checkpoints/last.pt keeps epoch {self.epoch}, the last finite one" if self.epoch
-                else "no epoch finished, so nothing was saved")
+        kept = (f"Checkpoints/last.pt keeps epoch {self.epoch}, the last finite one" if self.epoch
+                else "No epoch finished, so nothing was saved")
         settings, model = self.settings, self.config.model
         remedies = [f"a smaller trainer.lr (now {settings.lr:g})"]
         if settings.grad_clip is None:
