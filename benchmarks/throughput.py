@@ -1,17 +1,19 @@
 """Training throughput of vae-lab's loop against the classic PyTorch way, measured in one process.
 
-Both train the classic 784-400-20 VAE (Bernoulli decoder, batch 128, Adam 1e-3) on the same training
+Each trains the classic 784-400-20 VAE (Bernoulli decoder, batch 128, Adam 1e-3) on the same training
 images (vae-lab's training split) for the same number of epochs:
 
 * classic: ``torchvision.datasets.MNIST`` with ``ToTensor`` per sample, a ``DataLoader``, the loss
   summed over the batch, in the manner of pytorch/examples' vae/main.py;
-* vae-lab: the whole split as one tensor on the device, shuffled index batches, fused Adam.
+* vae-lab K=n: vae-lab's loop training a population of n such models at once (seeds 0..n-1), the
+  whole split as one tensor on the device, shuffled index batches, fused Adam. K=1 is a single run.
 
-Printed: the median images/s of each over the epochs (training passes only; the loops take turns
-epoch by epoch), their ratio, and each model's test loss (nats per image) after training, so that
-speed is not bought with worse results.
+Printed: the median aggregate images/s of each over the epochs (training passes only; the loops take
+turns epoch by epoch), the ratio to the classic loop, and the test loss (nats per image) of the first
+model of each after training, so that speed is not bought with worse results.
 
-    python benchmarks/throughput.py --epochs 3 [--data-root PATH] [--device cpu|cuda] [--compile]
+    python benchmarks/throughput.py --epochs 3 --members 1,4,12 [--data-root PATH] [--device cpu|cuda]
+                                    [--compile] [--precision fp32|bf16]
 """
 
 import argparse
@@ -30,8 +32,9 @@ from vae_lab.config import config_dir, store_schemas, typed
 from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
+from vae_lab.loop import Member, PopulationTrainer
 from vae_lab.runs import RunDir
-from vae_lab.train import Trainer, resolve_device, seed_everything
+from vae_lab.train import resolve_device, seed_everything
 
 
 class ClassicVAE(nn.Module):
@@ -85,24 +88,29 @@ class ClassicLoop:
 
 
 class VaeLabLoop:
-    """vae-lab's own Trainer on its in-memory splits."""
+    """vae-lab's own loop, training ``len(configs)`` models as one population."""
 
-    def __init__(self, config, splits, device):
-        seed_everything(config.seed)
-        # Left at PyTorch's default initialisation, as the classic model is (no start_at_mean_image),
-        # so that both loops train the same thing and their test losses agree.
-        model = build_model(config.model, config.backbone, splits.image_shape).to(device)
-        self.trainer = Trainer(model, splits, config, RunDir(os.devnull))
-        self.splits, self.device = splits, device
+    def __init__(self, configs, splits, device):
+        members = []
+        for config in configs:
+            seed_everything(config.seed)
+            # Left at PyTorch's default initialisation, as the classic model is (no start_at_mean_image),
+            # so that both loops train the same thing and their test losses agree.
+            model = build_model(config.model, config.backbone, splits.image_shape).to(device)
+            members.append(Member(config, RunDir(os.devnull), model, splits))
+        self.trainer = PopulationTrainer(members, splits)
+        self.splits, self.device, self.members = splits, device, members
 
     def epoch(self) -> float:
         started = time.perf_counter()
         self.trainer.train_epoch()
         _sync(self.device)
-        return len(self.splits.train) / (time.perf_counter() - started)
+        return len(self.members) * len(self.splits.train) / (time.perf_counter() - started)
 
     def test_loss(self) -> float:
-        return loss_terms(self.trainer.model, self.splits.test, 1000)["loss"]
+        self.trainer.population.hand_back()
+        first = self.members[0]
+        return loss_terms(first.model, self.splits.test, 1000, first.config.seed)["loss"]
 
 
 def _sync(device):
@@ -115,32 +123,38 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile vae-lab's model")
+    parser.add_argument("--compile", action="store_true", help="torch.compile vae-lab's model (K=1)")
+    parser.add_argument("--members", default="1,4,12", help="population sizes to measure, comma-separated")
+    parser.add_argument("--precision", default=None, help="trainer.precision (default: the config's)")
     args = parser.parse_args()
 
     store_schemas()
+    overrides = [f"data.root={args.data_root}", f"trainer.device={args.device}", f"trainer.compile={args.compile}",
+                 *([f"trainer.precision={args.precision}"] if args.precision else [])]
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        config = typed(compose("train", overrides=[
-            f"data.root={args.data_root}", f"trainer.device={args.device}", f"trainer.compile={args.compile}"]))
+        configs = [typed(compose("train", overrides=[*overrides, f"seed={seed}"]))
+                   for seed in range(max(int(k) for k in args.members.split(",")))]
+    config = configs[0]
     device = resolve_device(config.trainer.device)
     splits = load_splits(config.data, device)
     print(f"device {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
           f"{len(splits.train):,} training images, {args.epochs} epochs each")
 
-    loops = {"classic": ClassicLoop(config.data.root, splits.train.index.tolist(), device, config.seed),
-             "vae-lab": VaeLabLoop(config, splits, device)}
+    loops = {"classic": ClassicLoop(config.data.root, splits.train.index.tolist(), device, config.seed)}
+    for k in (int(k) for k in args.members.split(",")):
+        loops[f"vae-lab K={k}"] = VaeLabLoop(configs[:k], splits, device)
     # Epochs alternate between the loops, so a machine that speeds up or slows down (shared VMs do)
     # affects both alike; the median epoch is reported.
     speeds = {name: [] for name in loops}
     for _ in range(args.epochs):
         for name, loop in loops.items():
             speeds[name].append(loop.epoch())
-    print(f"{'loop':<10}{'images/s (median)':>20}{'per epoch':>34}{'test loss (nats)':>20}")
+    classic = statistics.median(speeds["classic"])
+    print(f"{'loop':<16}{'images/s (median)':>20}{'x classic':>11}{'per epoch':>34}{'test loss (nats)':>20}")
     for name, loop in loops.items():
         per_epoch = " ".join(f"{s / 1000:.1f}k" for s in speeds[name])
-        print(f"{name:<10}{statistics.median(speeds[name]):>20,.0f}{per_epoch:>34}{loop.test_loss():>20.2f}")
-    ratio = statistics.median(speeds["vae-lab"]) / statistics.median(speeds["classic"])
-    print(f"vae-lab / classic: {ratio:.1f}x")
+        median = statistics.median(speeds[name])
+        print(f"{name:<16}{median:>20,.0f}{median / classic:>10.1f}x{per_epoch:>34}{loop.test_loss():>20.2f}")
 
 
 if __name__ == "__main__":

@@ -249,17 +249,17 @@ def test_resume_on_other_data_is_refused_and_on_a_moved_copy_continues(tiny_run,
 
 
 def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, monkeypatch):
-    from vae_lab.train import Trainer
+    from vae_lab.loop import PopulationTrainer
 
     folder, run_training = tiny_run
-    original = Trainer.train_epoch
+    original = PopulationTrainer.train_epoch
 
     def poisoned(self):  # the weights blow up in the second epoch
         with torch.no_grad():
-            next(self.model.parameters()).fill_(float("nan"))
+            next(iter(self.population.params.values())).fill_(float("nan"))
         return original(self)
 
-    monkeypatch.setattr(Trainer, "train_epoch", poisoned)
+    monkeypatch.setattr(PopulationTrainer, "train_epoch", poisoned)
     with pytest.raises(RunFailed) as caught:
         run_training(folder, "trainer.epochs=3", "trainer.resume=true")
     message = str(caught.value)

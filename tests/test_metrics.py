@@ -37,7 +37,7 @@ def untrained(config):
 
 def mean_nelbo(model, data, repeats: int) -> float:
     """The NELBO averaged over ``repeats`` posterior draws per image."""
-    return sum(loss_terms(model, data, len(data))["nelbo"] for _ in range(repeats)) / repeats
+    return sum(loss_terms(model, data, len(data), seed)["nelbo"] for seed in range(repeats)) / repeats
 
 
 def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_config):
@@ -68,8 +68,8 @@ def test_active_units_count_the_dimensions_whose_mean_varies(train_config):
     config = train_config("model.latent_dim=6", "backbone.hidden=[32]")
     model = build_model(config.model, config.backbone, (1, 28, 28))
     with torch.no_grad():  # dimensions 1-3 follow the image strongly; 4-6 ignore it entirely
-        model.head.weight[:3] *= 10
-        model.head.weight[3:6].zero_()
+        model.head.weight[:, :3] *= 10  # Dense weights are [in, out]: a column per output
+        model.head.weight[:, 3:6].zero_()
     with evaluating(model):
         stats = latent_statistics(model, binary_images(64), 32)
     assert stats["active_units"] == 3

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vae_lab.backbones import Conv, ConvConfig, SelfAttention, UNet, UNetConfig
+from vae_lab.backbones import Dense, Conv, ConvConfig, SelfAttention, UNet, UNetConfig
 from vae_lab.config import ConfigError
 from vae_lab.data import Batch, ImageSet
 from vae_lab.models import MODELS, build_model
@@ -131,7 +131,7 @@ def test_unet_settings_that_do_not_divide_the_channels_are_named(train_config, o
 def test_default_model_is_the_classic_784_400_20_vae(train_config):
     config = train_config()
     model = build_model(config.model, config.backbone, (1, 28, 28))
-    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    linear = [m for m in model.modules() if isinstance(m, Dense)]
     shapes = sorted((m.in_features, m.out_features) for m in linear)
     assert shapes == sorted([(784, 400), (400, 40), (20, 400), (400, 784)])
     assert sum(p.numel() for p in model.parameters()) == 652_824
@@ -140,3 +140,20 @@ def test_default_model_is_the_classic_784_400_20_vae(train_config):
 def test_an_unknown_model_name_is_a_config_error():
     with pytest.raises(ConfigError, match="model.name=nope: expected one of both, combined, continuous"):
         MODELS["nope"]
+
+
+def test_a_dense_layer_starts_as_nn_linear_and_loads_its_checkpoints():
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(5, 7)
+    torch.manual_seed(3)
+    dense = Dense(5, 7)
+    assert torch.equal(dense.weight, linear.weight.t()) and torch.equal(dense.bias, linear.bias)
+    x = torch.randn(4, 5)
+    assert torch.allclose(dense(x), linear(x), atol=1e-6)
+    before = torch.nn.Sequential(torch.nn.Linear(5, 7))  # a checkpoint made before Dense: [out, in]
+    after = torch.nn.Sequential(Dense(5, 7))
+    after.load_state_dict(before.state_dict())
+    assert torch.allclose(after(x), before(x), atol=1e-6)
+    again = torch.nn.Sequential(Dense(5, 7))  # and Dense's own checkpoints load as they are
+    again.load_state_dict(after.state_dict())
+    assert torch.equal(again[0].weight, after[0].weight)

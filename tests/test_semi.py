@@ -106,7 +106,7 @@ def test_latent_classifier_generates_codes_its_classifier_assigns_to_the_label(t
     model = build_model(config.model, config.backbone, (1, 28, 28))
     with torch.no_grad():  # each digit owns a 36-degree wedge of the plane
         angles = torch.arange(10) * 2 * math.pi / 10
-        model.classifier.weight.copy_(5 * torch.stack([angles.cos(), angles.sin()], 1))
+        model.classifier.weight.copy_(5 * torch.stack([angles.cos(), angles.sin()], 0))  # [in, out]
         model.classifier.bias.zero_()
     labels = torch.tensor([0, 3, 3, 9])
     decoded, decode = [], model.decode

@@ -166,7 +166,7 @@ class TrainerConfig:
     lr: float = greater_than(0)
     start_at_mean_image: bool = MISSING  # decoder's per-pixel bias = logit of the training set's mean image
     device: str = device_choice()
-    amp: bool = MISSING  # bf16 autocast on CUDA (no effect on CPU)
+    precision: str = one_of("fp32", "bf16")  # bf16: autocast the forward pass (matrix products in bfloat16)
     compile: bool = MISSING  # torch.compile the model
     grad_clip: Optional[float] = optional_positive()  # max gradient norm
     resume: bool = MISSING  # continue the run in hydra.run.dir from checkpoints/last.pt
@@ -333,6 +333,7 @@ def train_config_from_dict(values: dict) -> TrainConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    values = _renamed_keys(values)
     choices = [f"{group}={values[group]['name']}" for group in ("model", "backbone", "data")]
     if GlobalHydra.instance().is_initialized():  # inside a vae-lab command: the search path is set
         defaults = compose("train", overrides=choices)
@@ -341,3 +342,14 @@ def train_config_from_dict(values: dict) -> TrainConfig:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             defaults = compose("train", overrides=choices)
     return OmegaConf.to_object(OmegaConf.merge(defaults, values))  # checked when it was trained
+
+
+def _renamed_keys(values: dict) -> dict:
+    """A saved config with keys renamed since it was made: ``trainer.amp`` (bf16 autocast, on CUDA
+    only) became ``trainer.precision``."""
+    trainer = dict(values.get("trainer", {}))
+    if "amp" in trainer:
+        amp = trainer.pop("amp")
+        trainer.setdefault("precision", "bf16" if amp and trainer.get("device") == "cuda" else "fp32")
+        values = {**values, "trainer": trainer}
+    return values

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class TermMeans:
-    """Per-image means of named terms over many batches, summed on the device (no sync per batch)."""
+    """Per-image means of named terms over many batches, summed on the device (no sync per batch).
+    Values are per image on their last axis, [B], or [K, B] for the K members of a population."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
@@ -24,12 +25,21 @@ class TermMeans:
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         for name, values in terms.items():
-            total = values.detach().sum()
+            total = values.detach().float().sum(-1)
             self.sums[name] = self.sums[name] + total if name in self.sums else total
-            self.counts[name] = self.counts.get(name, 0) + len(values)
+            self.counts[name] = self.counts.get(name, 0) + values.shape[-1]
 
     def means(self) -> dict[str, float]:
         return {name: total.item() / self.counts[name] for name, total in self.sums.items()}
+
+    def per_member(self, members: int) -> list[dict[str, float]]:
+        """One dict of means per member (one sync for all of them)."""
+        names = list(self.sums)
+        if not names:
+            return [{} for _ in range(members)]
+        table = (torch.stack([self.sums[n].expand(members) for n in names]).cpu()
+                 / torch.tensor([float(self.counts[n]) for n in names])[:, None])
+        return [{n: float(table[i, k]) for i, n in enumerate(names)} for k in range(members)]
 
 
 def with_totals(model: VAE, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -49,12 +59,15 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def loss_terms(model: VAE, data: ImageSet, batch_size: int) -> dict[str, float]:
-    """Mean loss, negative ELBO and each loss term over a split (one posterior sample per image),
-    in full precision."""
+def loss_terms(model: VAE, data: ImageSet, batch_size: int, seed: int) -> dict[str, float]:
+    """Mean loss, negative ELBO and each loss term over a split (one posterior sample per image,
+    drawn from a generator seeded by ``seed``, as loop.stacked_loss_terms draws a member's), in full
+    precision."""
     means = TermMeans()
+    generator = torch.Generator(device=model.device).manual_seed(seed)
     with evaluating(model):
         for batch in data.batches(batch_size):
+            batch.noise = model.draw_noise((len(batch),), generator)
             means.add(with_totals(model, model(batch)))
     return means.means()
 
@@ -74,7 +87,7 @@ def final_metrics(model: VAE, splits: Splits, config) -> dict:
 
     with torch.random.fork_rng(devices=cuda), evaluating(model):
         torch.manual_seed(config.seed)
-        section("loss terms", "test", lambda: loss_terms(model, splits.test, settings.batch_size))
+        section("loss terms", "test", lambda: loss_terms(model, splits.test, settings.batch_size, config.seed))
         if settings.is_samples:
             section(f"importance-sampled NLL ({settings.is_samples} samples)", "test",
                     lambda: importance_sampled_nll(model, splits.test, settings.is_samples, settings.is_rows))

@@ -17,6 +17,7 @@ class Batch:
     colors: Optional[torch.Tensor] = None  # float [B, 3] tint (color_mnist)
     hue_bins: Optional[torch.Tensor] = None  # int64 [B] tint class (color_mnist)
     labelled: Optional[torch.Tensor] = None  # bool [B]: may the model learn from this label?
+    noise: Optional[torch.Tensor] = None  # [B, noise_size]: the model's random draws (None: its own)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -56,10 +57,11 @@ class ImageSet:
     def to(self, device: torch.device | str) -> "ImageSet":
         return self._map(lambda t: t.to(device))
 
-    def batch(self, rows: torch.Tensor) -> Batch:
+    def batch(self, rows: torch.Tensor, generator: Optional[torch.Generator] = None) -> Batch:
+        """The samples at ``rows``; with dynamic binarization, pixels drawn from ``generator``."""
         images = self.images[rows].float().div_(255)
         if self.dynamic_binarization:
-            images = torch.bernoulli(images)
+            images = torch.bernoulli(images, generator=generator)
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Batch(images, self.labels[rows], pick(self.colors), pick(self.hue_bins), pick(self.labelled))
 

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from vae_lab.backbones import output_layer_weights, start_at_mean_image
+from vae_lab.backbones import Dense, output_layer_weights, start_at_mean_image
 from vae_lab.config import ModelConfig, Registry
 from vae_lab.data import Batch
 from vae_lab.latents import LatentSample
@@ -25,6 +25,9 @@ MODELS: Registry = Registry("model")
 class VAE(nn.Module):
     elbo_terms: tuple[str, ...] = ("recon", "kl")
     conditional = False  # True where sample_with_label generates images of a chosen class
+    # Whether members of a population can train as one stacked computation (torch.func.vmap): the
+    # forward pass has no data-dependent shapes and takes all its randomness from ``batch.noise``.
+    stackable = True
 
     def __init__(self, config: ModelConfig, encoder: nn.Module, latent: nn.Module,
                  decoder: nn.Module, image_shape: tuple[int, int, int], head: Optional[nn.Module] = None):
@@ -32,7 +35,7 @@ class VAE(nn.Module):
         self.config, self.image_shape = config, image_shape
         self.encoder, self.latent, self.decoder = encoder, latent, decoder
         # The head maps encoder features to the latent's parameters (a linear layer unless given).
-        self.head = head if head is not None else nn.Linear(encoder.out_features, latent.param_size)
+        self.head = head if head is not None else Dense(encoder.out_features, latent.param_size)
         # Optimizer steps taken: drives schedules (temperature, capacity) and travels with the weights.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.last_reconstruction: Optional[torch.Tensor] = None
@@ -40,7 +43,7 @@ class VAE(nn.Module):
     # -- the objective ------------------------------------------------------------------------
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        sample = self.draw(batch.images)
+        sample = self.draw(batch.images, batch.noise)
         logits = self.remember_reconstruction(self.decoder(sample.code))
         return {"recon": self.reconstruction_nll(logits, batch.images), **sample.kl}
 
@@ -59,9 +62,13 @@ class VAE(nn.Module):
         """Make the decoder's output start at ``mean_image`` (see backbones.start_at_mean_image)."""
         start_at_mean_image(self.decoder, mean_image)
 
-    def draw(self, images: torch.Tensor) -> LatentSample:
-        """A code from the posterior, with its KL terms."""
-        return self.latent(self.encode(images), self.step)
+    def draw(self, images: torch.Tensor, noise: Optional[torch.Tensor] = None) -> LatentSample:
+        """A code from the posterior (from ``noise`` when given), with its KL terms."""
+        return self.latent(self.encode(images), self.step, noise)
+
+    def draw_noise(self, shape: tuple[int, ...], generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The noise of ``shape`` (images) posterior draws, [*shape, latent.noise_size]."""
+        return self.latent.draw_noise(shape, self.device, generator)
 
     def reconstruction_nll(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return reconstruction_nll(self.config.likelihood, logits, images, self.config.obs_std)
@@ -115,10 +122,12 @@ class VAE(nn.Module):
         """Images decoded from ``n`` codes drawn from the prior."""
         return self.decode(self.latent.prior_sample(n, self.device, generator))
 
-    def log_importance_weights(self, images: torch.Tensor, n: int) -> torch.Tensor:
-        """[B, n] log p(x, z_i) - log q(z_i | x) for ``n`` draws z_i from the posterior: their
-        log-mean-exp estimates log p(x), ever more tightly as ``n`` grows (Burda et al. 2016)."""
-        codes, log_q = self.latent.posterior_sample(self.encode(images), n)  # [n, B, C], [n, B]
+    def log_importance_weights(self, images: torch.Tensor, n: int,
+                               noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[B, n] log p(x, z_i) - log q(z_i | x) for ``n`` draws z_i from the posterior (made from
+        ``noise`` [n, B, noise_size] when given): their log-mean-exp estimates log p(x), ever more
+        tightly as ``n`` grows (Burda et al. 2016)."""
+        codes, log_q = self.latent.posterior_sample(self.encode(images), n, noise)  # [n, B, C], [n, B]
         logits = self.decoder(codes.flatten(0, 1)).unflatten(0, codes.shape[:2])  # [n, B, C, H, W]
         log_px_given_z = -self.reconstruction_nll(logits, images)  # images broadcast over the draws
         return (log_px_given_z + self.latent.prior_log_prob(codes) - log_q).T

@@ -34,7 +34,7 @@ class BothVAE(VAE):
         super().__init__(config, encoder, latent, decoder, image_shape, head=torch.nn.Identity())
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        sample = self.draw(batch.images)
+        sample = self.draw(batch.images, batch.noise)
         continuous, discrete = self.decoder.each(sample.code)
         return {
             "recon": self.reconstruction_nll(self.remember_reconstruction(logit_of_mean_image([continuous, discrete])),

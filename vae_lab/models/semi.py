@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_lab.backbones import Dense
 from vae_lab.config import at_least, one_of
 from vae_lab.data import Batch
 from vae_lab.data.labels import N_CLASSES
@@ -60,15 +61,16 @@ def _labelled(batch: Batch) -> torch.Tensor:
 class M2VAE(VAE):
     elbo_terms = ("recon", "kl", "kl_y")
     conditional = True
+    stackable = False  # unlabelled images are decoded once per class: shapes depend on the batch's labels
 
     def __init__(self, config: SemiConfig, backbone, image_shape):
         latent = GaussianLatent(config.latent_dim)
         encoder = backbone.encoder(image_shape)
-        head = nn.Linear(encoder.out_features + N_CLASSES, latent.param_size)  # q(z | x, y)
+        head = Dense(encoder.out_features + N_CLASSES, latent.param_size)  # q(z | x, y)
         decoder = backbone.decoder(latent.code_size + N_CLASSES, image_shape)  # p(x | z, y)
         super().__init__(config, encoder, latent, decoder, image_shape, head=head)
         trunk = backbone.encoder(image_shape)
-        self.classifier = nn.Sequential(trunk, nn.Linear(trunk.out_features, N_CLASSES))  # q(y | x)
+        self.classifier = nn.Sequential(trunk, Dense(trunk.out_features, N_CLASSES))  # q(y | x)
 
     @property
     def spec(self) -> LatentSpec:
@@ -120,9 +122,13 @@ class M2VAE(VAE):
             kl = kl.masked_scatter(unlabelled, (q * k.view(n, N_CLASSES)).sum(1))
         return recon, kl
 
-    def log_importance_weights(self, images: torch.Tensor, n: int) -> torch.Tensor:
+    def draw_noise(self, shape: tuple[int, ...], generator: Optional[torch.Generator] = None) -> None:
+        return None  # M2 draws its own: how many codes a batch needs depends on its labels
+
+    def log_importance_weights(self, images: torch.Tensor, n: int,
+                               noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, n] log weights of draws (y, z) from q(y|x) q(z|x,y): log p(x|y,z) + log p(z) + log p(y)
-        - log q(z|x,y) - log q(y|x)."""
+        - log q(z|x,y) - log q(y|x). (Its noise is its own: see draw_noise.)"""
         log_qy = F.log_softmax(self.classifier(images).float(), -1)
         labels = torch.distributions.Categorical(logits=log_qy).sample((n,))  # [n, B]
         y = F.one_hot(labels, N_CLASSES).float()
@@ -175,7 +181,7 @@ class LatentClassifierVAE(VAE):
         latent = GaussianLatent(config.latent_dim)
         super().__init__(config, backbone.encoder(image_shape), latent,
                          backbone.decoder(latent.code_size, image_shape), image_shape)
-        self.classifier = nn.Linear(latent.code_size, N_CLASSES)
+        self.classifier = Dense(latent.code_size, N_CLASSES)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -183,7 +189,7 @@ class LatentClassifierVAE(VAE):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         params = self.encode(batch.images)
-        sample = self.latent(params, self.step)
+        sample = self.latent(params, self.step, batch.noise)
         recon = self.reconstruction_nll(self.remember_reconstruction(self.decoder(sample.code)), batch.images)
         cross_entropy = F.cross_entropy(self.classifier(sample.code).float(), batch.labels, reduction="none")
         predicted = self.classifier(self.latent.mean_code(params)).argmax(-1)

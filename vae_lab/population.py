@@ -1,0 +1,338 @@
+"""A population: K models of one architecture trained as one stacked computation.
+
+Members share the architecture (model type, backbone, image shape) and may differ in their seed,
+beta, learning rate, KL warm-up, temperature schedule and latent size. Each member is a model of its
+own shapes, built exactly as its standalone run would build it. For training, their parameters are
+stacked on a leading member axis, smaller latents padded to the largest, and one ``vmap`` of ``functional_call`` runs every member's forward pass at once. Each
+member keeps what makes it itself:
+
+- its own batches (the member's shuffle generator) and its own noise: a latent's random draws are
+  made outside ``vmap`` from the member's generator and passed in (``Batch.noise``), so a member
+  computes the same whatever population it trains in, alone included;
+- its own Adam state and learning rate: PyTorch's Adam (``torch.optim.adam.adam``, fused) steps each
+  member's slice of the stacked tensors, one call per distinct learning rate;
+- a padded latent's extra dimensions carry no code, no KL and no gradient: their weights start at
+  zero and the latent's ``active`` mask keeps them out of every term (see latents.GaussianLatent).
+
+A population of one whose model cannot be stacked (M2, image-space losses) runs the model itself.
+"""
+
+import copy
+import math
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.optim.adam import adam
+
+from vae_lab.data import Batch
+from vae_lab.latents import GaussianLatent, JointLatent, Latent
+from vae_lab.models import VAE
+
+ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}  # torch.optim.Adam's defaults
+
+
+class NotStackable(ValueError):
+    """Models that cannot share one stacked computation (their shapes differ beyond the latent size)."""
+
+
+# ---- padding a member into the population's shapes ----------------------------------------------
+
+
+def _positions(member: Latent, padded: Latent, kind: str) -> torch.Tensor:
+    """Where each entry of a member latent's parameter (``kind="param"``) or code vector sits in the
+    padded latent's: a Gaussian's parameters are [means, log-variances], each padded at its end."""
+    if isinstance(member, JointLatent):
+        offsets = [0] + list(torch.tensor([getattr(p, f"{kind}_size") for p in padded.parts]).cumsum(0)[:-1].tolist())
+        return torch.cat([offset + _positions(m, p, kind) for m, p, offset in zip(member.parts, padded.parts, offsets)])
+    if isinstance(member, GaussianLatent) and kind == "param":
+        return torch.cat([torch.arange(member.dim), padded.dim + torch.arange(member.dim)])
+    return torch.arange(getattr(member, f"{kind}_size"))
+
+
+def index_maps(member: Latent, padded: Latent) -> dict[tuple[int, int], Optional[torch.Tensor]]:
+    """(member size, padded size) of an axis -> where the member's entries go along it, for the
+    parameter and code vectors of the latent and of each of its parts (a part's own head or
+    decoder reads only its slice). None marks a pair of sizes that two layouts share: ambiguous."""
+    maps: dict[tuple[int, int], Optional[torch.Tensor]] = {}
+    pairs = [(member, padded), *(zip(member.parts, padded.parts) if isinstance(member, JointLatent) else [])]
+    for m, p in pairs:
+        for kind in ("param", "code"):
+            key = (getattr(m, f"{kind}_size"), getattr(p, f"{kind}_size"))
+            positions = _positions(m, p, kind)
+            if key in maps and (maps[key] is None or not torch.equal(maps[key], positions)):
+                maps[key] = None
+            else:
+                maps[key] = positions
+    return maps
+
+
+def _axis_map(maps: dict, name: str, member_size: int, padded_size: int) -> torch.Tensor:
+    positions = maps.get((member_size, padded_size))
+    if positions is None:
+        raise NotStackable(f"{name}: a member's size {member_size} does not map onto the population's {padded_size}")
+    return positions
+
+
+def pad(tensor: torch.Tensor, shape: torch.Size, maps: dict, name: str) -> torch.Tensor:
+    """A member's tensor in the population's shape, zeros where the member has no entry."""
+    for axis, (size, padded_size) in enumerate(zip(tensor.shape, shape)):
+        if size != padded_size:
+            positions = _axis_map(maps, name, size, padded_size).to(tensor.device)
+            grown = list(tensor.shape)
+            grown[axis] = padded_size
+            tensor = tensor.new_zeros(grown).index_copy_(axis, positions, tensor)
+    return tensor
+
+
+def unpad(tensor: torch.Tensor, shape: torch.Size, maps: dict, name: str) -> torch.Tensor:
+    """The member's own entries of a padded tensor, in the member's shape."""
+    for axis, (padded_size, size) in enumerate(zip(tensor.shape, shape)):
+        if size != padded_size:
+            tensor = tensor.index_select(axis, _axis_map(maps, name, size, padded_size).to(tensor.device))
+    return tensor
+
+
+# ---- the population -----------------------------------------------------------------------------
+
+
+class _Method(nn.Module):
+    """Calls one method of the model it wraps, so functional_call can run methods besides forward."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args):
+        return getattr(self.model, method)(*args)
+
+
+class Population:
+    """K member models trained as one; ``models[k]`` holds member k's weights after
+    :meth:`hand_back`."""
+
+    def __init__(self, models: list[VAE], lrs: list[float], compile: bool = False):
+        self.models, self.lrs = models, lrs
+        self.device = models[0].device
+        self.stacked = len(models) > 1
+        if not self.stacked:
+            self.template = models[0]
+            self.compiled = torch.compile(models[0]) if compile else models[0]
+            self.params = dict(models[0].named_parameters())
+            self.buffers = dict(models[0].named_buffers())
+            self.maps = [{}]
+        else:
+            self._stack(models)
+        self.adam = MemberAdam(self)
+
+    @staticmethod
+    def can_stack(models: list[VAE]) -> bool:
+        return all(model.stackable for model in models)
+
+    def _stack(self, models: list[VAE]) -> None:
+        if not self.can_stack(models):
+            raise NotStackable(f"{type(models[0]).__name__} cannot be stacked")
+        widest = max(models, key=lambda m: m.latent.code_size)
+        self.template = copy.deepcopy(widest).to("meta")  # the shapes; its own tensors are never used
+        self.maps = [index_maps(m.latent, widest.latent) for m in models]
+        shapes = {**{n: t.shape for n, t in widest.named_parameters()}, **{n: t.shape for n, t in widest.named_buffers()}}
+        padded = [self._padded_state(model, maps, shapes) for model, maps in zip(models, self.maps)]
+        stacked = {name: torch.stack([state[name] for state in padded]) for name in shapes}
+        is_param = dict(widest.named_parameters())
+        self.params = {name: t.requires_grad_() for name, t in stacked.items() if name in is_param}
+        self.buffers = {name: t for name, t in stacked.items() if name not in is_param}
+        self.call = _Method(self.template)
+
+    @staticmethod
+    def _padded_state(model: VAE, maps: dict, shapes: dict) -> dict[str, torch.Tensor]:
+        own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        if own.keys() != shapes.keys():
+            raise NotStackable(f"{type(model).__name__}: its tensors differ from the population's")
+        return {name: pad(t.detach(), shapes[name], maps, name) for name, t in own.items()}
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    # -- running the members ---------------------------------------------------------------------
+
+    def run(self, method: str, batched: dict[str, torch.Tensor], shared: dict[str, torch.Tensor],
+            build: Callable[..., tuple] = lambda **kw: (Batch(**kw),)):
+        """``method`` of every member on its arguments, results stacked [K, ...]. ``batched`` tensors
+        have a leading member axis, ``shared`` ones are the same for every member; ``build`` turns
+        them into the method's positional arguments (by default one Batch)."""
+        if not self.stacked:
+            arguments = {**{k: v[0] for k, v in batched.items()}, **shared}
+            module = self.compiled if method == "forward" else self.template
+            call = module if method == "forward" else getattr(module, method)
+            return _add_member_axis(call(*build(**arguments)))
+
+        def one(params, buffers, mine):
+            return functional_call(self.call, (params, buffers), (method, *build(**mine, **shared)))
+
+        prefixed = lambda tensors: {f"model.{name}": t for name, t in tensors.items()}  # noqa: E731  (_Method.model)
+        return vmap(one, randomness="error")(prefixed(self.params), prefixed(self.buffers), batched)
+
+    def pad_noise(self, noises: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Members' noise [..., noise_size] in the population's layout (it follows the code's)."""
+        if not self.stacked:
+            return noises
+        size = self.template.latent.noise_size
+        return [pad(noise, torch.Size([*noise.shape[:-1], size]), maps, "noise") for noise, maps in zip(noises, self.maps)]
+
+    def train(self, mode: bool = True) -> None:
+        """Training or evaluation mode, for the stacked computation and the members' own models
+        (whose weights, such as a warmed-up beta, read it)."""
+        if self.stacked:
+            self.call.train(mode)
+        for model in self.models:
+            model.train(mode)
+
+    @property
+    def steps(self) -> torch.Tensor:
+        """[K] optimizer steps each member has taken."""
+        step = self.buffers["step"]
+        return step if self.stacked else step.view(1)
+
+    def advance(self) -> None:
+        with torch.no_grad():
+            self.buffers["step"] += 1
+
+    def member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        return tensor[k] if self.stacked else tensor
+
+    # -- objectives, gradients, steps --------------------------------------------------------------
+
+    def objectives(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[K, B] each member's training objective from the stacked terms. Weights (beta, warm-up,
+        alpha) come from each member's own model at the population's step; a model with an objective
+        of its own (capacity control) computes it on its slice."""
+        for model, step in zip(self.models, self.steps):
+            model.step.copy_(step)
+        if all(type(model).objective is VAE.objective for model in self.models):
+            names = self.models[0].weights.keys()
+            weights = {name: torch.stack([torch.as_tensor(model.weights[name], device=self.device, dtype=torch.float32)
+                                          for model in self.models]) for name in names}
+            return sum(weights[name][:, None] * terms[name] for name in names)
+        return torch.stack([model.objective({name: values[k] for name, values in terms.items()})
+                            for k, model in enumerate(self.models)])
+
+    def nelbos(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(terms[name] for name in self.models[0].elbo_terms)
+
+    def clip_gradients(self, max_norms: list[Optional[float]]) -> None:
+        """Scale each member's gradient to at most its max norm, as clip_grad_norm_ would."""
+        if all(norm is None for norm in max_norms):
+            return
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        if not self.stacked:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), max_norms[0])
+            return
+        total = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
+        limit = torch.tensor([math.inf if n is None else n for n in max_norms], device=total.device)
+        coefficient = torch.clamp(limit / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coefficient.view(-1, *[1] * (g.dim() - 1)))
+
+    def step(self) -> None:
+        self.adam.step()
+        self.advance()
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    # -- members' own shapes -----------------------------------------------------------------------
+
+    def hand_back(self) -> None:
+        """Copy every member's weights (and step) from the stack into its own model."""
+        if not self.stacked:
+            return
+        with torch.no_grad():
+            for k, (model, maps) in enumerate(zip(self.models, self.maps)):
+                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                    stacked = self.params.get(name, self.buffers.get(name))
+                    tensor.copy_(unpad(stacked[k], tensor.shape, maps, name))
+
+    def optimizer_state(self, k: int) -> dict:
+        """Member k's Adam state in its own shapes (the checkpoint format)."""
+        return self.adam.member_state(k)
+
+    def load_optimizer_state(self, k: int, state: dict) -> None:
+        self.adam.load_member_state(k, state)
+
+
+def _add_member_axis(value):
+    if isinstance(value, torch.Tensor):
+        return value.unsqueeze(0)
+    if isinstance(value, dict):
+        return {k: _add_member_axis(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_add_member_axis(v) for v in value)
+    return value
+
+
+class MemberAdam:
+    """Adam for every member of a population, each on its own slice with its own learning rate:
+    PyTorch's implementation (``torch.optim.adam.adam``, fused where the device allows), called once
+    per distinct learning rate on the members' slices of the stacked tensors."""
+
+    def __init__(self, population: Population):
+        self.population = population
+        self.names = list(population.params)
+        self.exp_avg = {n: torch.zeros_like(p, memory_format=torch.preserve_format) for n, p in population.params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p, memory_format=torch.preserve_format) for n, p in population.params.items()}
+        device = population.device
+        self.fused = device.type in ("cpu", "cuda")
+        self.steps = [{n: torch.zeros((), dtype=torch.float32, device=device) for n in self.names}
+                      for _ in range(len(population))]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        population = self.population
+        by_lr: dict[float, list[int]] = {}
+        for k, lr in enumerate(population.lrs):
+            by_lr.setdefault(lr, []).append(k)
+        for lr, members in by_lr.items():
+            rows = [(k, n) for k in members for n in self.names if population.params[n].grad is not None]
+            part = population.member_slice
+            adam(
+                [part(population.params[n], k) for k, n in rows], [part(population.params[n].grad, k) for k, n in rows],
+                [part(self.exp_avg[n], k) for k, n in rows], [part(self.exp_avg_sq[n], k) for k, n in rows],
+                [], [self.steps[k][n] for k, n in rows], fused=self.fused, amsgrad=False, lr=lr,
+                maximize=False, **ADAM)
+
+    def member_state(self, k: int) -> dict:
+        population = self.population
+        model, maps = population.models[k], population.maps[k]
+        shapes = dict((n, p.shape) for n, p in model.named_parameters())
+        take = lambda t, n: unpad(population.member_slice(t, k), shapes[n], maps, n).clone()  # noqa: E731
+        return {"step": int(next(iter(self.steps[k].values()), torch.zeros(())).item()),
+                "exp_avg": {n: take(self.exp_avg[n], n) for n in self.names},
+                "exp_avg_sq": {n: take(self.exp_avg_sq[n], n) for n in self.names}}
+
+    @torch.no_grad()
+    def load_member_state(self, k: int, state: dict) -> None:
+        population = self.population
+        state = as_member_state(state, population.models[k])
+        maps = population.maps[k]
+        for n in self.names:
+            for mine, theirs in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"])):
+                target = population.member_slice(mine[n], k)
+                target.copy_(pad(theirs[n].to(target.device), target.shape, maps, n))
+            self.steps[k][n].fill_(float(state["step"]))
+
+
+def as_member_state(state: dict, model: VAE) -> dict:
+    """An optimizer state in the checkpoint format; a torch.optim.Adam state_dict (what runs made
+    before populations saved) is converted by the order of the model's parameters."""
+    if "exp_avg" in state:
+        return state
+    names = [n for n, _ in model.named_parameters()]
+    per_param = state["state"]
+    if not per_param:
+        zeros = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+        return {"step": 0, "exp_avg": zeros, "exp_avg_sq": dict(zeros)}
+    return {"step": int(float(per_param[0]["step"])),
+            "exp_avg": {n: per_param[i]["exp_avg"] for i, n in enumerate(names)},
+            "exp_avg_sq": {n: per_param[i]["exp_avg_sq"] for i, n in enumerate(names)}}
