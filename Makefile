@@ -1,5 +1,7 @@
 # vae-lab, on a fresh machine:  `make train` runs the default training job, `make test` the tests.
-# Both create the virtual environment .venv first (once; again when pyproject.toml changes).
+# Both create the virtual environment .venv first (once; again when pyproject.toml changes). The
+# editable install is setuptools' "compat" mode: the checkout itself goes on sys.path, so that Hydra's
+# plugin scan finds hydra_plugins/vae_lab_stacked_launcher (it does not walk the default mode's hook).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
     source = tmp_path / "source"  # build from a copy: the build leaves files beside the sources
-    for folder in ("vae_lab", "conf"):
+    for folder in ("vae_lab", "conf", "hydra_plugins"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for file in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / file, source / file)
@@ -22,6 +22,7 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
     configs = {f"vae_lab/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
     assert configs and configs <= shipped, sorted(configs - shipped)
     assert "vae_lab/cli.py" in shipped and "vae_lab/models/continuous.py" in shipped
+    assert "hydra_plugins/vae_lab_stacked_launcher/stacked_launcher.py" in shipped  # hydra/launcher=stacked
     assert any(name.endswith("entry_points.txt") for name in shipped)
 
     site = tmp_path / "site"
@@ -36,3 +37,9 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().startswith(str(site))  # the installed copy, not the checkout
     assert "latent_dim: 20" in result.stdout and "hidden:" in result.stdout
+    found = subprocess.run(  # Hydra's plugin scan finds the launcher in the installed copy
+        [sys.executable, "-c", "from hydra.core.plugins import Plugins; from hydra.plugins.launcher import Launcher; "
+                               "import sys; print([sys.modules[p.__module__].__file__ for p in Plugins.instance().discover(Launcher)])"],
+        cwd=elsewhere, env={"PYTHONPATH": f"{site}:{':'.join(p for p in sys.path[1:] if p != str(REPO))}",
+                            "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert f"{site}/hydra_plugins/vae_lab_stacked_launcher/stacked_launcher.py" in found.stdout, found.stdout + found.stderr

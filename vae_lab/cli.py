@@ -130,6 +130,7 @@ def run_train(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
     from vae_lab.config import typed
+    from vae_lab.stacking import enlist
     from vae_lab.train import train
 
     hydra_config = HydraConfig.get()
@@ -137,6 +138,8 @@ def run_train(cfg) -> Optional[float]:
     config = typed(cfg)
     if config.trainer.threads is None:
         config.trainer.threads = threads_per_job(hydra_config.launcher)
+    if enlist(config, run_dir):
+        return None  # the stacked launcher trains it with its population
     stop_with_the_sweep()
     try:
         metrics = train(config, run_dir)

@@ -129,6 +129,10 @@ class ModelConfig:
         """Whether training yields one reconstruction per image (what image-space losses compare)."""
         return True
 
+    def stackable(self) -> bool:
+        """Whether runs of this model can train as one stacked population (vae_lab/population.py)."""
+        return True
+
     def summary(self) -> str:
         """The settings that tell runs apart, for captions; subclasses put theirs in front."""
         return f"beta {self.beta:g}"

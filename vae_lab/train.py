@@ -24,6 +24,7 @@ from vae_lab.image_losses import imagenet_vgg16
 from vae_lab.loop import Member, train_members
 from vae_lab.models import VAE, build_model, parameter_count
 from vae_lab.reporting import load_best_model, report
+from vae_lab.stacking import working_for
 from vae_lab.runs import (NOT_TRAINING, RESUMABLE_CHANGES, RunDir, config_differences, record_failure,
                           refuse_other_data, refuse_other_settings, remove_temporary_files)
 
@@ -94,7 +95,8 @@ def train_together(jobs: list[tuple[TrainConfig, str]]) -> list[Outcome]:
         if members:
             train_members([m for _, m, _ in members], splits)
         for i, member, _ in members:
-            outcomes[i] = conclude(member, splits)
+            with working_for(member.run.path):
+                outcomes[i] = conclude(member, splits)
     return outcomes
 
 

@@ -45,6 +45,9 @@ class SemiConfig(ContinuousConfig, Relaxation):
     def reconstructs_each_image(self) -> bool:
         return self.variant != "m2"  # M2 reconstructs an unlabelled image once for every label
 
+    def stackable(self) -> bool:
+        return self.variant != "m2"  # see M2VAE.stackable
+
 
 @MODELS.register("semi", SemiConfig)
 def build_semi(config: SemiConfig, backbone, image_shape) -> VAE:
