@@ -33,6 +33,7 @@ from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
 from vae_lab.loop import Member, PopulationTrainer
+from vae_lab.population import Population
 from vae_lab.runs import RunDir
 from vae_lab.train import resolve_device, seed_everything
 
@@ -110,7 +111,7 @@ class VaeLabLoop:
     def test_loss(self) -> float:
         self.trainer.population.hand_back()
         first = self.members[0]
-        return loss_terms(first.model, self.splits.test, 1000, first.config.seed)["loss"]
+        return loss_terms(Population([first.model]), [first.config.seed], self.splits.test, 1000)[0]["loss"]
 
 
 def _sync(device):

@@ -291,7 +291,8 @@ def _fake_run(folder: Path, overrides: list[str], latent_dim: int, complete: boo
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (folder / "config.yaml").write_text(f"model:\n  name: continuous\n  latent_dim: {latent_dim}\n  beta: 1.0\n"
-                                        "data:\n  name: mnist\ntrainer:\n  epochs: 1\n")
+                                        "backbone:\n  name: mlp\n  hidden: [64]\ndata:\n  name: mnist\n"
+                                        "trainer:\n  epochs: 1\neval:\n  figures: false\nseed: 0\n")
     if complete:
         (folder / "metrics.json").write_text(json.dumps({"test/nelbo": 100.0 + latent_dim}))
     if error:

@@ -170,7 +170,7 @@ class TrainerConfig:
     lr: float = greater_than(0)
     start_at_mean_image: bool = MISSING  # decoder's per-pixel bias = logit of the training set's mean image
     device: str = device_choice()
-    precision: str = one_of("fp32", "bf16")  # bf16: autocast the forward pass (matrix products in bfloat16)
+    precision: str = one_of("auto", "fp32", "bf16")  # bf16: autocast the forward pass; auto: bf16 where native
     compile: bool = MISSING  # torch.compile the model
     grad_clip: Optional[float] = optional_positive()  # max gradient norm
     resume: bool = MISSING  # continue the run in hydra.run.dir from checkpoints/last.pt
@@ -182,6 +182,7 @@ class EvalConfig:
     batch_size: int = at_least(1)
     is_samples: int = at_least(0)
     is_rows: int = at_least(1)
+    precision: str = one_of("auto", "fp32", "bf16")  # networks' precision while importance sampling
     epoch_images: int = at_least(1)
     probe_images: int = at_least(10)
     sample_images: int = at_least(0)

@@ -1,4 +1,4 @@
-"""Evaluation: loss terms over a split, and every final metric of a trained model."""
+"""Evaluation: loss terms over a split, and every final metric of trained models."""
 
 import contextlib
 import logging
@@ -8,9 +8,10 @@ from typing import Iterator
 import torch
 
 from vae_lab.data import ImageSet, Splits
-from vae_lab.metrics import (importance_sampled_nll, latent_statistics, probe_accuracies,
-                             reconstruction_quality, reference_classifier, sample_quality)
+from vae_lab.metrics import (importance_sampled_nll, latent_statistics, population_reconstruction_quality,
+                             probe_accuracies, reference_classifier, sample_quality)
 from vae_lab.models import VAE
+from vae_lab.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -59,46 +60,68 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def loss_terms(model: VAE, data: ImageSet, batch_size: int, seed: int) -> dict[str, float]:
-    """Mean loss, negative ELBO and each loss term over a split (one posterior sample per image,
-    drawn from a generator seeded by ``seed``, as loop.stacked_loss_terms draws a member's), in full
-    precision."""
+def loss_terms(population, seeds: list[int], data: ImageSet, batch_size: int) -> list[dict[str, float]]:
+    """Each member's mean loss, negative ELBO and loss terms over a split, with one posterior draw per
+    image from a generator seeded by its seed (so the numbers depend only on the weights, in any
+    population), in full precision. ``population``: vae_lab.population.Population (one model: a
+    population of one)."""
+    models = population.models
+    generators = [torch.Generator(device=population.device).manual_seed(seed) for seed in seeds]
+    population.train(False)
     means = TermMeans()
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    with evaluating(model):
+    with torch.no_grad():
         for batch in data.batches(batch_size):
-            batch.noise = model.draw_noise((len(batch),), generator)
-            means.add(with_totals(model, model(batch)))
-    return means.means()
+            noise = [model.draw_noise((len(batch),), g) for model, g in zip(models, generators)]
+            batched = {"noise": torch.stack(population.pad_noise(noise))} if noise[0] is not None else {}
+            terms = population.run("forward", batched, {"images": batch.images, "labels": batch.labels})
+            means.add({"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms})
+    population.train(True)
+    return means.per_member(len(models))
 
 
-def final_metrics(model: VAE, splits: Splits, config) -> dict:
-    """Every metric of a trained model: the same numbers for the same seed, at the end of training and
-    in `vae-lab eval`. Test-split metrics are named ``test/...``, sample metrics ``samples/...``. The
-    caller's random state is left as it was."""
-    settings = config.eval
-    cuda = [model.device] if model.device.type == "cuda" else []
-    metrics: dict = {}
+def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict]:
+    """Every metric of each trained model: the same numbers for the same seed, at the end of training
+    (for a whole population at once) and in `vae-lab eval` (for one). What can be computed for all
+    models in one stacked pass is (loss terms, likelihood, reconstruction quality); the rest is
+    computed model by model. Test-split metrics are named ``test/...``, sample metrics
+    ``samples/...``. The caller's random state is left as it was."""
+    from vae_lab.population import Population
+
+    settings = configs[0].eval  # the same for every member of a population
+    seeds = [config.seed for config in configs]
+    cuda = [models[0].device] if models[0].device.type == "cuda" else []
+    metrics: list[dict] = [{} for _ in models]
+    population = Population(models) if Population.can_stack(models) or len(models) == 1 else None
+    count = f" of {len(models)} models" if len(models) > 1 else ""
 
     def section(name: str, prefix: str, compute) -> None:
         started = time.perf_counter()
-        metrics.update({f"{prefix}/{key}": value for key, value in compute().items()})
-        log.info("%s: %.1f s", name, time.perf_counter() - started)
+        for mine, values in zip(metrics, compute()):
+            mine.update({f"{prefix}/{key}": value for key, value in values.items()})
+        log.info("%s%s: %.1f s", name, count, time.perf_counter() - started)
 
-    with torch.random.fork_rng(devices=cuda), evaluating(model):
-        torch.manual_seed(config.seed)
-        section("loss terms", "test", lambda: loss_terms(model, splits.test, settings.batch_size, config.seed))
+    def each(compute):  # model by model
+        return lambda: [compute(model, config) for model, config in zip(models, configs)]
+
+    with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as modes:
+        for model in models:
+            modes.enter_context(evaluating(model))
+        torch.manual_seed(seeds[0])
+        section("loss terms", "test", lambda: loss_terms(population, seeds, splits.test, settings.batch_size))
         if settings.is_samples:
-            section(f"importance-sampled NLL ({settings.is_samples} samples)", "test",
-                    lambda: importance_sampled_nll(model, splits.test, settings.is_samples, settings.is_rows))
-        section("image quality", "test", lambda: reconstruction_quality(model, splits.test, settings.batch_size))
-        section("latent statistics", "test", lambda: latent_statistics(model, splits.test, settings.batch_size))
-        section("probes", "test", lambda: probe_accuracies(model, splits.train, splits.test, settings.batch_size,
-                                                           settings.probe_images))
+            precision = resolve_precision(settings.precision, models[0].device)
+            section(f"importance-sampled NLL ({settings.is_samples} samples, {precision})", "test",
+                    lambda: importance_sampled_nll(population, seeds, splits.test, settings.is_samples,
+                                                   settings.is_rows, precision))
+        section("image quality", "test", lambda: population_reconstruction_quality(population, splits.test,
+                                                                                   settings.batch_size))
+        section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)))
+        section("probes", "test", each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
+                                                                     settings.probe_images)))
         if settings.sample_images:
-            reference = reference_classifier(config.data, splits, model.device)
-            section("sample quality", "samples", lambda: sample_quality(
-                model, reference, splits.test, settings.sample_images, settings.batch_size, config.seed))
+            reference = reference_classifier(configs[0].data, splits, models[0].device)
+            section("sample quality", "samples", each(lambda m, c: sample_quality(
+                m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)))
     return metrics
 
 
@@ -117,7 +140,7 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
                                                                          device=splits.train.device))))
     test = [*terms, "mse", "psnr", "ssim", "probe_acc", "knn_acc"]
     if settings.is_samples:
-        test += ["nll", "bits_per_dim"]
+        test += ["nll", "nll_se", "bits_per_dim"]
     if splits.train.hue_bins is not None:
         test.append("color_probe_acc")
     if model.spec.continuous:

@@ -22,14 +22,15 @@ import torch
 from tqdm import tqdm
 
 from vae_lab.config import TrainConfig, as_dict
-from vae_lab.data import Batch, ImageSet, Splits
+from vae_lab.data import Batch, Splits
 from vae_lab.errors import RunFailed
-from vae_lab.evaluate import TermMeans, evaluating
+from vae_lab.evaluate import TermMeans, evaluating, loss_terms
 from vae_lab.figures.animations import snapshot
 from vae_lab.image_losses import ImageLosses
-from vae_lab.metrics.images import image_quality
+from vae_lab.metrics import population_reconstruction_quality
 from vae_lab.models import VAE
-from vae_lab.population import Population, pad
+from vae_lab.population import Population
+from vae_lab.precision import precision_context
 from vae_lab.runs import RunDir, save_checkpoint, write_jsonl
 
 log = logging.getLogger("vae_lab.train")
@@ -252,25 +253,17 @@ class PopulationTrainer:
         """Per member: loss terms on validation and test; image quality of reconstructions of the
         first eval.epoch_images of the training and test splits (the same every epoch)."""
         settings = self.members[0].config.eval
+        seeds = [m.config.seed for m in self.members]
         metrics: dict[str, list[float]] = {}
-        for split in ("val", "test"):
-            data = getattr(self.splits, split)
-            if len(data):
-                for name, values in stacked_loss_terms(self.population, self.members, data, settings.batch_size).items():
-                    metrics[f"{split}/{name}"] = values
-        for split in ("train", "test"):
-            quality = stacked_image_quality(self.population, getattr(self.splits, split), settings.batch_size,
-                                            settings.epoch_images)
-            metrics.update({f"{split}/{name}": values for name, values in quality.items()})
+        results = [(split, loss_terms(self.population, seeds, getattr(self.splits, split), settings.batch_size))
+                   for split in ("val", "test") if len(getattr(self.splits, split))]
+        results += [(split, population_reconstruction_quality(self.population, getattr(self.splits, split),
+                                                              settings.batch_size, settings.epoch_images))
+                    for split in ("train", "test")]
+        for split, per_member in results:
+            for name in per_member[0]:
+                metrics[f"{split}/{name}"] = [mine[name] for mine in per_member]
         return metrics
-
-
-def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16: the forward pass autocast to bfloat16 (matrix products and convolutions; losses and
-    KL terms are computed in float32 by the models themselves)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def stop_if_diverged(member: Member, row: dict, bad_step: int) -> None:
@@ -290,46 +283,3 @@ def stop_if_diverged(member: Member, row: dict, bad_step: int) -> None:
         remedies.append(f"a larger model.obs_std (now {model.obs_std:g})")
     raise RunFailed(f"training diverged in epoch {row['epoch']} {where}: the loss became infinite or NaN. "
                     f"{kept}. Try {' or '.join(remedies)} in a new run")
-
-
-def eval_noise(members: list[Member]) -> list[torch.Generator]:
-    """Each member's generator for a held-out evaluation: seeded afresh by its seed, so the numbers
-    depend only on the weights, in any population and in `vae-lab eval`."""
-    return [torch.Generator(device=m.model.device).manual_seed(m.config.seed) for m in members]
-
-
-@torch.no_grad()
-def stacked_loss_terms(population: Population, members: list[Member], data: ImageSet,
-                       batch_size: int) -> dict[str, list[float]]:
-    """Each member's mean loss, negative ELBO and loss terms over a split (one posterior draw per
-    image, from the member's own evaluation noise), in full precision."""
-    population.train(False)
-    generators = eval_noise(members)
-    means = TermMeans()
-    for batch in data.batches(batch_size):
-        noise = [m.model.draw_noise((len(batch),), g) for m, g in zip(members, generators)]
-        batched = {"noise": torch.stack(population.pad_noise(noise))} if noise[0] is not None else {}
-        shared = {"images": batch.images, "labels": batch.labels}
-        terms = population.run("forward", batched, shared)
-        means.add({"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms})
-    population.train(True)
-    per_member = means.per_member(len(members))
-    return {name: [mine[name] for mine in per_member] for name in per_member[0]}
-
-
-@torch.no_grad()
-def stacked_image_quality(population: Population, data: ImageSet, batch_size: int,
-                          limit: Optional[int] = None) -> dict[str, list[float]]:
-    """Each member's MSE, PSNR and SSIM of reconstructions from the posterior mean code."""
-    population.train(False)
-    totals: dict[str, torch.Tensor] = {}
-    count = 0
-    for batch in data.batches(batch_size, limit):
-        target = batch.images.float()
-        rebuilt = population.run("reconstruct", {}, {"images": target}, build=lambda images: (images,))
-        for name, values in image_quality(rebuilt.flatten(0, 1), target.repeat(len(population), 1, 1, 1)).items():
-            total = values.view(len(population), -1).sum(1)
-            totals[name] = totals[name] + total if name in totals else total
-        count += len(batch)
-    population.train(True)
-    return {name: (total / count).tolist() for name, total in totals.items()}

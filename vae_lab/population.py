@@ -112,8 +112,8 @@ class Population:
     """K member models trained as one; ``models[k]`` holds member k's weights after
     :meth:`hand_back`."""
 
-    def __init__(self, models: list[VAE], lrs: list[float], compile: bool = False):
-        self.models, self.lrs = models, lrs
+    def __init__(self, models: list[VAE], lrs: Optional[list[float]] = None, compile: bool = False):
+        self.models, self.lrs = models, lrs or [0.0] * len(models)
         self.device = models[0].device
         self.stacked = len(models) > 1
         if not self.stacked:
@@ -124,7 +124,13 @@ class Population:
             self.maps = [{}]
         else:
             self._stack(models)
-        self.adam = MemberAdam(self)
+        self._adam: Optional[MemberAdam] = None  # made when first needed: evaluation needs none
+
+    @property
+    def adam(self) -> "MemberAdam":
+        if self._adam is None:
+            self._adam = MemberAdam(self)
+        return self._adam
 
     @staticmethod
     def can_stack(models: list[VAE]) -> bool:

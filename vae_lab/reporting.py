@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict], snapshots: list[dict],
-           metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None) -> dict:
-    """Every metric and (unless ``eval.figures`` is off) figure of ``model``; metrics.json is written
-    last (its presence means done)."""
-    metrics = {**final_metrics(model, splits, config), **(extra or {})}
+           metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None,
+           metrics: Optional[dict] = None) -> dict:
+    """Every metric (``metrics`` when computed already, with the rest of a population) and, unless
+    ``eval.figures`` is off, every figure of ``model``; metrics.json is written last (its presence
+    means done)."""
+    metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config])[0]), **(extra or {})}
     if config.eval.figures:
         draw_figures(model, splits, history, snapshots, figures_dir, config)
     write_json(metrics_path, metrics)

@@ -235,8 +235,11 @@ class RunDir:
         except Exception as error:  # noqa: BLE001  YAML and OmegaConf errors alike
             raise DamagedFile(self.config, f"not valid YAML: {str(error).strip().splitlines()[0]}",
                               "the run's checkpoints hold the same config") from None
-        if not isinstance(values, dict) or not all(isinstance(values.get(k), dict) for k in ("model", "data")):
-            raise DamagedFile(self.config, "not a vae-lab training config", "the run's checkpoints hold the same config")
+        # Every saved config has these (seed is written after the groups, so a cut file lacks it).
+        if (not isinstance(values, dict) or "seed" not in values
+                or not all(isinstance(values.get(k), dict) for k in ("model", "backbone", "data", "trainer", "eval"))):
+            raise DamagedFile(self.config, "not a whole vae-lab training config",
+                              "the run's checkpoints hold the same config")
         return _literal(values)
 
     def history(self) -> list[dict]:

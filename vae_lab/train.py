@@ -19,12 +19,13 @@ import torch
 from vae_lab.config import TrainConfig, as_dict, train_config_from_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
-from vae_lab.evaluate import final_metric_names
+from vae_lab.evaluate import final_metric_names, final_metrics
 from vae_lab.image_losses import imagenet_vgg16
 from vae_lab.loop import Member, train_members
+from vae_lab.precision import resolve_precision
 from vae_lab.models import VAE, build_model, parameter_count
 from vae_lab.reporting import load_best_model, report
-from vae_lab.stacking import working_for
+from vae_lab.stacking import MEMBER_KEYS, stack_key, working_for
 from vae_lab.runs import (NOT_TRAINING, RESUMABLE_CHANGES, RunDir, config_differences, record_failure,
                           refuse_other_data, refuse_other_settings, remove_temporary_files)
 
@@ -65,17 +66,20 @@ def train_together(jobs: list[tuple[TrainConfig, str]]) -> list[Outcome]:
     each run's final metrics, or the error that stopped it (the others go on). A run that is already
     complete is not trained again."""
     first = jobs[0][0]
-    for config, _ in jobs:
+    device = resolve_device(first.trainer.device)
+    for config, _ in jobs:  # saved as resolved: what the run was, on any machine it is reloaded on
         config.data.root = str(Path(config.data.root).expanduser().resolve())
-    if any(as_dict(c.data) != as_dict(first.data) for c, _ in jobs):
-        raise ValueError("runs trained together must read the same data")
+        config.trainer.precision = resolve_precision(config.trainer.precision, device)
+    keys = {stack_key(c) for c, _ in jobs}
+    if len(jobs) > 1 and (None in keys or len(keys) > 1):
+        raise ValueError("runs trained together must differ only in " + ", ".join(MEMBER_KEYS)
+                         + ", and their model must stack (vae_lab/stacking.py)")
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
     with contextlib.ExitStack() as held:
         for _, run_dir in jobs:
             held.enter_context(RunDir(run_dir).claimed())
         if first.trainer.threads is not None:
             torch.set_num_threads(first.trainer.threads)
-        device = resolve_device(first.trainer.device)
         splits: Optional[Splits] = None
         members: list[tuple[int, Member, Optional[dict]]] = []
         for i, (config, run_dir) in enumerate(jobs):
@@ -94,9 +98,9 @@ def train_together(jobs: list[tuple[TrainConfig, str]]) -> list[Outcome]:
             start(member, checkpoint, splits, alone)
         if members:
             train_members([m for _, m, _ in members], splits)
-        for i, member, _ in members:
-            with working_for(member.run.path):
-                outcomes[i] = conclude(member, splits)
+            concluded = conclude([m for _, m, _ in members], splits)
+            for i, member, _ in members:
+                outcomes[i] = concluded[member]
     return outcomes
 
 
@@ -139,17 +143,35 @@ def start(member: Member, checkpoint: Optional[dict], splits: Splits, alone: boo
                f"{sum(p.numel() for p in model.parameters()):,}")
 
 
-def conclude(member: Member, splits: Splits) -> Outcome:
-    """A trained member's final report, or the failure that ended it (recorded in error.txt)."""
+def conclude(members: list[Member], splits: Splits) -> dict[Member, Outcome]:
+    """Each trained member's final report, or the failure that ended it (recorded in error.txt). The
+    best weights of every member that finished are evaluated together; each then draws its figures
+    and writes its metrics.json."""
+    outcomes: dict[Member, Outcome] = {}
+    finished: list[tuple[Member, VAE, dict]] = []
+    for member in members:
+        try:
+            if member.failure is not None:
+                raise member.failure
+            finished.append((member, *load_best_model(member.run, member.config, member.model.device)))
+        except RunFailed as failure:
+            record_failure(member.run, failure)
+            outcomes[member] = failure
+        except Exception as error:  # noqa: BLE001  reported by the caller (the CLI, or the launcher)
+            outcomes[member] = error
+    if not finished:
+        return outcomes
     try:
-        if member.failure is not None:
-            raise member.failure
-        return finish(member, splits)
-    except RunFailed as failure:
-        record_failure(member.run, failure)
-        return failure
-    except Exception as error:  # noqa: BLE001  reported by the caller (the CLI, or the launcher)
-        return error
+        metrics = final_metrics([model for _, model, _ in finished], splits, [m.config for m, _, _ in finished])
+    except Exception as error:  # noqa: BLE001
+        return {**outcomes, **{member: error for member, _, _ in finished}}
+    for (member, model, best), mine in zip(finished, metrics):
+        with working_for(member.run.path):
+            try:
+                outcomes[member] = finish(member, splits, model, best, mine)
+            except Exception as error:  # noqa: BLE001
+                outcomes[member] = error
+    return outcomes
 
 
 @dataclass
@@ -233,11 +255,10 @@ def refuse_unknown_metric(config: TrainConfig, model: VAE, splits: Splits) -> No
                           f"this run reports no such metric; expected one of {', '.join(sorted(names))}")
 
 
-def finish(member: Member, splits: Splits) -> dict:
-    """Evaluate the best weights, draw the figures, then write metrics.json."""
+def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict) -> dict:
+    """The figures of the best weights, then metrics.json."""
     config, run, history = member.config, member.run, member.history
-    model, best = load_best_model(run, config, member.model.device)
-    metrics = report(model, splits, config, history, member.snapshots, run.metrics, run.figures, extra={
+    metrics = report(model, splits, config, history, member.snapshots, run.metrics, run.figures, metrics=metrics, extra={
         "best_epoch": best["epoch"],
         "epochs": len(history),
         "train/images_per_s": float(np.mean([row["train/images_per_s"] for row in history])),

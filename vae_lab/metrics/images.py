@@ -33,3 +33,23 @@ def reconstruction_quality(model, data: ImageSet, batch_size: int, limit: Option
             totals[name] += values.sum().item()
         count += len(batch)
     return {name: total / count for name, total in totals.items()}
+
+
+def population_reconstruction_quality(population, data: ImageSet, batch_size: int, limit: Optional[int] = None
+                                      ) -> list[dict[str, float]]:
+    """:func:`reconstruction_quality` for every member of a population (vae_lab/population.py) in
+    one stacked pass."""
+    population.train(False)
+    totals: dict[str, torch.Tensor] = {}
+    count = 0
+    with torch.no_grad():
+        for batch in data.batches(batch_size, limit):
+            target = batch.images.float()
+            rebuilt = population.run("reconstruct", {}, {"images": target}, build=lambda images: (images,))
+            for name, values in image_quality(rebuilt.flatten(0, 1), target.repeat(len(population), 1, 1, 1)).items():
+                total = values.view(len(population), -1).sum(1)
+                totals[name] = totals[name] + total if name in totals else total
+            count += len(batch)
+    population.train(True)
+    table = {name: (total / count).tolist() for name, total in totals.items()}
+    return [{name: values[k] for name, values in table.items()} for k in range(len(population))]

@@ -5,22 +5,47 @@ import math
 import torch
 
 from vae_lab.data import ImageSet
+from vae_lab.precision import precision_context
 
 
-def importance_sampled_nll(model, data: ImageSet, n_samples: int, rows_per_pass: int) -> dict[str, float]:
-    """Mean -log p(x) over ``data`` in nats, from ``n_samples`` posterior draws per image
+def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
+                           precision: str = "fp32") -> list[dict[str, float]]:
+    """For each member of a population (vae_lab/population.py; one model is a population of one):
+    mean -log p(x) over ``data`` in nats, from ``n_samples`` posterior draws per image
     (log-mean-exp of the importance weights; an upper bound on -log p(x) in expectation that tightens
-    as ``n_samples`` grows), and the same in bits per dimension.
+    as ``n_samples`` grows), its standard error over images, and the same in bits per dimension.
 
-    ``rows_per_pass`` bounds the decoder passes made at once: images are taken a few at a time and
-    their draws in chunks, so memory stays flat however many samples are asked for.
+    Each member's draws come from a generator seeded by its seed, image by image, so its estimate
+    does not depend on how images are batched or which population it is computed in.
+    ``rows_per_pass`` bounds the decoder passes made at once per member. With ``precision`` bf16
+    (or auto, where bf16 is native) the networks run in bfloat16; the log-weights are summed and
+    averaged in float32.
     """
     chunk = min(n_samples, rows_per_pass)
     images_at_once = max(1, rows_per_pass // chunk)
-    sizes = [chunk] * (n_samples // chunk) + ([n_samples % chunk] if n_samples % chunk else [])
+    models = population.models
+    generators = [torch.Generator(device=population.device).manual_seed(seed) for seed in seeds]
+    autocast = precision_context(precision, population.device)
+    population.train(False)
     per_image = []
-    for batch in data.batches(images_at_once):
-        log_w = torch.cat([model.log_importance_weights(batch.images, m) for m in sizes], dim=1)
-        per_image.append(torch.logsumexp(log_w, dim=1) - math.log(n_samples))
-    nll = -torch.cat(per_image).mean().item()
-    return {"nll": nll, "bits_per_dim": nll / (math.prod(data.image_shape) * math.log(2))}
+    with torch.no_grad():
+        for batch in data.batches(images_at_once):
+            images = batch.images
+            draws = [model.draw_noise((len(images), n_samples), g) for model, g in zip(models, generators)]
+            log_weights = []
+            for start in range(0, n_samples, chunk):
+                size = min(chunk, n_samples - start)
+                batched = {}
+                if draws[0] is not None:  # [n, B, noise_size] for this chunk, in the population's layout
+                    batched["noise"] = torch.stack(population.pad_noise(
+                        [d[:, start:start + size].transpose(0, 1) for d in draws]))
+                with autocast:
+                    weights = population.run("log_importance_weights", batched, {"images": images},
+                                             build=lambda images, noise=None: (images, size, noise))
+                log_weights.append(weights.float())  # [K, B, size]
+            per_image.append(torch.logsumexp(torch.cat(log_weights, -1), -1) - math.log(n_samples))
+    population.train(True)
+    nll = -torch.cat(per_image, -1).double()  # [K, images]
+    dimensions = math.prod(data.image_shape) * math.log(2)
+    return [{"nll": float(mine.mean()), "nll_se": float(mine.std() / math.sqrt(len(mine))),
+             "bits_per_dim": float(mine.mean()) / dimensions} for mine in nll]
