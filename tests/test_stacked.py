@@ -199,3 +199,36 @@ def test_runs_that_cannot_stack_run_alone_beside_a_population(vae_lab, tmp_path)
     assert "as 3 populations (of 2, 1, 1)" in result.stdout + result.stderr  # two continuous runs; M2 cannot stack
     rows = read_summary(sweep_dir)
     assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
+
+
+def test_stacked_evaluation_gives_each_model_its_own_numbers(train_config, monkeypatch):
+    """On a GPU a population is evaluated in one stacked pass; here, forced, it must give what
+    evaluating the models one by one gives."""
+    import vae_lab.evaluate as evaluate
+    from vae_lab.data import load_splits
+
+    configs = [train_config(*QUICK, *member) for member in MEMBERS]
+    splits = load_splits(configs[0].data)
+    models = []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        models.append(build_model(config.model, config.backbone, splits.image_shape))
+    alone = evaluate.final_metrics(models, splits, configs)
+    monkeypatch.setattr(evaluate, "stack_evaluation", lambda device: True)
+    stacked = evaluate.final_metrics(models, splits, configs)
+    for mine, theirs in zip(stacked, alone):
+        for key in ("test/nelbo", "test/kl", "test/nll", "test/mse", "test/ssim"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-5), key
+
+
+def test_a_population_runs_as_one_submitit_job(vae_lab, tmp_path):
+    sweep_dir = tmp_path / "cluster"
+    result = vae_lab("sweep", "hydra/launcher=stacked", "hydra.launcher.executor=submitit_local",
+                     "hydra.launcher.submitit.timeout_min=10", "model.latent_dim=2,3", f"hydra.sweep.dir={sweep_dir}",
+                     *QUICK, "trainer.epochs=1")
+    jobs = [p for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]  # and its own "%j"
+    assert len(jobs) == 1, "the two runs should be one submitit job"
+    rows = read_summary(sweep_dir)
+    assert len(rows) == 2 and all(r["status"] == "complete" for r in rows)
+    assert all(history(sweep_dir / r["run"])[0]["train/members"] == 2 for r in rows)
+    assert result.stdout.strip().splitlines()[-1] == str(sweep_dir.resolve())

@@ -79,19 +79,33 @@ def loss_terms(population, seeds: list[int], data: ImageSet, batch_size: int) ->
     return means.per_member(len(models))
 
 
-def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict]:
-    """Every metric of each trained model: the same numbers for the same seed, at the end of training
-    (for a whole population at once) and in `vae-lab eval` (for one). What can be computed for all
-    models in one stacked pass is (loss terms, likelihood, reconstruction quality); the rest is
-    computed model by model. Test-split metrics are named ``test/...``, sample metrics
-    ``samples/...``. The caller's random state is left as it was."""
+def stack_evaluation(device: torch.device) -> bool:
+    """Whether evaluating many models is faster stacked than one by one: on a GPU, where one small
+    model leaves most of the device idle. On a CPU each model's evaluation already keeps the cores
+    busy, and stacked it was slower (README, "Many models at once")."""
+    return device.type == "cuda"
+
+
+def each_model(models: list[VAE], seeds: list[int], compute) -> list[dict]:
+    """``compute(population, seeds)`` for every model: all at once where that pays (see
+    :func:`stack_evaluation`) and the models stack, else one population of one after another."""
     from vae_lab.population import Population
 
+    if len(models) > 1 and stack_evaluation(models[0].device) and Population.can_stack(models):
+        return compute(Population(models), seeds)
+    return [result for model, seed in zip(models, seeds) for result in compute(Population([model]), [seed])]
+
+
+def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict]:
+    """Every metric of each trained model: the same numbers for the same seed, at the end of training
+    (for a whole population at once) and in `vae-lab eval` (for one). Loss terms, likelihood and
+    reconstruction quality are computed in one stacked pass where that pays (:func:`each_model`);
+    the rest model by model. Test-split metrics are named ``test/...``, sample metrics
+    ``samples/...``. The caller's random state is left as it was."""
     settings = configs[0].eval  # the same for every member of a population
     seeds = [config.seed for config in configs]
     cuda = [models[0].device] if models[0].device.type == "cuda" else []
     metrics: list[dict] = [{} for _ in models]
-    population = Population(models) if Population.can_stack(models) or len(models) == 1 else None
     count = f" of {len(models)} models" if len(models) > 1 else ""
 
     def section(name: str, prefix: str, compute) -> None:
@@ -107,14 +121,16 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict
         for model in models:
             modes.enter_context(evaluating(model))
         torch.manual_seed(seeds[0])
-        section("loss terms", "test", lambda: loss_terms(population, seeds, splits.test, settings.batch_size))
+        section("loss terms", "test", lambda: each_model(
+            models, seeds, lambda population, s: loss_terms(population, s, splits.test, settings.batch_size)))
         if settings.is_samples:
             precision = resolve_precision(settings.precision, models[0].device)
             section(f"importance-sampled NLL ({settings.is_samples} samples, {precision})", "test",
-                    lambda: importance_sampled_nll(population, seeds, splits.test, settings.is_samples,
-                                                   settings.is_rows, precision))
-        section("image quality", "test", lambda: population_reconstruction_quality(population, splits.test,
-                                                                                   settings.batch_size))
+                    lambda: each_model(models, seeds, lambda population, s: importance_sampled_nll(
+                        population, s, splits.test, settings.is_samples, settings.is_rows, precision)))
+        section("image quality", "test", lambda: each_model(
+            models, seeds, lambda population, s: population_reconstruction_quality(population, splits.test,
+                                                                                 settings.batch_size)))
         section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)))
         section("probes", "test", each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
                                                                      settings.probe_images)))

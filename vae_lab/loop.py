@@ -24,7 +24,7 @@ from tqdm import tqdm
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Batch, Splits
 from vae_lab.errors import RunFailed
-from vae_lab.evaluate import TermMeans, evaluating, loss_terms
+from vae_lab.evaluate import TermMeans, each_model, evaluating, loss_terms
 from vae_lab.figures.animations import snapshot
 from vae_lab.image_losses import ImageLosses
 from vae_lab.metrics import population_reconstruction_quality
@@ -62,8 +62,10 @@ class Member:
     def done(self) -> bool:
         return self.failure is not None or self.epoch >= self.config.trainer.epochs
 
-    def log(self, message: str, *args) -> None:
-        log.info(message, *args, extra={"run": self.run.path})
+    def log(self, message: str, *args, console: bool = True) -> None:
+        """A line of this run's log; ``console=False``: its train.log only (a population's terminal
+        shows one line for all its members instead)."""
+        log.info(message, *args, extra={"run": self.run.path, "console": console})
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -161,6 +163,12 @@ class PopulationTrainer:
                 for row, value in zip(rows, values):
                     row[name] = value
             seconds = time.perf_counter() - started
+            if len(members) > 1:
+                losses = [row["val/loss" if "val/loss" in row else "test/loss"] for row in rows]
+                log.info("epoch %d/%d of %d models: %s loss %.2f to %.2f | %.1f s, %s img/s in all",
+                         rows[0]["epoch"], members[0].config.trainer.epochs, len(members),
+                         "val" if "val/loss" in rows[0] else "test", min(losses), max(losses), seconds,
+                         f"{len(members) * rows[0]['train/images_per_s']:,.0f}")
             healthy = []
             for k, (member, row) in enumerate(zip(members, rows)):
                 row["epoch_s"] = seconds
@@ -180,10 +188,10 @@ class PopulationTrainer:
             member.snapshots.append(snapshot(member.model, self.splits.test))
         member.history.append(row)
         member.save(row)
-        member.log("epoch %d/%d: train/loss %.2f | val/loss %.2f | test/loss %.2f | %.1f s, %s img/s%s",
+        member.log("epoch %d/%d: train/loss %.2f | val/loss %.2f | test/loss %.2f | %.1f s, %s img/s",
                    row["epoch"], member.config.trainer.epochs, row["train/loss"], row.get("val/loss", math.nan),
                    row["test/loss"], row["epoch_s"], f"{row['train/images_per_s']:,.0f}",
-                   f" ({member.run.path.name})" if len(self.members) > 1 else "")
+                   console=len(self.members) == 1)
 
     # -- one epoch -----------------------------------------------------------------------------------
 
@@ -254,15 +262,18 @@ class PopulationTrainer:
         first eval.epoch_images of the training and test splits (the same every epoch)."""
         settings = self.members[0].config.eval
         seeds = [m.config.seed for m in self.members]
+        models = [m.model for m in self.members]  # handed back: the weights of this epoch
         metrics: dict[str, list[float]] = {}
-        results = [(split, loss_terms(self.population, seeds, getattr(self.splits, split), settings.batch_size))
+        results = [(split, each_model(models, seeds, lambda p, s, data=getattr(self.splits, split):
+                                      loss_terms(p, s, data, settings.batch_size)))
                    for split in ("val", "test") if len(getattr(self.splits, split))]
-        results += [(split, population_reconstruction_quality(self.population, getattr(self.splits, split),
-                                                              settings.batch_size, settings.epoch_images))
+        results += [(split, each_model(models, seeds, lambda p, s, data=getattr(self.splits, split):
+                                       population_reconstruction_quality(p, data, settings.batch_size,
+                                                                         settings.epoch_images)))
                     for split in ("train", "test")]
-        for split, per_member in results:
-            for name in per_member[0]:
-                metrics[f"{split}/{name}"] = [mine[name] for mine in per_member]
+        for split, values in results:
+            for name in values[0]:
+                metrics[f"{split}/{name}"] = [mine[name] for mine in values]
         return metrics
 
 

@@ -95,13 +95,19 @@ class _OneRun(logging.Filter):
         return getattr(record, "run", _working_for or self.path) == self.path
 
 
+class MembersOnFile(logging.Filter):
+    """For the terminal: drops what a member logs for its train.log only (``extra={"console": False}``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "console", True)
+
+
 @contextlib.contextmanager
-def member_logs(run_dirs: list[str], formatter: Optional[logging.Formatter] = None) -> Iterator[None]:
+def member_logs(run_dirs: list[str], formatter: logging.Formatter) -> Iterator[None]:
     """Each member's lines into its own <run>/train.log while a population trains, in place of the
     log file of the job Hydra set up last."""
     root = logging.getLogger()
     replaced = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
-    formatter = formatter or (replaced[0].formatter if replaced else None)
     added = []
     for run_dir in run_dirs:
         path = Path(run_dir).resolve()
@@ -121,3 +127,26 @@ def member_logs(run_dirs: list[str], formatter: Optional[logging.Formatter] = No
             handler.close()
         for handler in replaced:
             root.addHandler(handler)
+
+
+def train_population(jobs: list[tuple[TrainConfig, str]]) -> list:
+    """Train runs as one population, here or in a submitit job: each run's final metrics, or for a
+    run that failed one line saying why (also recorded in its error.txt). Each member's lines go
+    to its own train.log."""
+    from vae_lab.cli import one_line
+    from vae_lab.runs import RunDir, record_failure
+    from vae_lab.train import train_together
+
+    root = logging.getLogger()
+    if not root.handlers:  # a fresh process (a submitit job): its log is submitit's own file
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
+    with member_logs([run_dir for _, run_dir in jobs], formatter):
+        outcomes = train_together(jobs)
+    reported = []
+    for (_, run_dir), outcome in zip(jobs, outcomes):
+        if isinstance(outcome, BaseException):
+            record_failure(RunDir(run_dir), outcome)
+            outcome = one_line(outcome)
+        reported.append(outcome)
+    return reported

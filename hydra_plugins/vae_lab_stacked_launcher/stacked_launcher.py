@@ -4,15 +4,20 @@ The jobs are grouped by :func:`vae_lab.stacking.stack_key` into populations of a
 ``max_members``. Each job of a group is prepared by Hydra's own ``run_job`` (its folder, its
 ``.hydra/`` files, its callbacks), with the task in enlisting mode, so that it hands over its config
 instead of training; the group then trains as one (vae_lab.train.train_together) and every member
-writes the run folder a standalone run writes. A job that cannot stack runs as the basic launcher
-runs it.
+writes the run folder a standalone run writes.
+
+``executor=local`` trains the populations here, one after another, and runs a job that cannot stack
+as the basic launcher runs it. ``executor=submitit_local`` or ``submitit_slurm`` makes every
+population (and every job that cannot stack) one submitit job, with ``submitit`` as its parameters
+(submitit.AutoExecutor's: ``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...): a sweep of
+hundreds of runs becomes a handful of cluster jobs.
 """
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -23,20 +28,32 @@ from omegaconf import DictConfig, open_dict, read_write
 log = logging.getLogger(__name__)
 
 
+EXECUTORS = ("local", "submitit_local", "submitit_slurm")
+
+
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.vae_lab_stacked_launcher.stacked_launcher.StackedLauncher"
     max_members: int = 16  # runs per population: what one process trains at once (memory grows with it)
+    executor: str = "local"  # local | submitit_local | submitit_slurm (a submitit job per population)
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    submitit: dict[str, Any] = field(default_factory=lambda: {"timeout_min": 60})  # submitit.AutoExecutor's
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="vae-lab")
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_members: int = 16) -> None:
+    def __init__(self, max_members: int = 16, executor: str = "local", submitit_folder: str = ".submitit/%j",
+                 submitit: Optional[dict] = None) -> None:
+        from vae_lab.errors import UserError
+
         if max_members < 1:
-            raise ValueError(f"hydra.launcher.max_members={max_members}: expected a number >= 1")
-        self.max_members = max_members
+            raise UserError(f"hydra.launcher.max_members={max_members}: expected a number >= 1")
+        if executor not in EXECUTORS:
+            raise UserError(f"hydra.launcher.executor={executor}: expected one of {', '.join(EXECUTORS)}")
+        self.max_members, self.executor = max_members, executor
+        self.submitit_folder, self.submitit = submitit_folder, dict(submitit or {})
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -56,13 +73,21 @@ class StackedLauncher(Launcher):
         sizes = sorted((len(g) for g in groups), reverse=True)
         log.info(f"Launching {len(jobs)} jobs as {len(groups)} populations (of {', '.join(map(str, sizes))})")
         returns: dict[int, JobReturn] = {}
+        submitted = []
         for group in groups:
             for i in group:
                 log.info(f"\t#{jobs[i][0]} : {' '.join(filter_overrides(jobs[i][1]))}")
-            if len(group) == 1:
+            if self.executor == "local" and len(group) == 1:
                 returns[group[0]] = self._run(configs[group[0]], self.task_function)
+                continue
+            group_returns, members = self._enlist([configs[i] for i in group])
+            returns.update(zip(group, group_returns))
+            if self.executor == "local":
+                self._report(group_returns, members, _train_here(members))
             else:
-                returns.update(zip(group, self._run_together([configs[i] for i in group])))
+                submitted.append((group_returns, members, self._submit(members)))
+        for group_returns, members, job in submitted:
+            self._report(group_returns, members, job.result() if job is not None else [])
         return [returns[i] for i in range(len(jobs))]
 
     def _sweep_config(self, idx: int, overrides: list[str]) -> DictConfig:
@@ -76,24 +101,51 @@ class StackedLauncher(Launcher):
         return run_job(hydra_context=self.hydra_context, task_function=task_function, config=sweep_config,
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
-    def _run_together(self, sweep_configs: list[DictConfig]) -> list[JobReturn]:
-        from vae_lab.stacking import enlisting, member_logs
-        from vae_lab.train import train_together
+    def _enlist(self, sweep_configs: list[DictConfig]) -> tuple[list[JobReturn], list[tuple[int, Any, str]]]:
+        """Hydra prepares each job with its task enlisting; returns the jobs' JobReturns and the
+        (position, config, run folder) of those that enlisted (a bad value is reported by its task)."""
+        from vae_lab.stacking import enlisting
 
+        returns, members = [], []
         with enlisting() as enlisted:
-            returns = []
-            for sweep_config in sweep_configs:
+            for i, sweep_config in enumerate(sweep_configs):
                 before = len(enlisted)
                 returns.append(self._run(sweep_config, self.task_function))
-                if len(enlisted) == before:  # refused before enlisting (a bad value): reported by its task
-                    enlisted.append(None)
-        members = [(i, job) for i, job in enumerate(enlisted) if job is not None]
-        with member_logs([run_dir for _, (_, run_dir) in members]):
-            outcomes = train_together([job for _, job in members]) if members else []
-        for (i, (config, run_dir)), outcome in zip(members, outcomes):
-            returns[i].return_value = _reported(outcome, config, run_dir)
-            returns[i].status = JobStatus.COMPLETED  # as the task reports a failed job: in its folder, not here
-        return returns
+                if len(enlisted) > before:
+                    members.append((i, *enlisted[-1]))
+        return returns, members
+
+    def _submit(self, members: list[tuple[int, Any, str]]):
+        """One submitit job that trains these members (None for no member)."""
+        import submitit
+
+        from vae_lab.stacking import train_population
+
+        if not members:
+            return None
+        cluster = {"submitit_local": "local", "submitit_slurm": "slurm"}[self.executor]
+        executor = submitit.AutoExecutor(folder=self.submitit_folder, cluster=cluster)
+        executor.update_parameters(**self.submitit)
+        return executor.submit(train_population, [(config, run_dir) for _, config, run_dir in members])
+
+    @staticmethod
+    def _report(returns: list[JobReturn], members: list[tuple[int, Any, str]], outcomes: list) -> None:
+        """Each member's return value: the optimized metric, or None for a failed run (its
+        error.txt and the log line say why, as vae-lab's task reports a failed job of a sweep)."""
+        for (i, config, run_dir), outcome in zip(members, outcomes):
+            if isinstance(outcome, str):
+                log.error("job %s failed: %s", Path(run_dir).name, outcome)
+                returns[i].return_value = None
+            else:
+                print(run_dir, flush=True)
+                returns[i].return_value = outcome[config.optimized_metric] if config.optimized_metric else None
+            returns[i].status = JobStatus.COMPLETED
+
+
+def _train_here(members: list[tuple[int, Any, str]]) -> list:
+    from vae_lab.stacking import train_population
+
+    return train_population([(config, run_dir) for _, config, run_dir in members]) if members else []
 
 
 def _stack_key(sweep_config: DictConfig) -> Optional[str]:
@@ -112,17 +164,3 @@ def _stack_key(sweep_config: DictConfig) -> Optional[str]:
     except (UserError, OmegaConfBaseException):
         return None
     return stack_key(config)
-
-
-def _reported(outcome, config, run_dir: str):
-    """What a member's task would have returned: the optimized metric, or None for a failed run,
-    whose error.txt says why (as vae-lab's task records a failed job of a sweep)."""
-    from vae_lab.cli import one_line
-    from vae_lab.runs import RunDir, record_failure
-
-    if isinstance(outcome, BaseException):
-        record_failure(RunDir(run_dir), outcome)
-        log.error("job %s failed: %s", Path(run_dir).name, one_line(outcome))
-        return None
-    print(run_dir, flush=True)
-    return outcome[config.optimized_metric] if config.optimized_metric else None
