@@ -17,21 +17,22 @@ model of each after training, so that speed is not bought with worse results.
 """
 
 import argparse
+import math
 import os
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from vae_lab.config import config_dir, store_schemas, typed
+from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
+from vae_lab import threads
 from vae_lab.loop import Member, PopulationTrainer
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
@@ -127,21 +128,23 @@ def main():
     parser.add_argument("--compile", action="store_true", help="torch.compile vae-lab's model (K=1)")
     parser.add_argument("--members", default="1,4,12", help="population sizes to measure, comma-separated")
     parser.add_argument("--precision", default=None, help="trainer.precision (default: the config's)")
+    parser.add_argument("--skip-classic", action="store_true", help="measure vae-lab's loop only")
+    parser.add_argument("--free-cores", action="store_true",
+                        help="threads kept to the cores other processes leave free (trainer.threads=null)")
     args = parser.parse_args()
 
-    store_schemas()
     overrides = [f"data.root={args.data_root}", f"trainer.device={args.device}", f"trainer.compile={args.compile}",
                  *([f"trainer.precision={args.precision}"] if args.precision else [])]
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        configs = [typed(compose("train", overrides=[*overrides, f"seed={seed}"]))
-                   for seed in range(max(int(k) for k in args.members.split(",")))]
+    configs = [train_config([*overrides, f"seed={seed}"]) for seed in range(max(int(k) for k in args.members.split(",")))]
     config = configs[0]
     device = resolve_device(config.trainer.device)
+    threads.govern(args.free_cores and threads.free_to_choose(None, device))
     splits = load_splits(config.data, device)
     print(f"device {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
           f"{len(splits.train):,} training images, {args.epochs} epochs each")
 
-    loops = {"classic": ClassicLoop(config.data.root, splits.train.index.tolist(), device, config.seed)}
+    loops = {} if args.skip_classic else {
+        "classic": ClassicLoop(config.data.root, splits.train.index.tolist(), device, config.seed)}
     for k in (int(k) for k in args.members.split(",")):
         loops[f"vae-lab K={k}"] = VaeLabLoop(configs[:k], splits, device)
     # Epochs alternate between the loops, so a machine that speeds up or slows down (shared VMs do)
@@ -150,7 +153,7 @@ def main():
     for _ in range(args.epochs):
         for name, loop in loops.items():
             speeds[name].append(loop.epoch())
-    classic = statistics.median(speeds["classic"])
+    classic = statistics.median(speeds["classic"]) if "classic" in speeds else math.nan
     print(f"{'loop':<16}{'images/s (median)':>20}{'x classic':>11}{'per epoch':>34}{'test loss (nats)':>20}")
     for name, loop in loops.items():
         per_epoch = " ".join(f"{s / 1000:.1f}k" for s in speeds[name])

@@ -74,14 +74,9 @@ def vae_lab(vae_lab_command, data_root, tmp_path):
 @pytest.fixture
 def train_config(data_root):
     """The typed config that `vae-lab train OVERRIDES...` would use (on the tiny data), in-process."""
-    from hydra import compose, initialize_config_dir
-
-    from vae_lab.config import config_dir, store_schemas, typed
-
-    store_schemas()
+    from vae_lab.compose import train_config
 
     def make(*overrides: str):
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            return typed(compose("train", overrides=[f"data.root={data_root}", *overrides]))
+        return train_config([f"data.root={data_root}", *overrides])
 
     return make

@@ -4,8 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from vae_lab.backbones import BACKBONES
-from vae_lab.config import (DATA_ROOT_ENV, ConfigError, TrainConfig, as_dict, config_dir,
-                            train_config_from_dict, validate)
+from vae_lab.config import DATA_ROOT_ENV, ConfigError, TrainConfig, as_dict, validate
+from vae_lab.compose import config_dir, train_config_from_dict
 from vae_lab.models import MODELS
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from vae_lab.config import config_dir
+from vae_lab.compose import config_dir
 from vae_lab.reproduce import WRITE_UPS, Missing, Runs, section, verdict_seed003, verdict_seed004
 from vae_lab.sweep import RunSummary
 

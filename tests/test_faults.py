@@ -18,7 +18,7 @@ import torch
 from conftest import N_TRAIN, make_tiny_mnist, write_idx
 from test_cli import QUICK_EVAL
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
-from vae_lab.runs import RunDir, claimed, load_checkpoint, remove_temporary_files, save_checkpoint
+from vae_lab.runs import RunDir, claimed, remove_temporary_files
 
 TINY = ("trainer.epochs=1", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false")
 
@@ -178,7 +178,7 @@ def test_the_reference_classifier_works_where_no_cache_can_be_written(tmp_path, 
 
 
 def test_a_saved_config_is_data_not_interpolations(tiny_run, monkeypatch):
-    from vae_lab.config import train_config_from_dict
+    from vae_lab.compose import train_config_from_dict
 
     folder, _ = tiny_run
     config = RunDir(folder).config

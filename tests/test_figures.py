@@ -10,14 +10,10 @@ from vae_lab.train import train
 @pytest.fixture(scope="session")  # once per test worker, shared by its group
 def color_run(tmp_path_factory, data_root):
     """Three epochs of a continuous model on color MNIST, with t-SNE panels."""
-    from hydra import compose, initialize_config_dir
+    from vae_lab.compose import train_config
 
-    from vae_lab.config import config_dir, store_schemas, typed
-
-    store_schemas()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        config = typed(compose("train", overrides=[f"data.root={data_root}", "data=color_mnist", "trainer.epochs=3",
-                                                   "model.latent_dim=6", *QUICK_EVAL, "eval.tsne_points=300"]))
+    config = train_config([f"data.root={data_root}", "data=color_mnist", "trainer.epochs=3", "model.latent_dim=6",
+                           *QUICK_EVAL, "eval.tsne_points=300"])
     run_dir = tmp_path_factory.mktemp("color_run")
     train(config, str(run_dir))
     return run_dir / "figures"

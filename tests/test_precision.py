@@ -16,18 +16,13 @@ SHORT = ("trainer.epochs=4", "eval.is_samples=0", "eval.sample_images=0", "eval.
 
 @pytest.fixture(scope="module")
 def both_precisions(tmp_path_factory, data_root):
-    from hydra import compose, initialize_config_dir
-
-    from vae_lab.config import config_dir, store_schemas, typed
+    from vae_lab.compose import train_config
     from vae_lab.train import train
 
-    store_schemas()
     root = tmp_path_factory.mktemp("precision")
     results = {}
     for precision in ("fp32", "bf16"):
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            config = typed(compose("train", overrides=[f"data.root={data_root}", *SHORT,
-                                                       f"trainer.precision={precision}"]))
+        config = train_config([f"data.root={data_root}", *SHORT, f"trainer.precision={precision}"])
         results[precision] = train(config, str(root / precision))
     return root, results
 
@@ -44,7 +39,7 @@ def test_training_in_bf16_ends_within_0_3_nats_of_fp32(both_precisions):
 def test_importance_sampling_in_bf16_is_within_0_1_nats_of_fp32(both_precisions):
     root, _ = both_precisions
     run = RunDir(root / "fp32")
-    from vae_lab.config import train_config_from_dict
+    from vae_lab.compose import train_config_from_dict
 
     config = train_config_from_dict(run.read_config())
     model, _ = load_best_model(run, config, torch.device("cpu"))

@@ -31,16 +31,11 @@ def history(run_dir) -> list[dict]:
 @pytest.fixture(scope="module")
 def together_and_alone(tmp_path_factory, data_root):
     """The same three runs trained as one population and each alone."""
-    from hydra import compose, initialize_config_dir
-
-    from vae_lab.config import config_dir, store_schemas, typed
+    from vae_lab.compose import train_config
     from vae_lab.train import train_together
 
-    store_schemas()
-
     def config(*overrides):
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            return typed(compose("train", overrides=[f"data.root={data_root}", *QUICK, *overrides]))
+        return train_config([f"data.root={data_root}", *QUICK, *overrides])
 
     root = tmp_path_factory.mktemp("population")
     together = train_together([(config(*m), str(root / f"together{i}")) for i, m in enumerate(MEMBERS)])

@@ -1,7 +1,6 @@
 """`vae-lab sweep`: Hydra multiruns with summaries, resumable, on Hydra's own launchers."""
 
 import csv
-import json
 
 import pytest
 

@@ -71,7 +71,7 @@ def run_command(argv: list[str]) -> None:
         fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
     import hydra
 
-    from vae_lab.config import config_dir, store_schemas
+    from vae_lab.compose import config_dir, store_schemas
     from vae_lab.errors import UserError
 
     config_name, task = COMMANDS[command]
@@ -129,7 +129,7 @@ def run_train(cfg) -> Optional[float]:
     """One training job; returns config.optimized_metric's final value to a sweeper that asks."""
     from hydra.core.hydra_config import HydraConfig
 
-    from vae_lab.config import typed
+    from vae_lab.compose import typed
     from vae_lab.stacking import enlist
     from vae_lab.train import train
 
@@ -222,7 +222,7 @@ def finish_multirun() -> None:
 
 
 def run_eval(cfg) -> None:
-    from vae_lab.config import typed
+    from vae_lab.compose import typed
     from vae_lab.reporting import evaluate_run
     from vae_lab.train import resolve_device
 
@@ -258,8 +258,8 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from vae_lab.config import config_dir, typed
-    from vae_lab.errors import UserError
+    from vae_lab.compose import config_dir, typed
+    from vae_lab.errors import UserError, one_line
 
     parsed = get_args_parser().parse_args(args)
     if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
@@ -358,7 +358,7 @@ def reporting_user_errors(task: Callable[[Any], object]) -> Callable[[Any], obje
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
-    from vae_lab.errors import UserError
+    from vae_lab.errors import UserError, one_line
     from vae_lab.runs import RunDir, record_failure
 
     def wrapped(cfg) -> object:
@@ -382,31 +382,6 @@ def reporting_user_errors(task: Callable[[Any], object]) -> Callable[[Any], obje
 
     wrapped.__name__ = task.__name__
     return wrapped
-
-
-def one_line(error: Exception) -> str:
-    """The gist of a config error in one line: the key, the value and what is wrong."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
-                                  OmegaConfBaseException)
-
-    if isinstance(error, MissingConfigException) and error.options is not None:
-        group, _, name = (error.missing_cfg_file or "").rpartition("/")
-        return f"{group}={name}: no such {group}; expected one of {', '.join(sorted(error.options))}"
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
-    key = getattr(cause, "full_key", None)
-    if isinstance(cause, MissingMandatoryValue) and key:
-        return f"{key} is required: give {key}=VALUE"
-    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
-        schema = getattr(cause, "object_type", None)
-        known = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
-        group = key.rpartition(".")[0]
-        return f"{key}: no such key" + (f" in {group}; its keys are {', '.join(known)}" if known else "")
-    if isinstance(cause, OmegaConfBaseException) and key:
-        message = (getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
-        return f"{key}={cause.value}: {message}" if cause.value is not None else f"{key}: {message}"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]
 
 
 def fail(message: str, status: int = 2) -> NoReturn:

@@ -11,11 +11,10 @@ in a :class:`Registry`, so a new one is one module plus one YAML file.
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Generic, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from vae_lab.errors import ConfigError, UserError  # noqa: F401  (re-exported)
 
@@ -298,63 +297,9 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
-def store_schemas() -> None:
-    """Put every schema into Hydra's ConfigStore; must run before composing."""
-    store = ConfigStore.instance()
-    for group, schema in (("data", DataConfig), ("trainer", TrainerConfig), ("eval", EvalConfig),
-                          ("loss", LossConfig)):
-        store.store(group=f"schema/{group}", name="base", node=schema)
-    store.store(name="train_schema", node=TrainConfig)
-    store.store(name="evaluate_schema", node=EvalRunConfig)
-    # Models and backbones register their own schemas when imported.
-    import vae_lab.backbones  # noqa: F401
-    import vae_lab.models  # noqa: F401
-
-
-def config_dir() -> Path:
-    """Where the YAML configs are: inside the installed package, or conf/ in a source checkout."""
-    packaged = Path(__file__).with_name("conf")
-    return packaged if (packaged / "train.yaml").is_file() else Path(__file__).parents[1] / "conf"
-
-
-def typed(cfg: DictConfig) -> Any:
-    """The composed config as typed dataclasses, every declared check passed."""
-    config = OmegaConf.to_object(cfg)
-    validate(config)
-    return config
-
-
 def as_dict(config: Any) -> dict:
     """A typed config as plain Python containers (for checkpoints and the run folder). Its values are
     taken as they are: a string that looks like ``${...}`` is data here, never resolved again."""
     if dataclasses.is_dataclass(config):
         return dataclasses.asdict(config)
     return OmegaConf.to_container(config, resolve=True)
-
-
-def train_config_from_dict(values: dict) -> TrainConfig:
-    """Re-type a training config saved by :func:`as_dict` (a run folder's config.yaml). Keys added to
-    vae-lab after the run was made take today's defaults for the same model, backbone and data."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    values = _renamed_keys(values)
-    choices = [f"{group}={values[group]['name']}" for group in ("model", "backbone", "data")]
-    if GlobalHydra.instance().is_initialized():  # inside a vae-lab command: the search path is set
-        defaults = compose("train", overrides=choices)
-    else:
-        store_schemas()
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            defaults = compose("train", overrides=choices)
-    return OmegaConf.to_object(OmegaConf.merge(defaults, values))  # checked when it was trained
-
-
-def _renamed_keys(values: dict) -> dict:
-    """A saved config with keys renamed since it was made: ``trainer.amp`` (bf16 autocast, on CUDA
-    only) became ``trainer.precision``."""
-    trainer = dict(values.get("trainer", {}))
-    if "amp" in trainer:
-        amp = trainer.pop("amp")
-        trainer.setdefault("precision", "bf16" if amp and trainer.get("device") == "cuda" else "fp32")
-        values = {**values, "trainer": trainer}
-    return values

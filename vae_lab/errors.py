@@ -3,6 +3,7 @@
 This module imports nothing of vae-lab, so every layer can raise them.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,28 @@ def show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(show(v) for v in value) + "]"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def one_line(error: Exception) -> str:
+    """The gist of an error in one line: for a config error, the key, the value and what is wrong."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
+                                  OmegaConfBaseException)
+
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group, _, name = (error.missing_cfg_file or "").rpartition("/")
+        return f"{group}={name}: no such {group}; expected one of {', '.join(sorted(error.options))}"
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, MissingMandatoryValue) and key:
+        return f"{key} is required: give {key}=VALUE"
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        schema = getattr(cause, "object_type", None)
+        known = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
+        group = key.rpartition(".")[0]
+        return f"{key}: no such key" + (f" in {group}; its keys are {', '.join(known)}" if known else "")
+    if isinstance(cause, OmegaConfBaseException) and key:
+        message = (getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
+        return f"{key}={cause.value}: {message}" if cause.value is not None else f"{key}: {message}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from vae_lab import threads
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Batch, Splits
 from vae_lab.errors import RunFailed
@@ -205,6 +206,7 @@ class PopulationTrainer:
         label = f"epoch {members[0].epoch + 1}/{self.settings.epochs}" + (f", {len(members)} models" if len(members) > 1 else "")
         started = time.perf_counter()
         for batches in tqdm(zip(*epochs), total=n_batches, desc=label, unit="batch", leave=False, disable=None):
+            threads.tick()
             with self.autocast():
                 terms = population.run("forward", self.stack(batches), {})
             totals = {"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms}

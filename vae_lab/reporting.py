@@ -8,7 +8,9 @@ from typing import Optional
 
 import torch
 
-from vae_lab.config import EvalConfig, TrainConfig, train_config_from_dict
+from vae_lab.config import EvalConfig, TrainConfig
+
+from vae_lab.compose import train_config_from_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.evaluate import final_metrics
 from vae_lab.figures import draw_figures

@@ -127,26 +127,3 @@ def member_logs(run_dirs: list[str], formatter: logging.Formatter) -> Iterator[N
             handler.close()
         for handler in replaced:
             root.addHandler(handler)
-
-
-def train_population(jobs: list[tuple[TrainConfig, str]]) -> list:
-    """Train runs as one population, here or in a submitit job: each run's final metrics, or for a
-    run that failed one line saying why (also recorded in its error.txt). Each member's lines go
-    to its own train.log."""
-    from vae_lab.cli import one_line
-    from vae_lab.runs import RunDir, record_failure
-    from vae_lab.train import train_together
-
-    root = logging.getLogger()
-    if not root.handlers:  # a fresh process (a submitit job): its log is submitit's own file
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
-    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
-    with member_logs([run_dir for _, run_dir in jobs], formatter):
-        outcomes = train_together(jobs)
-    reported = []
-    for (_, run_dir), outcome in zip(jobs, outcomes):
-        if isinstance(outcome, BaseException):
-            record_failure(RunDir(run_dir), outcome)
-            outcome = one_line(outcome)
-        reported.append(outcome)
-    return reported

@@ -16,16 +16,19 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from vae_lab.config import TrainConfig, as_dict, train_config_from_dict
+from vae_lab.config import TrainConfig, as_dict
+
+from vae_lab.compose import train_config_from_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
+from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError, one_line
 from vae_lab.evaluate import final_metric_names, final_metrics
 from vae_lab.image_losses import imagenet_vgg16
 from vae_lab.loop import Member, train_members
+from vae_lab import threads
 from vae_lab.precision import resolve_precision
 from vae_lab.models import VAE, build_model, parameter_count
 from vae_lab.reporting import load_best_model, report
-from vae_lab.stacking import MEMBER_KEYS, stack_key, working_for
+from vae_lab.stacking import MEMBER_KEYS, member_logs, stack_key, working_for
 from vae_lab.runs import (NOT_TRAINING, RESUMABLE_CHANGES, RunDir, config_differences, record_failure,
                           refuse_other_data, refuse_other_settings, remove_temporary_files)
 
@@ -80,6 +83,7 @@ def train_together(jobs: list[tuple[TrainConfig, str]]) -> list[Outcome]:
             held.enter_context(RunDir(run_dir).claimed())
         if first.trainer.threads is not None:
             torch.set_num_threads(first.trainer.threads)
+        threads.govern(threads.free_to_choose(first.trainer.threads, device))
         splits: Optional[Splits] = None
         members: list[tuple[int, Member, Optional[dict]]] = []
         for i, (config, run_dir) in enumerate(jobs):
@@ -266,3 +270,22 @@ def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict
     })
     member.log("test/nelbo %.2f nats (best epoch %d of %d)", metrics["test/nelbo"], best["epoch"], len(history))
     return metrics
+
+
+def train_population(jobs: list[tuple[TrainConfig, str]]) -> list:
+    """Train runs as one population, here or in a submitit job: each run's final metrics, or for a
+    run that failed one line saying why (also recorded in its error.txt). Each member's lines go
+    to its own train.log."""
+    root = logging.getLogger()
+    if not root.handlers:  # a fresh process (a submitit job): its log is submitit's own file
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
+    with member_logs([run_dir for _, run_dir in jobs], formatter):
+        outcomes = train_together(jobs)
+    reported = []
+    for (_, run_dir), outcome in zip(jobs, outcomes):
+        if isinstance(outcome, BaseException):
+            record_failure(RunDir(run_dir), outcome)
+            outcome = one_line(outcome)
+        reported.append(outcome)
+    return reported

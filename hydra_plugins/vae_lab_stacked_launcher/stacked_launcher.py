@@ -119,7 +119,7 @@ class StackedLauncher(Launcher):
         """One submitit job that trains these members (None for no member)."""
         import submitit
 
-        from vae_lab.stacking import train_population
+        from vae_lab.train import train_population
 
         if not members:
             return None
@@ -143,7 +143,7 @@ class StackedLauncher(Launcher):
 
 
 def _train_here(members: list[tuple[int, Any, str]]) -> list:
-    from vae_lab.stacking import train_population
+    from vae_lab.train import train_population
 
     return train_population([(config, run_dir) for _, config, run_dir in members]) if members else []
 
@@ -152,7 +152,7 @@ def _stack_key(sweep_config: DictConfig) -> Optional[str]:
     """The job's stack key, or None when its config does not even type (its own run reports why)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from vae_lab.config import typed
+    from vae_lab.compose import typed
     from vae_lab.errors import UserError
     from vae_lab.stacking import stack_key
 

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from vae_lab import threads
 from vae_lab.data import ImageSet
 from vae_lab.precision import precision_context, resolve_precision
 
@@ -33,6 +34,7 @@ def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_sampl
     per_image = []
     with torch.no_grad():
         for batch in data.batches(images_at_once):
+            threads.tick()
             images = batch.images
             draws = [model.draw_noise((len(images), n_samples), g) for model, g in zip(models, generators)]
             log_weights = []

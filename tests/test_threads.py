@@ -1,0 +1,43 @@
+"""Threads kept to the cores other processes leave free (vae_lab/threads.py)."""
+
+import torch
+
+import vae_lab.threads as threads
+
+
+def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+    clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "sleep", lambda s: clock.update(wall=clock["wall"] + s))
+    monkeypatch.setattr(threads, "_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(threads, "_own_seconds", lambda: clock["own"])
+    monkeypatch.setattr(threads, "_cores", lambda: 4)
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+
+    def after(seconds: float, others: float, own: float) -> None:  # cores kept busy meanwhile
+        clock["wall"] += seconds
+        clock["busy"] += seconds * (others + own)
+        clock["own"] += seconds * own
+        governor.tick()
+
+    governor = threads.ThreadGovernor(enabled=True)  # an idle machine: all four cores
+    assert chosen == []
+    after(1.0, others=3.0, own=4.0)  # too soon to look again
+    assert chosen == []
+    after(2.0, others=3.0, own=4.0)  # another process took three cores
+    assert chosen == [1]
+    after(2.0, others=1.4, own=1.0)
+    assert chosen == [1, 3]
+    after(2.0, others=0.0, own=3.0)  # it ended
+    assert chosen == [1, 3, 4]
+
+
+def test_a_thread_count_that_was_asked_for_is_kept(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.free_to_choose(None, cpu) and not threads.free_to_choose(2, cpu)
+    assert not threads.free_to_choose(None, torch.device("cuda"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert not threads.free_to_choose(None, cpu)

@@ -1,0 +1,97 @@
+"""How many CPU threads a run uses: as many as the cores other processes leave free.
+
+OpenMP's threads spin while they wait for work. Alone that is the fastest way to run small models,
+but beside another busy process they spin on cores they do not get, and both slow down many times
+over (README, "Sharing the machine": two 2-thread trainings side by side ran at 4.7k images/s each,
+against 27k each at one thread). With ``trainer.threads`` unset, a run on the CPU therefore looks,
+every few seconds, at how much of the machine other processes use, and sets torch's threads to the
+cores left (at least one). A set ``trainer.threads`` (or OMP_NUM_THREADS) is used as it is, and
+makes a run reproducible to the last bit, which a thread count that follows the load does not.
+"""
+
+import logging
+import os
+import time
+from typing import Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 2.0  # how often the other processes' load is looked at (a check costs ~50 microseconds)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _busy_seconds() -> Optional[float]:
+    """CPU seconds every core has spent busy since boot (/proc/stat), or None where it is unknown."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class ThreadGovernor:
+    """Keeps torch's threads to the cores that other processes leave free; call :meth:`tick` often."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and _busy_seconds() is not None
+        self.cores = _cores()
+        self.threads = torch.get_num_threads()
+        if self.enabled:
+            self._mark()
+            time.sleep(0.2)  # a first look before training starts
+            self._adjust()
+
+    def _mark(self) -> None:
+        self.wall, self.busy, self.own = time.monotonic(), _busy_seconds(), _own_seconds()
+
+    def tick(self) -> None:
+        if self.enabled and time.monotonic() - self.wall >= CHECK_EVERY_S:
+            self._adjust()
+
+    def _adjust(self) -> None:
+        wall, busy, own = time.monotonic() - self.wall, _busy_seconds() - self.busy, _own_seconds() - self.own
+        self._mark()
+        others = max(0.0, (busy - own) / wall)  # cores other processes kept busy meanwhile
+        threads = max(1, min(self.cores, round(self.cores - others)))
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            log.info("other processes use %.1f of %d cores: training on %d thread%s", others, self.cores, threads,
+                     "" if threads == 1 else "s")
+            self.threads = threads
+
+
+def free_to_choose(configured: Optional[int], device: torch.device) -> bool:
+    """Whether a run chooses its threads itself: on the CPU, when neither ``trainer.threads`` nor
+    OMP_NUM_THREADS says how many. A thread count that follows the load changes the order of
+    floating-point sums, so only a fixed one makes a run reproducible to the last bit."""
+    return device.type == "cpu" and configured is None and "OMP_NUM_THREADS" not in os.environ
+
+
+_governor: Optional[ThreadGovernor] = None
+
+
+def govern(enabled: bool) -> None:
+    """Start (or stop) keeping this process's threads to the free cores."""
+    global _governor
+    _governor = ThreadGovernor(enabled) if enabled else None
+
+
+def tick() -> None:
+    """Called often by long loops (training, importance sampling): cheap unless a check is due."""
+    if _governor is not None:
+        _governor.tick()
