@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from test_cli import QUICK_EVAL
-from test_sweep import read_summary, stamps
+from test_sweep import read_summary, stamps, sweep_runner
 from vae_lab.models import build_model
 from vae_lab.population import Population, index_maps, pad, unpad
 from vae_lab.runs import RunDir, load_checkpoint
@@ -129,17 +129,8 @@ STACKED = ("hydra/launcher=stacked", "model.latent_dim=2,3", "model.beta=0.5,1",
 @pytest.fixture(scope="session")
 def stacked_sweep(tmp_path_factory, vae_lab_command, data_root):
     sweep_dir = tmp_path_factory.mktemp("stacked") / "grid"
-    command = [*vae_lab_command, "sweep", *STACKED, f"hydra.sweep.dir={sweep_dir}"]
-    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
-
-    def run(check=True, directory=sweep_dir):
-        result = subprocess.run([*command[:-1], f"hydra.sweep.dir={directory}"], cwd=sweep_dir.parent, env=env,
-                                text=True, capture_output=True, timeout=600)
-        assert not check or result.returncode == 0, result.stderr[-3000:]
-        return result
-
-    first = run()
-    return sweep_dir, run, first
+    run = sweep_runner(vae_lab_command, data_root, sweep_dir, *STACKED)
+    return sweep_dir, run, run()
 
 
 @pytest.mark.xdist_group("stacked_sweep")

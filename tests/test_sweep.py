@@ -19,24 +19,29 @@ def stamps(sweep_dir, name):
             for p in sweep_dir.glob(f"*/{'checkpoints/' if name == 'last.pt' else ''}{name}")}
 
 
-@pytest.fixture(scope="session")  # once per test worker, shared by its group
-def joblib_sweep(tmp_path_factory, vae_lab_command, data_root):
-    """A 2 x 2 sweep (latent size x beta) of tiny runs, two jobs at a time."""
+def sweep_runner(vae_lab_command, data_root, sweep_dir, *args):
+    """``run(check=True, directory=sweep_dir)``: `vae-lab sweep ARGS` into a folder, as a user runs it."""
     import os
     import subprocess
 
-    sweep_dir = tmp_path_factory.mktemp("sweeps") / "grid"
-    command = [*vae_lab_command, "sweep", "model.latent_dim=2,3", "model.beta=0,1", "hydra/launcher=joblib",
-               "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}", *TINY]
     env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
 
-    def run(check=True):
-        result = subprocess.run(command, cwd=sweep_dir.parent, env=env, text=True, capture_output=True, timeout=600)
+    def run(check=True, directory=sweep_dir):
+        result = subprocess.run([*vae_lab_command, "sweep", *args, f"hydra.sweep.dir={directory}"], cwd=sweep_dir.parent,
+                                env=env, text=True, capture_output=True, timeout=600)
         assert not check or result.returncode == 0, result.stderr[-3000:]
         return result
 
-    first = run()
-    return sweep_dir, run, first
+    return run
+
+
+@pytest.fixture(scope="session")  # once per test worker, shared by its group
+def joblib_sweep(tmp_path_factory, vae_lab_command, data_root):
+    """A 2 x 2 sweep (latent size x beta) of tiny runs, two jobs at a time."""
+    sweep_dir = tmp_path_factory.mktemp("sweeps") / "grid"
+    run = sweep_runner(vae_lab_command, data_root, sweep_dir, "model.latent_dim=2,3", "model.beta=0,1",
+                       "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY)
+    return sweep_dir, run, run()
 
 
 @pytest.mark.xdist_group("joblib_sweep")
