@@ -33,13 +33,15 @@ def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Ten
         check_idx_file(labels_file, rank=1)
     try:
         dataset = MNIST(str(root), train=train, download=download)
-    except (RuntimeError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (RuntimeError, OSError):
+        # torchvision's own message is a fragment when offline ("Error downloading ...:") and advises
+        # download=True otherwise; say once what is missing and the ways to provide it.
+        fetched = " and could not be downloaded" if download else ""
         raise ConfigError(
             "data.root", str(root),
-            f"MNIST is not there ({reason}). Put {', '.join(RAW_FILES)} (or their .gz files) into "
-            f"{raw}, or point data.root or ${DATA_ROOT_ENV} at a folder that has "
-            "them" + ("" if download else ", or allow data.download=true"),
+            f"MNIST is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
+            f"or point data.root or ${DATA_ROOT_ENV} at a folder that has them"
+            + ("" if download else ", or allow data.download=true"),
         ) from None
     images, labels = dataset.data, dataset.targets.long()
     if tuple(images.shape[1:]) != IMAGE_SIZE:
