@@ -15,8 +15,14 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for file in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / file, source / file)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    # A quiet build: setuptools' warnings (a config folder missing from pyproject's packages, for one)
+    # would scroll past every user's install. "byte-compiling is disabled" is the environment's choice.
+    warnings = [line for line in (built.stdout + built.stderr).splitlines()
+                if "warning" in line.lower() and "byte-compiling is disabled" not in line]
+    assert not warnings, "\n".join(warnings)
     wheel = next((tmp_path / "dist").glob("vae_lab-*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
     configs = {f"vae_lab/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
