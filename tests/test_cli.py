@@ -105,6 +105,8 @@ def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_
     original = json.loads((run_dir / "metrics.json").read_text())
     for key in ("test/loss", "test/recon", "test/kl", "test/nelbo"):
         assert recomputed[key] == pytest.approx(original[key], rel=1e-6), key
+    assert recomputed["test/nll_samples"] == original["test/nll_samples"] == 16  # eval.is_samples as given
+    assert original["test/nll_se"] > 0
     for figure in FIGURES:
         assert_figure_is_not_blank(run_dir / "eval" / figure)
 

@@ -84,6 +84,22 @@ def test_the_yaml_configs_are_complete():
     """No value left MISSING in a default composition (every key has a documented default)."""
     from hydra import compose, initialize_config_dir
 
+    from vae_lab.compose import store_schemas
+
+    store_schemas()  # the schemas the yaml files extend; registered here too, for a run of this test alone
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["data.root=/x"])
     assert OmegaConf.missing_keys(cfg) == set()
+
+
+def test_eval_estimates_the_likelihood_with_ten_times_the_samples_of_training():
+    """100 importance samples after `train` (cheap, README "Evaluation"), 1000 in `vae-lab eval`."""
+    from hydra import compose, initialize_config_dir
+
+    from vae_lab.compose import store_schemas
+
+    store_schemas()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        after_training = compose("train", overrides=["data.root=/x"]).eval.is_samples
+        in_eval = compose("evaluate", overrides=["run_dir=/x"]).eval.is_samples
+    assert (after_training, in_eval) == (100, 1000)

@@ -79,7 +79,7 @@ def run_command(argv: list[str]) -> None:
     plan = check_before_work(config_name, args)
     multirun = plan.folder_key == "hydra.sweep.dir"
     try:
-        with claim(plan):
+        with claim(plan), watching(plan):
             if multirun:
                 os.environ[SWEEP_PROCESS_ENV] = str(os.getpid())
             app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
@@ -100,6 +100,17 @@ class Plan:
     args: list[str]
     folder: Optional[Path] = None
     folder_key: Optional[str] = None
+    jobs: int = 0  # a sweep's jobs, when known before it starts (the basic sweeper's grid)
+    epochs: int = 0  # of each job
+
+
+def watching(plan: Plan):
+    """A sweep's progress on stderr while it runs (k of n runs, time left), when its jobs are known."""
+    if plan.folder_key != "hydra.sweep.dir" or not plan.jobs:
+        return contextlib.nullcontext()
+    from vae_lab.sweep_progress import SweepProgress
+
+    return SweepProgress(plan.folder, plan.jobs, plan.epochs)
 
 
 @contextlib.contextmanager
@@ -130,6 +141,7 @@ def run_train(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
     from vae_lab.compose import typed
+    from vae_lab.progress import result
     from vae_lab.stacking import enlist
     from vae_lab.train import train
 
@@ -150,7 +162,7 @@ def run_train(cfg) -> Optional[float]:
               f"  vae-lab train {' '.join(kept + ['trainer.resume=true', f'hydra.run.dir={run_dir}'])}",
               file=sys.stderr, flush=True)
         sys.exit(130)
-    print(run_dir, flush=True)
+    result(run_dir)
     return metrics[config.optimized_metric] if config.optimized_metric else None
 
 
@@ -289,6 +301,7 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
             plan = folder_plan(config_name, args, parsed.multirun, base)
             if parsed.multirun and basic_sweeper and plan.folder is not None:
                 refuse_another_grid(plan.folder, jobs)
+                plan.jobs, plan.epochs = len(jobs), int(base.trainer.epochs)
             return plan
     except (UserError, HydraException, OmegaConfBaseException) as error:
         fail(one_line(error))

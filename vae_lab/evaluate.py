@@ -12,6 +12,7 @@ from vae_lab.metrics import (importance_sampled_nll, latent_statistics, populati
                              probe_accuracies, reference_classifier, sample_quality)
 from vae_lab.models import VAE
 from vae_lab.precision import resolve_precision
+from vae_lab.progress import counting, progress
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def loss_terms(population, seeds: list[int], data: ImageSet, batch_size: int) ->
     generators = [torch.Generator(device=population.device).manual_seed(seed) for seed in seeds]
     population.train(False)
     means = TermMeans()
-    with torch.no_grad():
-        for batch in data.batches(batch_size):
+    with torch.no_grad(), progress(desc="loss terms", total=len(data), unit="image") as bar:
+        for batch in counting(data.batches(batch_size), bar):
             noise = [model.draw_noise((len(batch),), g) for model, g in zip(models, generators)]
             batched = {"noise": torch.stack(population.pad_noise(noise))} if noise[0] is not None else {}
             terms = population.run("forward", batched, {"images": batch.images, "labels": batch.labels})
@@ -156,7 +157,7 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
                                                                          device=splits.train.device))))
     test = [*terms, "mse", "psnr", "ssim", "probe_acc", "knn_acc"]
     if settings.is_samples:
-        test += ["nll", "nll_se", "bits_per_dim"]
+        test += ["nll", "nll_se", "nll_samples", "bits_per_dim"]
     if splits.train.hue_bins is not None:
         test.append("color_probe_acc")
     if model.spec.continuous:

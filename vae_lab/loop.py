@@ -19,7 +19,6 @@ import time
 from typing import Optional
 
 import torch
-from tqdm import tqdm
 
 from vae_lab import threads
 from vae_lab.config import TrainConfig, as_dict
@@ -32,6 +31,7 @@ from vae_lab.metrics import population_reconstruction_quality
 from vae_lab.models import VAE
 from vae_lab.population import Population
 from vae_lab.precision import precision_context
+from vae_lab.progress import progress
 from vae_lab.runs import RunDir, save_checkpoint, write_jsonl
 
 log = logging.getLogger("vae_lab.train")
@@ -205,7 +205,7 @@ class PopulationTrainer:
         n_batches = math.ceil(len(data) / self.settings.batch_size)
         label = f"epoch {members[0].epoch + 1}/{self.settings.epochs}" + (f", {len(members)} models" if len(members) > 1 else "")
         started = time.perf_counter()
-        for batches in tqdm(zip(*epochs), total=n_batches, desc=label, unit="batch", leave=False, disable=None):
+        for batches in progress(zip(*epochs), total=n_batches, desc=label, unit="batch"):
             threads.tick()
             with self.autocast():
                 terms = population.run("forward", self.stack(batches), {})

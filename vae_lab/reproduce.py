@@ -220,7 +220,7 @@ WRITE_UPS = (
 
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
     """Train what is missing of one write-up (any extra runs, then the sweep) and summarize it. The
-    time it took is added up in <folder>/reproduce_seconds.txt, over calls that resume it."""
+    time it took is added up in <folder>/SPENT_FILE, over calls that resume it."""
     started = time.perf_counter()
     vae_lab = [sys.executable, "-m", "vae_lab"]
     for name, overrides in write_up.extra_runs.items():
@@ -229,9 +229,19 @@ def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
     subprocess.run([*vae_lab, "sweep", f"experiment={write_up.experiment}", *extra, f"hydra.sweep.dir={folder}"],
                    check=False)  # a failed job is reported in the results; the other write-ups go on
     summarize(folder)
-    spent = folder / "reproduce_seconds.txt"
-    before = float(spent.read_text()) if spent.is_file() else 0.0
-    atomic_write(spent, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
+    before = seconds_spent(folder) or 0.0
+    atomic_write(folder / SPENT_FILE, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
+
+
+SPENT_FILE = "reproduce_seconds.txt"
+
+
+def seconds_spent(folder: Path) -> Optional[float]:
+    """What reproducing a write-up into ``folder`` has cost so far, over every call (None: nothing yet)."""
+    try:
+        return float((folder / SPENT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def commands(write_up: WriteUp, extra: list[str]) -> list[str]:
@@ -268,8 +278,8 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path) -> li
     except Missing as missing:
         verdict = f"Not measured: {missing}."
     lines += [f"**Here:** {verdict}", "", "```", *commands(write_up, extra), "```", ""]
-    spent = folder / "reproduce_seconds.txt"
-    took = f", {float(spent.read_text()) / 60:.1f} min of training and evaluation here" if spent.is_file() else ""
+    spent = seconds_spent(folder)
+    took = f", {spent / 60:.1f} min of training and evaluation here" if spent is not None else ""
     lines += [f"Sweep folder: `{os.path.relpath(folder)}`{took}.", ""]
     labels = swept_keys(runs.all)
     lines += ["| run | " + " | ".join(labels) + " | status | " + " | ".join(write_up.metrics) + " |",
@@ -327,8 +337,15 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     extra = list(QUICK_OVERRIDES) if args.quick else []
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
-    for write_up in WRITE_UPS:
-        if args.only is None or write_up.experiment in args.only:
-            run_write_up(write_up, root / write_up.experiment, extra)
+    chosen = [w for w in WRITE_UPS if args.only is None or w.experiment in args.only]
+    known = {w.experiment: seconds_spent(root / w.experiment) for w in chosen}
+    if all(known.values()):
+        cost = f"they took {sum(known.values()) / 60:.0f} min here before, a rerun skips what is complete"
+    else:
+        cost = "each write-up's sweep says what it will cost as it starts"
+    print(f"vae-lab: reproducing {len(chosen)} write-up(s) into {root}; {cost}", file=sys.stderr, flush=True)
+    for number, write_up in enumerate(chosen, start=1):
+        print(f"vae-lab: write-up {number} of {len(chosen)}: {write_up.experiment}", file=sys.stderr, flush=True)
+        run_write_up(write_up, root / write_up.experiment, extra)
     folders = {w.experiment: root / w.experiment for w in WRITE_UPS if any((root / w.experiment).glob("*/.hydra"))}
     print(write_results(args.docs.resolve(), folders, extra, args.quick), flush=True)

@@ -25,6 +25,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
 
+from vae_lab.progress import result
+
 log = logging.getLogger(__name__)
 
 
@@ -137,7 +139,7 @@ class StackedLauncher(Launcher):
                 log.error("job %s failed: %s", Path(run_dir).name, outcome)
                 returns[i].return_value = None
             else:
-                print(run_dir, flush=True)
+                result(run_dir)
                 returns[i].return_value = outcome[config.optimized_metric] if config.optimized_metric else None
             returns[i].status = JobStatus.COMPLETED
 

@@ -11,6 +11,7 @@ import torch
 from vae_lab.data import Splits
 from vae_lab.evaluate import evaluating
 from vae_lab.figures import animations, curves, images, latent
+from vae_lab.progress import progress
 
 
 def describe(config: Any) -> str:
@@ -29,22 +30,29 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
     out_dir.mkdir(parents=True, exist_ok=True)
     caption, test, seed = describe(config), splits.test, config.seed
     cuda = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), evaluating(model):
+    drawings = [
+        ("reconstructions.png", lambda path: images.reconstructions(model, test, path, caption)),
+        ("samples.png", lambda path: images.samples(model, path, caption, seed)),
+        ("samples_posterior.png", lambda path: images.samples_posterior(model, splits.train, path, caption, seed)),
+        ("latent_scatter.png", lambda path: latent.latent_scatter(model, test, path, caption, config.eval.tsne_points)),
+        ("latent_ranges.png", lambda path: latent.latent_ranges(model, test, path, caption)),
+        ("latent_traversal.png", lambda path: latent.latent_traversal(model, test, path, caption)),
+        ("interpolation.gif", lambda path: animations.interpolation(model, test, path, caption)),
+    ]
+    if history:
+        drawings.append(("training_curves.png", lambda path: curves.training_curves(history, path, caption)))
+    if model.conditional:
+        drawings.append(("conditional_samples.png",
+                         lambda path: images.conditional_samples(model, path, caption, seed)))
+    if snapshots:
+        drawings.append(("training_evolution.gif", lambda path: animations.training_evolution(
+            snapshots, model.spec, test, path, caption)))
+    paths = []
+    with torch.random.fork_rng(devices=cuda), evaluating(model), \
+            progress(desc="figures", total=len(drawings), unit="figure") as bar:
         torch.manual_seed(seed)
-        paths = [
-            images.reconstructions(model, test, out_dir / "reconstructions.png", caption),
-            images.samples(model, out_dir / "samples.png", caption, seed),
-            images.samples_posterior(model, splits.train, out_dir / "samples_posterior.png", caption, seed),
-            latent.latent_scatter(model, test, out_dir / "latent_scatter.png", caption, config.eval.tsne_points),
-            latent.latent_ranges(model, test, out_dir / "latent_ranges.png", caption),
-            latent.latent_traversal(model, test, out_dir / "latent_traversal.png", caption),
-            animations.interpolation(model, test, out_dir / "interpolation.gif", caption),
-        ]
-        if history:
-            paths.append(curves.training_curves(history, out_dir / "training_curves.png", caption))
-        if model.conditional:
-            paths.append(images.conditional_samples(model, out_dir / "conditional_samples.png", caption, seed))
-        if snapshots:
-            paths.append(animations.training_evolution(snapshots, model.spec, test,
-                                                       out_dir / "training_evolution.gif", caption))
+        for name, draw in drawings:
+            bar.set_postfix_str(name)
+            paths.append(draw(out_dir / name))
+            bar.update()
     return paths

@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from vae_lab.data import ImageSet
+from vae_lab.progress import progress
 
 
 def image_quality(rebuilt: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -42,8 +43,10 @@ def population_reconstruction_quality(population, data: ImageSet, batch_size: in
     population.train(False)
     totals: dict[str, torch.Tensor] = {}
     count = 0
-    with torch.no_grad():
+    images = min(len(data), limit or len(data))
+    with torch.no_grad(), progress(desc="image quality", total=images, unit="image") as bar:
         for batch in data.batches(batch_size, limit):
+            bar.update(len(batch))
             target = batch.images.float()
             rebuilt = population.run("reconstruct", {}, {"images": target}, build=lambda images: (images,))
             for name, values in image_quality(rebuilt.flatten(0, 1), target.repeat(len(population), 1, 1, 1)).items():

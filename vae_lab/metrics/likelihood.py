@@ -7,15 +7,26 @@ import torch
 
 from vae_lab import threads
 from vae_lab.data import ImageSet
+from vae_lab.progress import progress
 from vae_lab.precision import precision_context, resolve_precision
 
 
 def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
                            precision: str = "fp32") -> list[dict[str, float]]:
     """For each member of a population (vae_lab/population.py; one model is a population of one):
-    mean -log p(x) over ``data`` in nats, from ``n_samples`` posterior draws per image
-    (log-mean-exp of the importance weights; an upper bound on -log p(x) in expectation that tightens
-    as ``n_samples`` grows), its standard error over images, and the same in bits per dimension.
+    mean -log p(x) over ``data`` in nats, its standard error over images, the number of importance
+    samples per image, and the mean in bits per dimension (see :func:`nll_per_image`)."""
+    nll = nll_per_image(population, seeds, data, n_samples, rows_per_pass, precision)
+    dimensions = math.prod(data.image_shape) * math.log(2)
+    return [{"nll": float(mine.mean()), "nll_se": float(mine.std() / math.sqrt(len(mine))),
+             "nll_samples": n_samples, "bits_per_dim": float(mine.mean()) / dimensions} for mine in nll]
+
+
+def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
+                  precision: str = "fp32") -> torch.Tensor:
+    """-log p(x) of each image of ``data`` for each member, float64 [K, images], estimated from
+    ``n_samples`` posterior draws per image (log-mean-exp of the importance weights; an upper bound
+    on -log p(x) in expectation that tightens as ``n_samples`` grows).
 
     Each member's draws come from a generator seeded by its seed, image by image, so its estimate
     does not depend on how images are batched or which population it is computed in.
@@ -32,9 +43,11 @@ def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_sampl
     autocast = precision_context(precision, population.device)
     population.train(False)
     per_image = []
-    with torch.no_grad():
+    bar = progress(desc="importance-sampled NLL", total=len(data), unit="image")
+    with torch.no_grad(), bar:
         for batch in data.batches(images_at_once):
             threads.tick()
+            bar.update(len(batch))
             images = batch.images
             draws = [model.draw_noise((len(images), n_samples), g) for model, g in zip(models, generators)]
             log_weights = []
@@ -50,10 +63,7 @@ def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_sampl
                 log_weights.append(weights.float())  # [K, B, size]
             per_image.append(torch.logsumexp(torch.cat(log_weights, -1), -1) - math.log(n_samples))
     population.train(True)
-    nll = -torch.cat(per_image, -1).double()  # [K, images]
-    dimensions = math.prod(data.image_shape) * math.log(2)
-    return [{"nll": float(mine.mean()), "nll_se": float(mine.std() / math.sqrt(len(mine))),
-             "bits_per_dim": float(mine.mean()) / dimensions} for mine in nll]
+    return -torch.cat(per_image, -1).double()
 
 
 def matrices_in_bf16(population):

@@ -17,6 +17,7 @@ from torch import nn
 from vae_lab.config import DataConfig
 from vae_lab.data import ImageSet, Splits
 from vae_lab.errors import DamagedFile
+from vae_lab.progress import counting, progress
 from vae_lab.runs import atomic_write, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,14 @@ def _train(model: ReferenceClassifier, train: ImageSet, test: ImageSet) -> float
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator(device=train.device).manual_seed(0)
     model.train()
+    bar = progress(desc="training the reference classifier (once per dataset)", total=EPOCHS * len(train),
+                   unit="image")
     for _ in range(EPOCHS):
-        for batch in train.shuffled_batches(128, generator):
+        for batch in counting(train.shuffled_batches(128, generator), bar):
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(batch.images), batch.labels).backward()
             optimizer.step()
+    bar.close()
     model.eval()
     with torch.no_grad():
         correct = sum((model(b.images).argmax(-1) == b.labels).sum().item() for b in test.batches(1000))

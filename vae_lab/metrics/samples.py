@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import ReferenceClassifier
+from vae_lab.progress import progress
 
 
 def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samples: int,
@@ -19,30 +20,39 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     classifier sees the digit that was asked for."""
     generator = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+    bar = progress(desc="sample quality", total=2 * n_samples + len(test), unit="image")
     samples = torch.cat([model.sample(size, generator=generator) for size in sizes])
+    bar.update(n_samples)
     probabilities = torch.cat([F.softmax(reference(chunk), -1) for chunk in samples.split(batch_size)])
     counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
     share = counts / counts.sum()
     metrics = {
         "confidence": probabilities.max(-1).values.mean().item(),
         "class_entropy": -(share * share.clamp_min(1e-12).log()).sum().item(),
-        "fd": frechet_distance(reference, test, samples, batch_size),
+        "fd": frechet_distance(reference, test, samples, batch_size, bar),
     }
     if model.conditional:
         labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
         asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])
         seen = torch.cat([reference(chunk).argmax(-1) for chunk in asked.split(batch_size)])
         metrics["label_acc"] = (seen.cpu() == labels).float().mean().item()
+    bar.close()
     return metrics
 
 
-def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch.Tensor, batch_size: int) -> float:
+def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch.Tensor, batch_size: int,
+                     bar=None) -> float:
+    """``bar``: a progress bar advanced by each image fed to the feature extractor."""
     from torchmetrics.image.fid import FrechetInceptionDistance  # lazily, as in metrics/images.py
 
     fid = FrechetInceptionDistance(feature=reference.features, normalize=True,
                                    input_img_size=real.image_shape).to(fake.device)
     for batch in real.batches(batch_size):
         fid.update(batch.images.float(), real=True)
+        if bar is not None:
+            bar.update(len(batch))
     for chunk in fake.split(batch_size):
         fid.update(chunk.float(), real=False)
+        if bar is not None:
+            bar.update(len(chunk))
     return fid.compute().item()

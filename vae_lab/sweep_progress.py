@@ -1,0 +1,107 @@
+"""A sweep's progress, read from its folder as runs finish: what it will cost before it starts, then
+k of n runs done with an estimate of the time left (a bar on stderr when that is a terminal).
+Reading the folder works alike for every launcher: jobs in this process, in joblib workers, in a
+stacked population."""
+
+import json
+import statistics
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from vae_lab.progress import progress
+
+POLL_S = 2.0
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class SweepProgress:
+    """Watches ``folder``'s job folders 0..jobs-1 from a thread while the sweep runs."""
+
+    def __init__(self, folder: Path, jobs: int, epochs: int) -> None:
+        self.folder, self.jobs, self.epochs = folder, jobs, epochs
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True, name="vae-lab sweep progress")
+        self.estimated = False
+
+    def _run(self, number: int) -> Path:
+        return self.folder / str(number)
+
+    def finished(self) -> list[int]:
+        """Jobs that ended: complete (metrics.json) or failed in this sweep (error.txt)."""
+        return [n for n in range(self.jobs)
+                if (self._run(n) / "metrics.json").is_file() or (self._run(n) / "error.txt").is_file()]
+
+    def complete(self) -> list[int]:
+        return [n for n in range(self.jobs) if (self._run(n) / "metrics.json").is_file()]
+
+    def run_seconds(self, number: int) -> Optional[float]:
+        """How long a complete run took from its start (Hydra writes .hydra/ as a job starts) to its
+        metrics.json, training and evaluation together."""
+        try:
+            return ((self._run(number) / "metrics.json").stat().st_mtime
+                    - (self._run(number) / ".hydra" / "overrides.yaml").stat().st_mtime)
+        except OSError:
+            return None
+
+    def cost(self) -> str:
+        """The line said before the sweep starts."""
+        done = self.complete()
+        left = self.jobs - len(done)
+        head = f"vae-lab: sweep of {self.jobs} runs into {self.folder}"
+        if done:
+            head += f" ({len(done)} complete already, {left} to run)"
+        if not left:
+            return head
+        seconds = [s for s in map(self.run_seconds, done) if s and s > 0]
+        if seconds:
+            self.estimated = True
+            typical = statistics.median(seconds)
+            return (f"{head}; about {minutes(typical * left)} one after another, from the {len(seconds)} "
+                    f"finished here ({minutes(typical)} each)")
+        return f"{head}; a time estimate follows the first epoch"
+
+    def first_epoch(self) -> Optional[str]:
+        """Once a run has logged its first epoch: what training alone will cost."""
+        for number in range(self.jobs):
+            try:
+                line = (self._run(number) / "metrics.jsonl").read_text().split("\n", 1)[0]
+                row = json.loads(line)
+            except (OSError, ValueError):
+                continue
+            members = int(row.get("train/members", 1))
+            left = self.jobs - len(self.finished())
+            training = row["epoch_s"] * self.epochs * left / members
+            together = f" ({members} at a time)" if members > 1 else ""
+            return (f"vae-lab: the first epoch took {row['epoch_s']:.1f} s{together}: training the {left} runs "
+                    f"will take about {minutes(training)}, and each run's evaluation adds to that")
+        return None
+
+    def _watch(self) -> None:
+        done = len(self.finished())
+        with progress(desc="sweep", total=self.jobs, initial=done, unit="run", position=0) as bar:
+            while not self.stopped.wait(POLL_S) or done < len(self.finished()):
+                if not self.estimated:
+                    line = self.first_epoch()
+                    if line:
+                        tqdm.write(line, file=sys.stderr)
+                        self.estimated = True
+                now = len(self.finished())
+                if now > done:
+                    bar.update(now - done)
+                    done = now
+
+    def __enter__(self) -> "SweepProgress":
+        tqdm.write(self.cost(), file=sys.stderr)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
