@@ -48,3 +48,138 @@ def test_a_two_dimensional_latent_gets_the_full_decoded_grid(train_config, tmp_p
     width, height = Image.open(tmp_path / "figures" / "latent_traversal.png").size
     assert abs(width - height) < 0.1 * width  # a square grid over (z1, z2)
     assert_figure_is_not_blank(tmp_path / "figures" / "latent_scatter.png")
+
+
+# ---- no text cut at the edge, no titles run into each other ----------------------------------------
+
+LAYOUTS = {  # model configs whose figures differ most in layout and caption length
+    "continuous 2-D": ("model.latent_dim=2",),
+    "combined 5x65 on color": ("model=combined", "data=color_mnist"),
+    "discrete 3x20": ("model=discrete", "model.n_vars=3", "model.n_cats=20"),
+    "semi-supervised": ("model=semi", "data.n_labels=100"),
+    "sharp losses, conv": ("backbone=conv", "loss=sharp", "loss.perceptual.weights=none"),
+}
+
+
+def figure_name(fig) -> str:
+    heads = [fig._suptitle] if fig._suptitle is not None else [ax.title for ax in fig.axes]
+    return next((t.get_text().split("\n")[0] for t in heads if t.get_text()), "untitled")
+
+
+def text_problems(fig) -> list[str]:
+    """Texts of a drawn figure that reach past its edge, and titles of axes side by side that overlap."""
+    import matplotlib.text
+
+    from vae_lab.figures.style import titles
+
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    heads = {id(text) for text, _ in titles(fig)}
+    undrawn = set()  # tick labels outside the view limits: they exist, but matplotlib does not draw them
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            shown = ax.get_visible() and ax.axison
+            drawn = {id(label) for tick in axis._update_ticks() for label in (tick.label1, tick.label2)} if shown else set()
+            undrawn |= {id(label) for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+                        for label in (tick.label1, tick.label2) if id(label) not in drawn}
+    problems = []
+    for text in fig.findobj(matplotlib.text.Text):
+        ax = text.axes
+        hidden_axis = ax is not None and (not ax.get_visible() or (not ax.axison and id(text) not in heads))
+        if not text.get_visible() or not text.get_text().strip() or hidden_axis or id(text) in undrawn:
+            continue
+        extent = text.get_window_extent(renderer)
+        if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1 or extent.y0 < box.y0 - 1 or extent.y1 > box.y1 + 1:
+            problems.append(f"cut at the edge of {figure_name(fig)!r}: {text.get_text()!r}")
+    axis_titles = [(text, text.get_window_extent(renderer)) for text, ax in titles(fig) if ax is not None]
+    for i, (first, a) in enumerate(axis_titles):
+        for second, b in axis_titles[i + 1:]:
+            if a.overlaps(b):
+                problems.append(f"titles overlap: {first.get_text()!r} and {second.get_text()!r}")
+    return problems
+
+
+@pytest.fixture
+def checked_figures(monkeypatch):
+    """Every figure saved or rendered into an animation frame is checked by text_problems first."""
+    from matplotlib.figure import Figure
+
+    from vae_lab.figures import animations, style
+
+    problems: list[str] = []
+    savefig, pixels = Figure.savefig, style.figure_pixels
+
+    def checked_savefig(fig, *args, **kwargs):
+        problems.extend(text_problems(fig))
+        return savefig(fig, *args, **kwargs)
+
+    def checked_pixels(fig, *args, **kwargs):
+        style.fit_titles(fig)
+        problems.extend(text_problems(fig))
+        return pixels(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_savefig)
+    monkeypatch.setattr(animations, "figure_pixels", checked_pixels)
+    return problems
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_no_figure_cuts_or_overlaps_its_text(layout, train_config, tmp_path, checked_figures):
+    """Every figure of a run, drawn at the sizes used, for models of each layout (untrained: the
+    layout does not depend on the weights)."""
+    import torch
+
+    from vae_lab.data import load_splits
+    from vae_lab.figures import draw_figures
+    from vae_lab.figures.animations import snapshot
+    from vae_lab.models import build_model
+
+    config = train_config(*LAYOUTS[layout], "eval.tsne_points=0")
+    splits = load_splits(config.data, torch.device("cpu"))
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    history = [{"epoch": e, **{f"{split}/{term}": 100.0 / e for split in ("train", "val", "test")
+                               for term in ("loss", "recon", "kl", "nelbo")},
+                **{f"{split}/{term}": 0.5 / e for split in ("train", "test") for term in ("mse", "psnr", "ssim")}}
+               for e in (1, 2)]
+    with torch.no_grad():
+        snapshots = [snapshot(model, splits.test)] * 2
+        paths = draw_figures(model, splits, history, snapshots, tmp_path, config)
+    assert len(paths) >= 9
+    assert not checked_figures, "\n".join(checked_figures)
+
+
+def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, checked_figures):
+    """A sweep's montage, metrics and rate-distortion plots, with a key some runs do not have."""
+    import torch
+
+    from vae_lab.data import load_splits
+    from vae_lab.figures import images
+    from vae_lab.models import build_model
+    from vae_lab.sweep import RunSummary, grid_top, metrics_against, montage, rate_distortion
+
+    config = train_config("model=combined", "data=color_mnist")
+    splits = load_splits(config.data, torch.device("cpu"))
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    figures = tmp_path / "run" / "figures"
+    with torch.no_grad():
+        images.samples(model, figures / "samples.png", "a caption as long as a real one " * 3, 0)
+        images.reconstructions(model, splits.test, figures / "reconstructions.png", "a caption " * 8)
+    runs = []
+    for k, (latent, share) in enumerate([(2, None), (8, "true"), (20, "false"), (64, None)]):
+        overrides = {"model.latent_dim": str(latent), **({"model.share_encoder": share} if share else {})}
+        metrics = {"test/nelbo": 100.0 + k, "test/nll": 99.0 + k, "test/recon": 80.0 - k, "test/kl": 20.0 + k,
+                   "test/ssim": 0.8, "test/probe_acc": 0.9, "samples/fd": 300.0, "test/active_units": 5.0}
+        runs.append(RunSummary(str(k), tmp_path / "run", overrides, "complete", metrics))
+    keys = ["model.latent_dim", "model.share_encoder"]
+    montage(runs, keys, tmp_path / "montage.png")
+    metrics_against(runs, "model.latent_dim", ["model.share_encoder"], tmp_path / "metrics.png")
+    rate_distortion(runs, keys, tmp_path / "rate.png")
+    assert not checked_figures, "\n".join(checked_figures)
+    assert "share_encoder=-" not in " ".join(r.name for r in runs)
+
+    import matplotlib.pyplot as plt  # the montage keeps the whole grid: its crop starts at the grid's frame
+
+    saved = plt.imread(figures / "samples.png")
+    top = grid_top(saved)
+    assert 0 < top < 0.3 * saved.shape[0]
+    assert (abs(saved[top + 2, :, :3] - 0.5) < 0.02).all(-1).mean() > 0.5  # the first grid line is kept

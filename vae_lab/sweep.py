@@ -208,7 +208,22 @@ def _short(key: str) -> str:
 
 
 def _label(run: RunSummary, keys: list[str]) -> str:
-    return ", ".join(f"{_short(k)}={run.overrides.get(k, '-')}" for k in keys)
+    """The run's swept settings, short; a key this run does not have (share_encoder for a model
+    without one) is left out rather than shown as a placeholder."""
+    return ", ".join(f"{_short(k)}={run.overrides[k]}" for k in keys if k in run.overrides)
+
+
+# What each plotted metric is, in what unit, and which way is better.
+METRIC_LABELS = {
+    "test/nelbo": "test negative ELBO\n(nats / image, lower is better)",
+    "test/nll": "test NLL, importance-sampled\n(nats / image, lower is better)",
+    "test/recon": "test reconstruction -log p(x|z)\n(nats / image, lower is better)",
+    "rate": "rate: total KL of the code\n(nats / image)",
+    "test/ssim": "test SSIM of reconstructions\n(1 is identical, higher is better)",
+    "test/probe_acc": "digit probe accuracy on codes\n(fraction, higher is better)",
+    "samples/fd": "Frechet distance of prior samples\n(reference CNN features, lower is better)",
+    "test/active_units": "active latent units\n(count, posterior mean variance > 0.01)",
+}
 
 
 def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
@@ -250,7 +265,7 @@ def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: P
             ax.set_xscale("symlog", linthresh=values[1])
         ax.set_xticks(values, [f"{v:g}" for v in values])
         ax.set_xlabel(key)
-        ax.set_ylabel("rate (total KL, nats)" if metric == "rate" else metric, fontsize=9)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=9)
         ax.grid(alpha=0.3)
         if others and len(groups) > 1:
             ax.legend(fontsize=7)
@@ -270,13 +285,22 @@ def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
             figure = r.path / "figures" / name
             if figure.is_file():
                 image = plt.imread(figure)
-                crop = int(0.12 * image.shape[0])  # the figure's own title: the row's label says it
-                ax.imshow(image[crop:])
+                ax.imshow(image[grid_top(image):])  # without the figure's own title: the row's label says it
             else:
                 ax.text(0.5, 0.5, f"no {name} ({r.status})", ha="center", va="center", fontsize=9)
         left.set_title(f"run {r.name}: {_label(r, keys)}\nprior samples", fontsize=9, loc="left")
         right.set_title("test images and reconstructions", fontsize=9, loc="left")
     return save(fig, path)
+
+
+def grid_top(image: np.ndarray) -> int:
+    """The first pixel row of the image grid in a saved samples or reconstructions figure: its frame
+    is a row mostly of the grid's mid-grey separator (vae_lab/figures/style.py, image_grid). 0 when
+    there is none, so that nothing of the grid is ever cut."""
+    rgb = image[..., :3]
+    grey = (np.abs(rgb - 0.5) < 0.02).all(-1).mean(1)  # the share of each pixel row that is separator grey
+    frames = np.flatnonzero(grey > 0.5)
+    return max(0, int(frames[0]) - 2) if len(frames) else 0
 
 
 last_summarized: Optional[Path] = None  # the sweep folder this process summarized last

@@ -83,22 +83,46 @@ def interpolation(model, test: ImageSet, path: Path, caption: str, stops: int = 
     frames = []
     for i in range(len(chosen) - 1):
         path_codes = (1 - steps[:, None]) * codes[i] + steps[:, None] * codes[i + 1]
+        start, end = int(labels[chosen[i]]), int(labels[chosen[i + 1]])
         for t, image in zip(steps.tolist(), model.decode(path_codes).cpu()):
-            title = f"from a {int(labels[chosen[i]])} to a {int(labels[chosen[i + 1]])}: t = {t:.2f}"
-            frames.append(_interpolation_frame(images[i].cpu(), image, images[i + 1].cpu(), title, caption))
+            frames.append(_interpolation_frame(images[i].cpu(), image, images[i + 1].cpu(), start, end, t, caption))
     return save_gif(frames, path, seconds_per_frame=0.12)
 
 
-def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.Tensor, title: str,
-                         caption: str, scale: int = 5) -> np.ndarray:
-    """[start | decoded | end] enlarged, with a title above: drawn with PIL, milliseconds a frame."""
+def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.Tensor, start_digit: int,
+                         end_digit: int, t: float, caption: str, scale: int = 8) -> np.ndarray:
+    """[start | decoded | end] enlarged, each panel named under it, with a title and the model's
+    caption (wrapped to the frame) above: drawn with PIL, milliseconds a frame."""
     tiles = [Image.fromarray((image_grid(image.unsqueeze(0), 1) * 255).round().astype(np.uint8)).resize(
         (scale * (image.shape[-1] + 4),) * 2, Image.NEAREST) for image in (start, between, end)]
-    side, gap, top = tiles[0].width, 12, 44
-    canvas = Image.new("RGB", (3 * side + 4 * gap, side + top + gap), "white")
-    for k, tile in enumerate(tiles):
-        canvas.paste(tile, (gap + k * (side + gap), top))
+    side, gap = tiles[0].width, 16
+    width = 3 * side + 4 * gap
+    title_font, caption_font, label_font = (ImageFont.load_default(size=size) for size in (18, 13, 14))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    caption_lines = _wrap(caption, caption_font, width - 2 * gap, measure)
+    top = 8 + 26 + 17 * len(caption_lines) + 8
+    canvas = Image.new("RGB", (width, top + side + 34), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((gap, 4), title, fill="black", font=ImageFont.load_default(size=15))
-    draw.text((gap, 24), caption, fill=(80, 80, 80), font=ImageFont.load_default(size=11))
+    draw.text((gap, 8), f"Interpolation from a {start_digit} to a {end_digit}: t = {t:.2f}", fill="black",
+              font=title_font)
+    for row, line in enumerate(caption_lines):
+        draw.text((gap, 34 + 17 * row), line, fill=(80, 80, 80), font=caption_font)
+    names = (f"start: a test {start_digit}", f"decoded at t = {t:.2f}", f"end: a test {end_digit}")
+    for k, (tile, name) in enumerate(zip(tiles, names)):
+        left = gap + k * (side + gap)
+        canvas.paste(tile, (left, top))
+        draw.text((left + (side - measure.textlength(name, font=label_font)) / 2, top + side + 8), name,
+                  fill="black", font=label_font)
     return np.asarray(canvas)
+
+
+def _wrap(text: str, font, room: float, measure: ImageDraw.ImageDraw) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``room`` pixels in ``font``."""
+    lines = [""]
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}".strip()
+        if lines[-1] and measure.textlength(candidate, font=font) > room:
+            lines.append(word)
+        else:
+            lines[-1] = candidate
+    return lines

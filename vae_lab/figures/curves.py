@@ -7,7 +7,10 @@ import numpy as np
 
 from vae_lab.figures.style import axis_label, save
 
-SPLIT_STYLES = (("train", "-o"), ("val", "--s"), ("test", ":^"))
+# One color and marker per split in every panel (and in every run's figure).
+SPLIT_STYLES = {"train": dict(color="C0", linestyle="-", marker="o"),
+                "val": dict(color="C1", linestyle="--", marker="s"),
+                "test": dict(color="C2", linestyle=":", marker="^")}
 
 
 def training_curves(history: list[dict], path: Path, caption: str) -> Path:
@@ -25,21 +28,30 @@ def training_curves(history: list[dict], path: Path, caption: str) -> Path:
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), constrained_layout=True,
                              squeeze=False)
     epochs = [row["epoch"] for row in history]
+    shown = set()
     for ax, term in zip(axes.ravel(), terms):
         if term == "adversarial":
             adversarial_panel(ax, history, epochs)
             continue
-        for split, style in SPLIT_STYLES:
+        for split, style in SPLIT_STYLES.items():
             values = [row.get(f"{split}/{term}", np.nan) for row in history]
             if not np.all(np.isnan(values)):
-                ax.plot(epochs, values, style, markersize=4, label=split)
+                ax.plot(epochs, values, markersize=4, label=split, **style)
+                shown.add(split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(axis_label(term), fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes.ravel()[len(terms):]:
-        ax.set_visible(False)
+    spare = axes.ravel()[len(terms):]
+    for ax in spare:
+        ax.axis("off")
+    # One legend for the splits: in a spare grid slot where there is one, else in the first panel.
+    handles = [plt.Line2D([], [], markersize=4, label=split, **style)
+               for split, style in SPLIT_STYLES.items() if split in shown]
+    if len(spare):
+        spare[0].legend(handles=handles, title="split", loc="center", fontsize=9, frameon=False)
+    else:
+        axes.ravel()[0].legend(handles=handles, fontsize=8)
     fig.suptitle(f"Training curves\n{caption}", fontsize=10)
     return save(fig, path)
 
@@ -47,9 +59,10 @@ def training_curves(history: list[dict], path: Path, caption: str) -> Path:
 def adversarial_panel(ax: plt.Axes, history: list[dict], epochs: list[int]) -> None:
     """The discriminator's loss and the generator's (both per patch) on one axis: they pull
     against each other. Epochs before the discriminator joined have neither."""
-    for key, style, label in (("train/adv_d", "-o", "discriminator"), ("train/adv_g", "-s", "generator")):
+    for key, style, color, label in (("train/adv_d", "-o", "C3", "discriminator"),
+                                     ("train/adv_g", "-s", "C4", "generator")):  # not the splits' colors
         values = [row.get(key, np.nan) for row in history]
-        ax.plot(epochs, values, style, markersize=4, label=label)
+        ax.plot(epochs, values, style, color=color, markersize=4, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(axis_label("adversarial"), fontsize=8)
     ax.xaxis.get_major_locator().set_params(integer=True)

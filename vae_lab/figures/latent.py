@@ -4,6 +4,7 @@ All three read the code layout from ``model.spec`` (continuous dimensions, then 
 so every model type is drawn the same way.
 """
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,8 +18,8 @@ from vae_lab.figures.style import (SCATTER_POINTS, TSNE_POINTS, image_grid, labe
 
 TRAVERSAL_VALUES = np.linspace(-2, 2, 9)  # seeds/000 traverses each coordinate over (-2, 2)
 TRAVERSED_DIMS = 8  # the most active continuous dimensions shown
-TRAVERSED_VARS = 6  # categorical variables shown, and at most 16 categories each
-SHOWN_CATEGORIES = 16
+TRAVERSED_VARS = 6  # categorical variables shown (every category of each)
+CATEGORIES_PER_ROW = 16  # more categories wrap onto further rows of equal length
 
 
 def _embed(model, data: ImageSet, limit: int | None = None) -> np.ndarray:
@@ -119,18 +120,7 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
                          f"{TRAVERSAL_VALUES[-1]:g}", [f"$z_{{{d + 1}}}$" for d in dims], rows,
                          [f"{v:g}" for v in TRAVERSAL_VALUES]))
     if spec.discrete:
-        rows, names, offset = [], [], spec.continuous
-        width = min(SHOWN_CATEGORIES, max(k for _, k in spec.discrete))
-        for n_vars, n_cats in spec.discrete:
-            for v in range(min(n_vars, TRAVERSED_VARS - len(rows))):
-                start = offset + v * n_cats
-                codes = base.repeat(min(n_cats, width), 1)
-                codes[:, start:start + n_cats] = F.one_hot(torch.arange(min(n_cats, width)), n_cats).float()
-                rows.append(decode(codes))
-                names.append(f"variable {len(names) + 1}")
-            offset += n_vars * n_cats
-        sections.append((f"categorical variables, each set to its categories 1..{width} in turn", names, rows,
-                         [str(k + 1) for k in range(width)]))
+        sections.append(_categorical_section(spec, base, decode))
     grids = []
     for _, _, rows, _ in sections:
         columns = max(len(r) for r in rows)
@@ -148,10 +138,39 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
         show_grid(ax, grid)
         label_rows(ax, grid, row_names)
         cell = grid.shape[1] / max(len(r) for r in rows)
-        ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
+        if any(column_names):  # wrapped categories have no common column label
+            ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"Latent traversal\n{caption}", fontsize=10)
     return save(fig, path)
+
+
+def _categorical_section(spec, base: torch.Tensor, decode) -> tuple:
+    """The first TRAVERSED_VARS categorical variables, each set to every one of its categories in
+    turn, wrapped onto rows of equal length (K = 20: two rows of 10); a row is labelled with its
+    variable and the categories it shows."""
+    rows, names, offset, shown = [], [], spec.continuous, 0
+    n_total = sum(n for n, _ in spec.discrete)
+    widest = max(k for _, k in spec.discrete)
+    per_row = math.ceil(widest / math.ceil(widest / CATEGORIES_PER_ROW))
+    for n_vars, n_cats in spec.discrete:
+        for v in range(min(n_vars, TRAVERSED_VARS - shown)):
+            start = offset + v * n_cats
+            codes = base.repeat(n_cats, 1)
+            codes[:, start:start + n_cats] = F.one_hot(torch.arange(n_cats), n_cats).float()
+            images = decode(codes)
+            shown += 1
+            for first in range(0, n_cats, per_row):
+                rows.append(images[first:first + per_row])
+                last = min(first + per_row, n_cats)
+                span = f"{first + 1}-{last}" if n_cats > per_row else ""
+                names.append(f"var. {shown}: {span}" if first == 0 and span else span or f"variable {shown}")
+        offset += n_vars * n_cats
+    which = f"the first {shown} of {n_total} categorical variables" if shown < n_total else "each categorical variable"
+    wrapped = ", categories left to right, wrapped" if widest > per_row else ""
+    columns = [str(k + 1) for k in range(per_row)] if widest <= per_row else ["" for _ in range(per_row)]
+    return (f"{which}, set to each of its {widest if len({k for _, k in spec.discrete}) == 1 else 'K'} "
+            f"categories in turn{wrapped}", names, rows, columns)
 
 
 def _discretised(code: torch.Tensor, spec) -> torch.Tensor:

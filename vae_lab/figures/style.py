@@ -1,6 +1,8 @@
 """What every figure shares: the palette, image grids, 2-D projections, labels and saving."""
 
+import textwrap
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -98,9 +100,57 @@ def scatter_by_tint(ax: plt.Axes, points: np.ndarray, tints: np.ndarray) -> None
     ax.scatter(points[:, 0], points[:, 1], s=4, c=tints, rasterized=True)
 
 
+def titles(fig: plt.Figure) -> list[tuple[matplotlib.text.Text, Optional[plt.Axes]]]:
+    """Every visible title of a figure, with the axes it heads (None: the figure's own)."""
+    found = [(text, None) for text in fig.texts]
+    if fig._suptitle is not None:
+        found.append((fig._suptitle, None))
+    for ax in fig.axes:
+        found += [(ax.title, ax), (ax._left_title, ax), (ax._right_title, ax)]
+    return [(text, ax) for text, ax in found if text.get_visible() and text.get_text()]
+
+
+def title_room(fig: plt.Figure, ax: Optional[plt.Axes], text: matplotlib.text.Text) -> float:
+    """How wide a title may be, in pixels: inside the figure from where it is anchored (the middle of
+    its axes, or their left edge for a left-aligned title), and no wider than its axes where other
+    axes stand beside them (wider, it runs into its neighbour's)."""
+    if ax is None:
+        return fig.bbox.width
+    frame = ax.get_window_extent()
+    if text is ax._left_title:
+        room = fig.bbox.x1 - frame.x0
+    else:
+        middle = (frame.x0 + frame.x1) / 2
+        room = 2 * min(middle - fig.bbox.x0, fig.bbox.x1 - middle)
+    box = ax.get_position()
+    beside = [other for other in fig.axes if other is not ax and other.get_visible()
+              and other.get_position().y0 < box.y1 and box.y0 < other.get_position().y1]
+    return min(room, frame.width) if beside else room
+
+
+def fit_titles(fig: plt.Figure) -> None:
+    """Wrap every title wider than its room (:func:`title_room`) onto more lines, so that no caption
+    is cut at the figure's edge or runs into its neighbour's."""
+    for _ in range(3):  # wrapping moves the layout, which changes the room: settle it
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        changed = False
+        for text, ax in titles(fig):
+            room, width = title_room(fig, ax, text), text.get_window_extent(renderer).width
+            if width > 0.98 * room:
+                lines = text.get_text().split("\n")
+                chars = max(16, int(max(map(len, lines)) * 0.94 * room / width))
+                text.set_text("\n".join(textwrap.fill(line, chars, break_long_words=False) for line in lines))
+                changed = True
+        if not changed:
+            return
+
+
 def save(fig: plt.Figure, path: Path) -> Path:
-    """Write the figure atomically (a full disk or a kill never leaves half a PNG) and close it."""
+    """Write the figure atomically (a full disk or a kill never leaves half a PNG) and close it; long
+    titles are wrapped first (:func:`fit_titles`)."""
     try:
+        fit_titles(fig)
         atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format=path.suffix.lstrip(".")), binary=True)
     finally:
         plt.close(fig)
@@ -110,7 +160,7 @@ def save(fig: plt.Figure, path: Path) -> Path:
 def figure_pixels(fig: plt.Figure, dpi: int = 100) -> np.ndarray:
     """A figure rendered to an RGB array (a frame of an animation); closes the figure."""
     fig.set_dpi(dpi)
-    fig.canvas.draw()
+    fit_titles(fig)
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return pixels
