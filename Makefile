@@ -17,9 +17,14 @@ export VAE_LAB_DATA
 
 install: $(VENV)/.installed
 
+# TORCH_INDEX: a package index to take torch and torchvision from first, e.g. PyTorch's CPU-only
+# builds (make train TORCH_INDEX=https://download.pytorch.org/whl/cpu): no 3.2 GB of CUDA libraries.
+TORCH_INDEX ?=
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 

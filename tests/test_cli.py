@@ -182,3 +182,13 @@ def test_resume_refuses_a_changed_model(finished_run, vae_lab):
                      check=False)
     assert result.returncode == 2
     assert "model.latent_dim=3: the run in" in result.stderr and "latent_dim=20" in result.stderr
+
+
+def test_help_lists_the_user_groups_and_the_main_keys_with_their_defaults(vae_lab):
+    shown = vae_lab("train", "--help").stdout
+    assert "schema" not in shown and "experiment_model" not in shown  # internal groups stay hidden
+    assert "continuous*" in shown and "mlp*" in shown
+    assert "model.latent_dim=20" in shown and "trainer.epochs=10" in shown
+    assert "eval.is_samples=100" in shown
+    evaluating = vae_lab("eval", "--help").stdout
+    assert "run_dir=???" in evaluating and "eval.is_samples=1000" in evaluating  # the composed value

@@ -31,7 +31,7 @@ commands:
           (re)summarize a sweep:       vae-lab sweep summarize outputs/multirun/2026-01-01/12-00-00
   reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/results.md)
 
-`vae-lab COMMAND --help` lists the config groups and the composed config."""
+`vae-lab COMMAND --help` lists the config groups and the main keys with their defaults."""
 
 # Set by the process that runs a sweep; a job running in another process (a joblib worker) watches
 # it and stops when it is gone, instead of training on for nobody.
@@ -69,6 +69,11 @@ def run_command(argv: list[str]) -> None:
         command = "train"
     if command not in COMMANDS:
         fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
+    if "--help" in args or "-h" in args:
+        from vae_lab.help import help_text
+
+        print(help_text(argv[0], COMMANDS[command][0]))
+        return
     import hydra
 
     from vae_lab.compose import config_dir, store_schemas
