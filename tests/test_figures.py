@@ -183,3 +183,12 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
     top = grid_top(saved)
     assert 0 < top < 0.3 * saved.shape[0]
     assert (abs(saved[top + 2, :, :3] - 0.5) < 0.02).all(-1).mean() > 0.5  # the first grid line is kept
+
+
+@pytest.mark.parametrize("panels", range(1, 13))
+def test_training_curves_leave_no_empty_grid_slot(panels):
+    from vae_lab.figures.curves import grid_columns
+
+    columns, legend_slot = grid_columns(panels)
+    rows = -(-(panels + legend_slot) // columns)
+    assert rows * columns == panels + legend_slot, (columns, legend_slot)

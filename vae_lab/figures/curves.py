@@ -23,8 +23,8 @@ def training_curves(history: list[dict], path: Path, caption: str) -> Path:
     terms += [t for t in ("class_acc", "mse", "psnr", "ssim", "perceptual") if t in logged]
     if {"adv_d", "adv_g"} & logged:
         terms += ["adversarial", "d_acc", *(["adv_weight"] if "adv_weight" in logged else [])]
-    columns = min(4, len(terms))
-    rows = -(-len(terms) // columns)
+    columns, legend_slot = grid_columns(len(terms))
+    rows = -(-(len(terms) + legend_slot) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), constrained_layout=True,
                              squeeze=False)
     epochs = [row["epoch"] for row in history]
@@ -54,6 +54,18 @@ def training_curves(history: list[dict], path: Path, caption: str) -> Path:
         axes.ravel()[0].legend(handles=handles, fontsize=8)
     fig.suptitle(f"Training curves\n{caption}", fontsize=10)
     return save(fig, path)
+
+
+def grid_columns(panels: int) -> tuple[int, bool]:
+    """Columns for a grid of panels with no empty slot: the panels alone fill it, or with one more
+    slot that holds the legend. Whether the legend gets that slot."""
+    if panels <= 4:
+        return panels, False
+    for extra in (0, 1):
+        for columns in (4, 3, 5):
+            if (panels + extra) % columns == 0:
+                return columns, bool(extra)
+    return 4, True  # an empty slot is left only where neither fills a grid of 3 to 5 columns
 
 
 def adversarial_panel(ax: plt.Axes, history: list[dict], epochs: list[int]) -> None:
