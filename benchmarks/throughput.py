@@ -36,7 +36,7 @@ from vae_lab import threads
 from vae_lab.loop import Member, PopulationTrainer
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
-from vae_lab.train import resolve_device, seed_everything
+from vae_lab.training import resolve_device, seed_everything
 
 
 class ClassicVAE(nn.Module):

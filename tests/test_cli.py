@@ -192,3 +192,37 @@ def test_help_lists_the_user_groups_and_the_main_keys_with_their_defaults(vae_la
     assert "eval.is_samples=100" in shown
     evaluating = vae_lab("eval", "--help").stdout
     assert "run_dir=???" in evaluating and "eval.is_samples=1000" in evaluating  # the composed value
+
+
+def test_the_python_api_trains_and_opens_a_run_as_a_notebook_would(data_root, tmp_path, monkeypatch):
+    """vae_lab.train and vae_lab.load_run, and the example script built on them."""
+    import subprocess
+    import sys
+
+    import torch
+
+    import vae_lab
+
+    run = vae_lab.train([f"data.root={data_root}", "trainer.epochs=2", "model.latent_dim=3", *QUICK_EVAL,
+                         "eval.figures=false"], run_dir=tmp_path / "run")
+    assert run.path == (tmp_path / "run").resolve() and (run.path / "metrics.json").is_file()
+    assert len(run.history) == 2 and run.metrics["test/nelbo"] > 0 and run.epoch == run.metrics["best_epoch"]
+    assert run.config.model.latent_dim == 3 and not run.model.training
+    images = run.splits.test.batch(torch.arange(4)).images
+    with torch.no_grad():
+        assert run.model.embed(images).shape == (4, 3)
+        assert run.model.reconstruct(images).shape == images.shape
+    last = vae_lab.load_run(run.path, weights="last")
+    assert last.epoch == 2
+    with pytest.raises(vae_lab.api.UserError, match="weights='worst'"):
+        vae_lab.load_run(run.path, weights="worst")
+    with pytest.raises(vae_lab.api.UserError, match="model.latent_dim=0"):
+        vae_lab.train([f"data.root={data_root}", "model.latent_dim=0"], run_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before any work: nothing left behind
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "open_a_run.py"
+    shown = subprocess.run([sys.executable, str(example), str(run.path), str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "codes of 8 test images: (8, 3)" in shown.stdout
+    assert_figure_is_not_blank(tmp_path / "out" / "traversal.png")

@@ -36,7 +36,7 @@ def one_line_error(result: subprocess.CompletedProcess, status: int = 2) -> str:
 @pytest.fixture
 def tiny_run(train_config, tmp_path):
     """Train one tiny epoch in-process; returns (run folder, a function to train again with overrides)."""
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     def run_training(folder: Path, *overrides: str):
         return train(train_config(*TINY, *overrides), str(folder))
@@ -222,7 +222,7 @@ def test_a_folder_has_one_writer_and_a_dead_writer_leaves_no_stale_lock(tmp_path
 @pytest.mark.parametrize("leftover, named", [("checkpoints/best.pt", "best.pt"), ("metrics.jsonl", "metrics.jsonl"),
                                              ("config.yaml", "config.yaml"), ("figures/samples.png", "figures")])
 def test_anything_train_would_write_over_is_refused_without_resume(tmp_path, train_config, leftover, named):
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     path = tmp_path / "run" / leftover
     path.parent.mkdir(parents=True)
@@ -277,7 +277,7 @@ def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, mon
 
 
 def test_a_run_that_diverges_at_once_says_nothing_was_saved(train_config, tmp_path):
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     with pytest.raises(RunFailed, match="diverged in epoch 1 .* No epoch finished.*larger model.obs_std"):
         train(train_config(*TINY, "model.likelihood=gaussian", "model.obs_std=1e-30"), str(tmp_path / "run"))

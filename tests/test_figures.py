@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank, gif_frames
-from vae_lab.train import train
+from vae_lab.training import train
 
 
 @pytest.fixture(scope="session")  # once per test worker, shared by its group

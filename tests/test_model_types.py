@@ -12,7 +12,7 @@ from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank
 from vae_lab.data import load_splits
 from vae_lab.evaluate import final_metric_names
 from vae_lab.models import MODELS, build_model
-from vae_lab.train import train
+from vae_lab.training import train
 
 SMALL_BACKBONES = {"mlp": ["backbone.hidden=[64]"], "conv": ["backbone.channels=[8,16]", "backbone.hidden=64"]}
 SMALL = {"discrete": ["model.n_vars=3", "model.n_cats=5"],

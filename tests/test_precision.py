@@ -17,7 +17,7 @@ SHORT = ("trainer.epochs=4", "eval.is_samples=0", "eval.sample_images=0", "eval.
 @pytest.fixture(scope="module")
 def both_precisions(tmp_path_factory, data_root):
     from vae_lab.compose import train_config
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     root = tmp_path_factory.mktemp("precision")
     results = {}
@@ -51,7 +51,7 @@ def test_importance_sampling_in_bf16_is_within_0_1_nats_of_fp32(both_precisions)
 
 
 def test_auto_precision_is_saved_as_what_it_resolved_to(train_config, tmp_path):
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     train(train_config(*SHORT, "trainer.epochs=1", "trainer.precision=auto"), str(tmp_path / "run"))
     saved = RunDir(tmp_path / "run").read_config()["trainer"]["precision"]

@@ -32,7 +32,7 @@ def history(run_dir) -> list[dict]:
 def together_and_alone(tmp_path_factory, data_root):
     """The same three runs trained as one population and each alone."""
     from vae_lab.compose import train_config
-    from vae_lab.train import train_together
+    from vae_lab.training import train_together
 
     def config(*overrides):
         return train_config([f"data.root={data_root}", *QUICK, *overrides])

@@ -148,7 +148,7 @@ def run_train(cfg) -> Optional[float]:
     from vae_lab.compose import typed
     from vae_lab.progress import result
     from vae_lab.stacking import enlist
-    from vae_lab.train import train
+    from vae_lab.training import train
 
     hydra_config = HydraConfig.get()
     run_dir = hydra_config.runtime.output_dir
@@ -241,7 +241,7 @@ def finish_multirun() -> None:
 def run_eval(cfg) -> None:
     from vae_lab.compose import typed
     from vae_lab.reporting import evaluate_run
-    from vae_lab.train import resolve_device
+    from vae_lab.training import resolve_device
 
     config = typed(cfg)
     run, metrics = evaluate_run(config.run_dir, resolve_device(config.device), config.eval,

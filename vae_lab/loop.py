@@ -34,7 +34,7 @@ from vae_lab.precision import precision_context
 from vae_lab.progress import progress
 from vae_lab.runs import RunDir, save_checkpoint, write_jsonl
 
-log = logging.getLogger("vae_lab.train")
+log = logging.getLogger("vae_lab.training")
 
 NOISE_STREAM = 2**32  # a member's noise generator is seeded with seed + this: apart from its shuffling
 

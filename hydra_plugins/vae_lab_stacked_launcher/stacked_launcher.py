@@ -3,7 +3,7 @@
 The jobs are grouped by :func:`vae_lab.stacking.stack_key` into populations of at most
 ``max_members``. Each job of a group is prepared by Hydra's own ``run_job`` (its folder, its
 ``.hydra/`` files, its callbacks), with the task in enlisting mode, so that it hands over its config
-instead of training; the group then trains as one (vae_lab.train.train_together) and every member
+instead of training; the group then trains as one (vae_lab.training.train_together) and every member
 writes the run folder a standalone run writes.
 
 ``executor=local`` trains the populations here, one after another, and runs a job that cannot stack
@@ -121,7 +121,7 @@ class StackedLauncher(Launcher):
         """One submitit job that trains these members (None for no member)."""
         import submitit
 
-        from vae_lab.train import train_population
+        from vae_lab.training import train_population
 
         if not members:
             return None
@@ -145,7 +145,7 @@ class StackedLauncher(Launcher):
 
 
 def _train_here(members: list[tuple[int, Any, str]]) -> list:
-    from vae_lab.train import train_population
+    from vae_lab.training import train_population
 
     return train_population([(config, run_dir) for _, config, run_dir in members]) if members else []
 
