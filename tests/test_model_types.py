@@ -45,6 +45,9 @@ def test_every_model_type_trains_one_epoch_and_writes_its_run_folder(train_confi
         splits = load_splits(config.data)
         declared = final_metric_names(build_model(config.model, config.backbone, splits.image_shape), splits, config)
         assert {k for k, v in metrics.items() if isinstance(v, (int, float))} == declared
+        rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        best = next(r for r in rows if r["epoch"] == metrics["best_epoch"])
+        assert metrics["val/nelbo"] == best["val/nelbo"]  # a search selects on validation, not test
         return
     figures = [*FIGURES, *(["conditional_samples.png"] if model == "semi" else [])]
     for name in figures:

@@ -167,4 +167,5 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     samples = []
     if settings.sample_images:
         samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
-    return {*(f"test/{name}" for name in test), *(f"samples/{name}" for name in samples), *RUN_METRICS}
+    validation = [f"val/{name}" for name in terms] if len(splits.val) else []  # the best epoch's, from training
+    return {*(f"test/{name}" for name in test), *(f"samples/{name}" for name in samples), *validation, *RUN_METRICS}

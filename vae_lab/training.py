@@ -262,7 +262,11 @@ def refuse_unknown_metric(config: TrainConfig, model: VAE, splits: Splits) -> No
 def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict) -> dict:
     """The figures of the best weights, then metrics.json."""
     config, run, history = member.config, member.run, member.history
+    # The best epoch's validation numbers: what a hyperparameter search may select on (never test/).
+    validation = next(({k: v for k, v in row.items() if k.startswith("val/")}
+                       for row in history if row["epoch"] == best["epoch"]), {})
     metrics = report(model, splits, config, history, member.snapshots, run.metrics, run.figures, metrics=metrics, extra={
+        **validation,
         "best_epoch": best["epoch"],
         "epochs": len(history),
         "train/images_per_s": float(np.mean([row["train/images_per_s"] for row in history])),
