@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
+	# setuptools calls compat mode "transitional" and warns; it is the mode Hydra's plugin scan works with.
+	PYTHONWARNINGS="ignore:Compat editable installs" \
 	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
