@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 
 from vae_lab.data import ImageSet
-from vae_lab.progress import progress
+from vae_lab.progress import counting, progress
 
 
 def image_quality(rebuilt: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -45,8 +45,7 @@ def population_reconstruction_quality(population, data: ImageSet, batch_size: in
     count = 0
     images = min(len(data), limit or len(data))
     with torch.no_grad(), progress(desc="image quality", total=images, unit="image") as bar:
-        for batch in data.batches(batch_size, limit):
-            bar.update(len(batch))
+        for batch in counting(data.batches(batch_size, limit), bar):
             target = batch.images.float()
             rebuilt = population.run("reconstruct", {}, {"images": target}, build=lambda images: (images,))
             for name, values in image_quality(rebuilt.flatten(0, 1), target.repeat(len(population), 1, 1, 1)).items():

@@ -7,7 +7,7 @@ import torch
 
 from vae_lab import threads
 from vae_lab.data import ImageSet
-from vae_lab.progress import progress
+from vae_lab.progress import counting, progress
 from vae_lab.precision import precision_context, resolve_precision
 
 
@@ -45,9 +45,8 @@ def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, 
     per_image = []
     bar = progress(desc="importance-sampled NLL", total=len(data), unit="image")
     with torch.no_grad(), bar:
-        for batch in data.batches(images_at_once):
+        for batch in counting(data.batches(images_at_once), bar):
             threads.tick()
-            bar.update(len(batch))
             images = batch.images
             draws = [model.draw_noise((len(images), n_samples), g) for model, g in zip(models, generators)]
             log_weights = []

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import ReferenceClassifier
-from vae_lab.progress import progress
+from vae_lab.progress import counting, progress
 
 
 def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samples: int,
@@ -20,23 +20,23 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     classifier sees the digit that was asked for."""
     generator = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
-    bar = progress(desc="sample quality", total=2 * n_samples + len(test), unit="image")
-    samples = torch.cat([model.sample(size, generator=generator) for size in sizes])
-    bar.update(n_samples)
+    with progress(desc="sample quality", total=2 * n_samples + len(test), unit="image") as bar:
+        samples = torch.cat([model.sample(size, generator=generator) for size in sizes])
+        bar.update(n_samples)
+        fd = frechet_distance(reference, test, samples, batch_size, bar)
     probabilities = torch.cat([F.softmax(reference(chunk), -1) for chunk in samples.split(batch_size)])
     counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
     share = counts / counts.sum()
     metrics = {
         "confidence": probabilities.max(-1).values.mean().item(),
         "class_entropy": -(share * share.clamp_min(1e-12).log()).sum().item(),
-        "fd": frechet_distance(reference, test, samples, batch_size, bar),
+        "fd": fd,
     }
     if model.conditional:
         labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
         asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])
         seen = torch.cat([reference(chunk).argmax(-1) for chunk in asked.split(batch_size)])
         metrics["label_acc"] = (seen.cpu() == labels).float().mean().item()
-    bar.close()
     return metrics
 
 
@@ -47,12 +47,9 @@ def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch
 
     fid = FrechetInceptionDistance(feature=reference.features, normalize=True,
                                    input_img_size=real.image_shape).to(fake.device)
-    for batch in real.batches(batch_size):
+    count = (lambda batches: counting(batches, bar)) if bar is not None else iter
+    for batch in count(real.batches(batch_size)):
         fid.update(batch.images.float(), real=True)
-        if bar is not None:
-            bar.update(len(batch))
-    for chunk in fake.split(batch_size):
+    for chunk in count(fake.split(batch_size)):
         fid.update(chunk.float(), real=False)
-        if bar is not None:
-            bar.update(len(chunk))
     return fid.compute().item()
