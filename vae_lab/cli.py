@@ -144,6 +144,7 @@ def claim(plan: Plan):
 def run_train(cfg) -> Optional[float]:
     """One training job; returns config.optimized_metric's final value to a sweeper that asks."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from vae_lab.compose import typed
     from vae_lab.progress import result
@@ -155,6 +156,8 @@ def run_train(cfg) -> Optional[float]:
     config = typed(cfg)
     if config.trainer.threads is None:
         config.trainer.threads = threads_per_job(hydra_config.launcher)
+    if hydra_config.mode == RunMode.MULTIRUN:
+        config.logger.sweep = str(Path(hydra_config.sweep.dir).resolve())
     if enlist(config, run_dir):
         return None  # the stacked launcher trains it with its population
     stop_with_the_sweep()

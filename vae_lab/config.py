@@ -224,6 +224,33 @@ class LossConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    projector_images: int = at_least(0)  # test images whose latents go to the embedding projector
+    sample_images: int = at_least(0)  # prior samples drawn each epoch (the same noise every epoch)
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db
+    experiment: str = checked(Check(lambda v: v != "", "an experiment name"))
+
+
+@dataclass
+class CsvConfig:
+    file: str = checked(Check(lambda v: v != "" and "/" not in v, "a file name (no folder)"))
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers a run mirrors its metrics to (vae_lab/trackers/); null: not used."""
+
+    tensorboard: Optional[TensorBoardConfig] = None
+    mlflow: Optional[MlflowConfig] = None
+    csv: Optional[CsvConfig] = None
+    sweep: Optional[str] = None  # set by `vae-lab sweep`: the sweep folder (MLflow nests the run under it)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     backbone: BackboneConfig = MISSING
@@ -231,6 +258,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     eval: EvalConfig = MISSING
     loss: LossConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = seed_value()  # training randomness: initialisation, shuffling, sampling
     optimized_metric: Optional[str] = None  # the final metric `train` returns to a sweeper (Optuna)
 

@@ -19,13 +19,14 @@ import time
 from typing import Optional
 
 import torch
+from torchvision.utils import make_grid
 
 from vae_lab import threads
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Batch, Splits
 from vae_lab.errors import RunFailed
 from vae_lab.evaluate import TermMeans, each_model, evaluating, loss_terms
-from vae_lab.figures.animations import snapshot
+from vae_lab.figures.animations import SNAPSHOT_IMAGES, snapshot
 from vae_lab.image_losses import ImageLosses
 from vae_lab.metrics import population_reconstruction_quality
 from vae_lab.models import VAE
@@ -33,6 +34,7 @@ from vae_lab.population import Population
 from vae_lab.precision import precision_context
 from vae_lab.progress import progress
 from vae_lab.runs import RunDir, save_checkpoint, write_jsonl
+from vae_lab.trackers import Trackers
 
 log = logging.getLogger("vae_lab.training")
 
@@ -54,6 +56,7 @@ class Member:
         self.best = {"epoch": 0, "val/loss": math.inf}
         self.failure: Optional[RunFailed] = None
         self.image_losses = ImageLosses(config.loss, splits.image_shape, device)
+        self.trackers = Trackers([], run.path)  # opened when the run starts (vae_lab/training.py)
 
     @property
     def epoch(self) -> int:
@@ -67,6 +70,21 @@ class Member:
         """A line of this run's log; ``console=False``: its train.log only (a population's terminal
         shows one line for all its members instead)."""
         log.info(message, *args, extra={"run": self.run.path, "console": console})
+
+    def tracked_images(self) -> dict[str, torch.Tensor]:
+        """An epoch's pictures for the trackers, as image grids [C, H, W]: the snapshot's test images
+        above their reconstructions, and prior samples drawn from the same noise every epoch."""
+        test = self.splits.test
+        originals = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images.cpu()
+        rebuilt = self.snapshots[-1]["reconstructions"].float() / 255
+        grids = {"reconstructions": make_grid(torch.cat([originals, rebuilt]), nrow=SNAPSHOT_IMAGES, pad_value=0.5)}
+        tensorboard = self.config.logger.tensorboard
+        if tensorboard is not None and tensorboard.sample_images:
+            noise = torch.Generator(device=self.model.device).manual_seed(0)
+            with evaluating(self.model):
+                samples = self.model.sample(tensorboard.sample_images, noise).float().cpu()
+            grids["prior_samples"] = make_grid(samples, nrow=math.ceil(math.sqrt(len(samples))), pad_value=0.5)
+        return grids
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -189,6 +207,7 @@ class PopulationTrainer:
             member.snapshots.append(snapshot(member.model, self.splits.test))
         member.history.append(row)
         member.save(row)
+        member.trackers.epoch(row, member.tracked_images)
         member.log("epoch %d/%d: train/loss %.2f | val/loss %.2f | test/loss %.2f | %.1f s, %s img/s",
                    row["epoch"], member.config.trainer.epochs, row["train/loss"], row.get("val/loss", math.nan),
                    row["test/loss"], row["epoch_s"], f"{row['train/images_per_s']:,.0f}",

@@ -282,7 +282,7 @@ def record_failure(run: RunDir, error: BaseException) -> None:
 # still the same run. ("eval." only changes the final metrics, which `vae-lab eval` recomputes.) The
 # data itself is compared by its fingerprint instead of by data.root, so a moved copy still resumes.
 NOT_TRAINING = ("trainer.resume", "trainer.device", "trainer.compile", "trainer.threads", "data.root",
-                "data.download", "eval.", "optimized_metric")
+                "data.download", "eval.", "logger.", "optimized_metric")
 # A resumed run may also be trained for more epochs; any other difference is refused.
 RESUMABLE_CHANGES = NOT_TRAINING + ("trainer.epochs",)
 

@@ -91,7 +91,8 @@ def run_status(run: RunDir, overrides: dict[str, str]) -> tuple[str, dict[str, f
 def disagreeing_override(overrides: dict[str, str], config: dict) -> Optional[str]:
     """``key=value`` of the saved config for the first override it contradicts, else None. Group
     choices (``model=discrete``) are compared with the group's ``name``; keys the config does not
-    have (``experiment=...``) are not compared."""
+    have (``experiment=...``) and groups without a name (``logger=[tensorboard,mlflow]``) are not
+    compared."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -99,7 +100,7 @@ def disagreeing_override(overrides: dict[str, str], config: dict) -> Optional[st
         node: Any = config
         for part in key.lstrip("+~").split("."):
             node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
-        if node is _ABSENT:
+        if node is _ABSENT or (isinstance(node, dict) and "name" not in node):
             continue
         try:
             wanted = parser.parse_override(f"{key.lstrip('+~')}={text}").value()

@@ -21,13 +21,14 @@ from vae_lab.config import TrainConfig, as_dict
 from vae_lab.compose import train_config_from_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError, one_line
-from vae_lab.evaluate import final_metric_names, final_metrics
+from vae_lab.evaluate import evaluating, final_metric_names, final_metrics
 from vae_lab.image_losses import imagenet_vgg16
 from vae_lab.loop import Member, train_members
 from vae_lab import threads
 from vae_lab.precision import resolve_precision
 from vae_lab.models import VAE, build_model, parameter_count
 from vae_lab.reporting import load_best_model, report
+from vae_lab.trackers import Embedding, Trackers, refuse_missing_packages
 from vae_lab.stacking import MEMBER_KEYS, member_logs, stack_key, working_for
 from vae_lab.runs import (NOT_TRAINING, RESUMABLE_CHANGES, RunDir, config_differences, record_failure,
                           refuse_other_data, refuse_other_settings, remove_temporary_files)
@@ -100,11 +101,13 @@ def train_together(jobs: list[tuple[TrainConfig, str]]) -> list[Outcome]:
         alone = len(members) == 1
         for _, member, checkpoint in members:
             start(member, checkpoint, splits, alone)
+            held.callback(member.trackers.close, finished=False)  # interrupted: a no-op once closed below
         if members:
             train_members([m for _, m, _ in members], splits)
             concluded = conclude([m for _, m, _ in members], splits)
             for i, member, _ in members:
                 outcomes[i] = concluded[member]
+                member.trackers.close(finished=not isinstance(outcomes[i], BaseException))
     return outcomes
 
 
@@ -120,6 +123,7 @@ def prepare(config: TrainConfig, run: RunDir, splits: Splits, device: torch.devi
             log.info("%s is already complete: nothing to train (vae-lab eval recomputes its metrics)", run.path)
             return previous.final_metrics
     refuse_what_does_not_fit(config, splits.image_shape, device)
+    refuse_missing_packages(config.logger)
     if config.loss.perceptual.enabled and config.loss.perceptual.weights == "imagenet":
         imagenet_vgg16()  # offline without them: stop now, with what to do, before writing anything
     seed_everything(config.seed)
@@ -141,6 +145,7 @@ def start(member: Member, checkpoint: Optional[dict], splits: Splits, alone: boo
     if checkpoint is not None:
         member.load_state(checkpoint, alone)
         member.log("resuming %s after epoch %d", run.path, member.epoch)
+    member.trackers = Trackers.open(config.logger, run.path, as_dict(config), member.history)
     model = member.model
     member.log("training %s on %s (%d train / %d val / %d test images), %s parameters", type(model).__name__,
                model.device, len(splits.train), len(splits.val), len(splits.test),
@@ -273,7 +278,23 @@ def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict
         "train_s": float(sum(row["epoch_s"] for row in history)),
     })
     member.log("test/nelbo %.2f nats (best epoch %d of %d)", metrics["test/nelbo"], best["epoch"], len(history))
+    figures = sorted(run.figures.glob("*.*")) if run.figures.is_dir() else []
+    member.trackers.finish(metrics, figures, lambda: projector_points(model, splits, config))
     return metrics
+
+
+def projector_points(model: VAE, splits: Splits, config: TrainConfig) -> Embedding:
+    """The first test images' codes for an embedding projector, with their digit (and hue bin)."""
+    test = splits.test
+    count = min(len(test), config.logger.tensorboard.projector_images)
+    batch = test.batch(torch.arange(count, device=test.device))
+    with evaluating(model):
+        codes = torch.cat([model.embed(batch.images[i:i + config.eval.batch_size]).float()
+                           for i in range(0, count, config.eval.batch_size)])
+    labels = {"digit": batch.labels.tolist(), "test image": list(range(count))}
+    if batch.hue_bins is not None:
+        labels["hue bin"] = batch.hue_bins.tolist()
+    return Embedding(codes.cpu(), batch.images.cpu(), labels)
 
 
 def train_population(jobs: list[tuple[TrainConfig, str]]) -> list:

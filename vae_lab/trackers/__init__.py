@@ -1,0 +1,173 @@
+"""Experiment trackers: TensorBoard, MLflow and a CSV file, fed at a run's moments (its start, the end
+of each epoch, its final report).
+
+A tracker mirrors the run folder, which stays the record. So a tracker never costs a run: one that
+cannot start or write (a missing package, an unreachable server, a folder it may not write) says so
+in one warning line and is dropped, and the run goes on.
+
+A resumed run continues its tracker runs: TensorBoard discards what a killed process logged after
+the checkpoint it resumes from; MLflow finds the run by its folder and logs the epochs it lacks.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from vae_lab.config import LoggerConfig, MlflowConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedding:
+    """What the embedding projector shows: codes of test images, the images and their labels."""
+
+    codes: torch.Tensor  # float [N, D]
+    images: torch.Tensor  # float [N, C, H, W] in [0, 1]
+    labels: dict[str, list]  # column name: one value per image (at least two columns: TensorBoard's rule)
+
+
+class Tracker:
+    """One tracker; each moment does nothing unless the tracker needs it."""
+
+    name = "tracker"
+    wants_images = False  # whether epoch() needs the epoch's images (drawn only then)
+    wants_embedding = False  # whether finish() needs the projector's points (computed only then)
+
+    def epoch(self, row: dict, images: dict[str, torch.Tensor]) -> None:
+        """``row`` is the epoch's line of metrics.jsonl; ``images`` grids float [C, H, W] in [0, 1] by name."""
+
+    def finish(self, metrics: dict, figures: list[Path], embedding: Optional[Embedding]) -> None:
+        """The final metrics (metrics.json), the figures drawn and the projector's points."""
+
+    def close(self, finished: bool) -> None:
+        """Flush; ``finished`` is False for a run that failed or was interrupted."""
+
+
+class Trackers:
+    """The trackers of one run, each call guarded: a failing tracker warns once and is dropped."""
+
+    def __init__(self, trackers: list[Tracker], run_path: Path):
+        self.trackers, self.run_path = trackers, run_path
+
+    @staticmethod
+    def open(settings: LoggerConfig, run_path: Path, config: dict, history: list[dict]) -> "Trackers":
+        """Start the trackers ``settings`` names for the run in ``run_path`` (``config`` as saved),
+        continuing after ``history`` (the epochs already trained)."""
+        from vae_lab.trackers import csv_file  # here: the optional packages load only when asked for
+
+        openers: dict[str, Callable[[], Tracker]] = {
+            "csv": lambda: csv_file.CsvTracker(run_path / settings.csv.file, history),
+            "tensorboard": lambda: _tensorboard().TensorBoardTracker(settings.tensorboard, run_path, config, history),
+            "mlflow": lambda: _mlflow().MlflowTracker(settings.mlflow, settings.sweep, run_path, config, history),
+        }
+        started = Trackers([], run_path)
+        for name, opener in openers.items():
+            if getattr(settings, name) is not None:
+                tracker = started._guarded(name, opener)
+                if tracker is not _FAILED:
+                    started.trackers.append(tracker)
+        return started
+
+    def __bool__(self) -> bool:
+        return bool(self.trackers)
+
+    def epoch(self, row: dict, images: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """``images`` is called only when a tracker wants them."""
+        drawn = images() if any(t.wants_images for t in self.trackers) else {}
+        self._each(lambda t: t.epoch(row, drawn))
+
+    def finish(self, metrics: dict, figures: list[Path], embedding: Callable[[], Optional[Embedding]]) -> None:
+        points = embedding() if any(t.wants_embedding for t in self.trackers) else None
+        self._each(lambda t: t.finish(metrics, figures, points))
+
+    def close(self, finished: bool) -> None:
+        self._each(lambda t: t.close(finished))
+        self.trackers = []
+
+    def _each(self, call: Callable[[Tracker], None]) -> None:
+        for tracker in list(self.trackers):
+            if self._guarded(tracker.name, lambda: call(tracker)) is _FAILED:
+                self.trackers.remove(tracker)
+
+    def _guarded(self, name: str, call: Callable[[], object]) -> object:
+        return guarded(call, f"{name} tracking stopped for {self.run_path}", "the run goes on; its folder has everything")
+
+
+class SweepTracking(Callback):
+    """Hydra callback: a sweep's own tracker run (MLflow's parent run), made before its jobs start,
+    so that parallel jobs find one parent, and finished with the sweep's summary when it ends."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._mlflow(config, "start_sweep")
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        self._mlflow(config, "end_sweep")
+
+    @staticmethod
+    def _mlflow(config: Any, moment: str) -> None:
+        if config.logger.get("mlflow") is None:
+            return
+        settings = MlflowConfig(**OmegaConf.to_container(config.logger.mlflow, resolve=True))
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        guarded(lambda: getattr(_mlflow(), moment)(settings, sweep_dir), f"mlflow tracking of the sweep {sweep_dir}",
+                "the sweep goes on")
+
+
+_FAILED = object()
+
+
+def guarded(call: Callable[[], object], what: str, consequence: str) -> object:
+    """``call()``, or on any error one warning line and ``_FAILED``: a tracker never costs the work."""
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001
+        from vae_lab.errors import one_line
+
+        log.warning("%s: %s; %s", what, one_line(error), consequence)
+        return _FAILED
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """``{"model": {"beta": 1}}`` as ``{"model.beta": 1}``, each value a number, string or bool
+    (what trackers' parameter tables show); None and lists as their text."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def refuse_missing_packages(settings: LoggerConfig) -> None:
+    """Before any work: each tracker asked for must be installed."""
+    from importlib.util import find_spec
+
+    from vae_lab.errors import ConfigError
+
+    for name, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        if getattr(settings, name) is not None and find_spec(package) is None:
+            raise ConfigError("logger", name, f"the {package} package is not installed; "
+                                              f"pip install 'vae-lab[{name}]', or leave logger={name} out")
+
+
+def _tensorboard():
+    try:
+        from vae_lab.trackers import tensorboard
+    except ImportError as missing:
+        raise ImportError(f"{missing.name} is not installed (pip install 'vae-lab[tensorboard]')") from None
+    return tensorboard
+
+
+def _mlflow():
+    try:
+        from vae_lab.trackers import mlflow
+    except ImportError as missing:
+        raise ImportError(f"{missing.name} is not installed (pip install 'vae-lab[mlflow]')") from None
+    return mlflow
