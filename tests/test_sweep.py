@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from test_cli import QUICK_EVAL
 
@@ -113,14 +114,51 @@ def test_a_sweep_through_submitit_local_completes(vae_lab, tmp_path):
     assert len(rows) == 2 and all(r["status"] == "complete" for r in rows)
 
 
-def test_an_optuna_search_returns_the_metric_it_minimises(vae_lab, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+def test_an_optuna_study_prunes_a_diverged_trial_and_continues_where_a_killed_search_stopped(vae_lab, tmp_path):
+    """Trial 0 diverges (pruned, the search goes on); trial 2 was left running by a killed sweep: the
+    rerun finishes it in its own folder, and the study ends with n_trials trials."""
+    import optuna
+
     sweep_dir = tmp_path / "optuna"
-    vae_lab("sweep", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}", *TINY)
-    best = (sweep_dir / "optimization_results.yaml").read_text()
-    rows = read_summary(sweep_dir)
-    assert len(rows) == 2 and "best_value" in best
+    sweep_dir.mkdir()
+    storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
+    space = {"model.obs_std": optuna.distributions.CategoricalDistribution([1e-30, 0.5])}
+    study = optuna.create_study(storage=storage, study_name=str(sweep_dir))
+    study.enqueue_trial({"model.obs_std": 1e-30})  # the sampler's first choices, fixed for the test
+    study.enqueue_trial({"model.obs_std": 0.5})
+    search = ("sweep", "hparams_search=optuna", "hydra.sweeper.params=null", "model.obs_std=choice(1e-30,0.5)",
+              "model.likelihood=gaussian", f"hydra.sweep.dir={sweep_dir}", *TINY)
+    first = vae_lab(*search, "hydra.sweeper.n_trials=2", check=False)
+    assert "trial 0 (model.obs_std=1e-30) failed: training diverged" in first.stderr
+    assert "counts it as pruned and the search goes on" in first.stderr
+    study.enqueue_trial({"model.obs_std": 0.5})
+    study.ask(space)  # trial 2, as a sweep killed while training it leaves it: running, its folder begun
+    (sweep_dir / "2" / ".hydra").mkdir(parents=True)
+
+    second = vae_lab(*search, "hydra.sweeper.n_trials=3", check=False)
+    assert "2 of 3 trials done, 1 to finish where it stopped" in second.stderr
+    states = [t.state.name for t in optuna.load_study(study_name=str(sweep_dir), storage=storage).trials]
+    assert states == ["PRUNED", "COMPLETE", "COMPLETE"]
+    assert (sweep_dir / "2" / "metrics.json").is_file() and not (sweep_dir / "3").exists()
     # The search selects on the validation split: its best value is the lowest val/nelbo of a trial.
-    validation = [json.loads(path.read_text())["val/nelbo"] for path in sweep_dir.glob("*/metrics.json")]
-    assert len(validation) == 2
-    assert float(best.split("best_value:")[1].split()[0]) == pytest.approx(min(validation))
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    validation = {int(p.parent.name): json.loads(p.read_text())["val/nelbo"] for p in sweep_dir.glob("*/metrics.json")}
+    assert sorted(validation) == [1, 2] and best.best_value == pytest.approx(min(validation.values()))
+    assert validation[best.best_trial] == min(validation.values())
+
+
+def test_a_continued_study_does_not_draw_its_first_trials_again():
+    """A seeded sampler made afresh for a continued study is seeded past the trials it has."""
+    import optuna
+    from hydra_plugins.vae_lab_optuna_sweeper.optuna_sweeper import make_sampler
+
+    settings = {"_target_": "optuna.samplers.TPESampler", "seed": 0}
+    space = {"beta": optuna.distributions.FloatDistribution(0.25, 4.0)}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = optuna.create_study(sampler=make_sampler(settings, 0))
+    drawn = [first.ask(space).params["beta"] for _ in range(3)]
+    continued = optuna.create_study(sampler=make_sampler(settings, 3))
+    for beta in drawn:
+        continued.add_trial(optuna.trial.create_trial(params={"beta": beta}, distributions=space, value=beta))
+    assert continued.ask(space).params["beta"] not in drawn
+    assert make_sampler(settings, 3).__class__ is optuna.samplers.TPESampler

@@ -1,0 +1,1 @@
+"""hydra/sweeper=vae_lab_optuna: a persistent, resumable Optuna study as a Hydra sweeper."""
