@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vae_lab
+from vae_lab.errors import UserError
 from vae_lab.runs import read_jsonl
 
 QUICK = ("trainer.batch_size=64", "eval.is_samples=8", "eval.sample_images=0", "eval.probe_images=500",
@@ -116,7 +117,7 @@ def test_a_tracker_that_is_not_installed_is_refused_before_any_work(data_root, t
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
-    with pytest.raises(vae_lab.api.UserError, match=r"pip install 'vae-lab\[tensorboard\]'"):
+    with pytest.raises(UserError, match=r"pip install 'vae-lab\[tensorboard\]'"):
         vae_lab.train([f"data.root={data_root}", "logger=[mlflow,tensorboard]"], run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

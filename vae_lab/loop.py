@@ -19,7 +19,6 @@ import time
 from typing import Optional
 
 import torch
-from torchvision.utils import make_grid
 
 from vae_lab import threads
 from vae_lab.config import TrainConfig, as_dict
