@@ -73,6 +73,8 @@ class Member:
     def tracked_images(self) -> dict[str, torch.Tensor]:
         """An epoch's pictures for the trackers, as image grids [C, H, W]: the snapshot's test images
         above their reconstructions, and prior samples drawn from the same noise every epoch."""
+        from torchvision.utils import make_grid  # here: importing torchvision costs every process a second
+
         test = self.splits.test
         originals = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images.cpu()
         rebuilt = self.snapshots[-1]["reconstructions"].float() / 255
