@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from test_cli import QUICK_EVAL
 
 TINY = ("trainer.epochs=1", "trainer.batch_size=128", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0")
+METRICS_ONLY = (*TINY, "eval.figures=false")  # for sweeps whose runs' figures no test looks at
 
 
 def read_summary(sweep_dir):
@@ -98,7 +99,7 @@ def test_a_failed_job_is_recorded_and_the_others_finish(vae_lab, tmp_path):
     sweep_dir = tmp_path / "failing"
     # The job with data.val_fraction=0.999 keeps a single training image: more labels than images.
     result = vae_lab("sweep", "data.val_fraction=0.1,0.999", "data.n_labels=20", f"hydra.sweep.dir={sweep_dir}",
-                     *TINY, check=False)
+                     *METRICS_ONLY, check=False)
     assert result.returncode == 1 and "1 job(s) failed: 1" in result.stderr
     rows = {r["run"]: r for r in read_summary(sweep_dir)}
     assert rows["0"]["status"] == "complete"
@@ -109,7 +110,7 @@ def test_a_failed_job_is_recorded_and_the_others_finish(vae_lab, tmp_path):
 def test_a_sweep_through_submitit_local_completes(vae_lab, tmp_path):
     sweep_dir = tmp_path / "submitit"
     vae_lab("sweep", "model.latent_dim=2,3", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-            f"hydra.sweep.dir={sweep_dir}", *TINY)
+            f"hydra.sweep.dir={sweep_dir}", *METRICS_ONLY)
     rows = read_summary(sweep_dir)
     assert len(rows) == 2 and all(r["status"] == "complete" for r in rows)
 
@@ -127,7 +128,7 @@ def test_an_optuna_study_prunes_a_diverged_trial_and_continues_where_a_killed_se
     study.enqueue_trial({"model.obs_std": 1e-30})  # the sampler's first choices, fixed for the test
     study.enqueue_trial({"model.obs_std": 0.5})
     search = ("sweep", "hparams_search=optuna", "hydra.sweeper.params=null", "model.obs_std=choice(1e-30,0.5)",
-              "model.likelihood=gaussian", f"hydra.sweep.dir={sweep_dir}", *TINY)
+              "model.likelihood=gaussian", f"hydra.sweep.dir={sweep_dir}", *METRICS_ONLY)
     first = vae_lab(*search, "hydra.sweeper.n_trials=2", check=False)
     assert "trial 0 (model.obs_std=1e-30) failed: training diverged" in first.stderr
     assert "counts it as pruned and the search goes on" in first.stderr
