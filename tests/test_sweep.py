@@ -163,3 +163,15 @@ def test_a_continued_study_does_not_draw_its_first_trials_again():
         continued.add_trial(optuna.trial.create_trial(params={"beta": beta}, distributions=space, value=beta))
     assert continued.ask(space).params["beta"] not in drawn
     assert make_sampler(settings, 3).__class__ is optuna.samplers.TPESampler
+
+
+@pytest.mark.parametrize("returned, problem", [(1.5, None), (float("nan"), "not finite (nan)"),
+                                               (float("inf"), "not finite (inf)"), ((1.0, 2.0), "2 values for 1")])
+def test_a_trial_value_that_is_not_one_finite_number_is_a_problem_not_a_crash(returned, problem):
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra_plugins.vae_lab_optuna_sweeper.optuna_sweeper import objective_values
+
+    job = JobReturn(status=JobStatus.COMPLETED, _return_value=returned)
+    values, found = objective_values(job, objectives=1)
+    assert (found is None) == (problem is None) and (problem is None or problem in found)
+    assert values == ([returned] if problem is None else [])
