@@ -115,11 +115,14 @@ def test_image_quality_matches_closed_forms():
 
 
 class OneHotEmbedding(torch.nn.Module):
-    """A stand-in model whose code is the one-hot digit label (found by looking the image up)."""
+    """A stand-in model whose code is the one-hot digit label (found by looking the image up): one
+    categorical variable of 10 that is sure of every image's digit."""
 
     def __init__(self, data: ImageSet):
+        from vae_lab.latents import LatentSpec
+
         super().__init__()
-        self.data = data
+        self.data, self.spec = data, LatentSpec(0, ((1, 10),))
 
     def embed(self, images):
         return torch.nn.functional.one_hot(self.labels_of(images), 10).float()
@@ -137,6 +140,9 @@ def test_probes_read_a_perfect_code_perfectly(train_config):
     scores = probe_accuracies(OneHotEmbedding(everything), splits.train, splits.test, 500, train_images=600)
     assert scores["probe_acc"] == 1.0 and scores["knn_acc"] == 1.0
     assert 0 <= scores["color_probe_acc"] <= 0.5  # the code holds no color: near chance over 6 bins
+    assert scores["cluster_acc"] == 1.0
+    digits = torch.bincount(splits.test.labels, minlength=10).double() / len(splits.test)
+    assert scores["code_mi"] == pytest.approx(float(-(digits * digits.log()).sum()), rel=1e-6)  # I(x; c) = H(digit)
 
 
 class Resampler(torch.nn.Module):
@@ -174,3 +180,49 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert real["class_entropy"] == pytest.approx(-(share * share.log()).sum().item(), rel=1e-5)
     assert real["confidence"] == pytest.approx(probabilities.max(-1).values.mean().item(), rel=1e-4)
     assert noise["fd"] > real["fd"] + 1
+
+
+# ---- categorical codes ---------------------------------------------------------------------------
+
+
+def test_code_information_is_zero_for_a_collapsed_code_and_ln_k_for_an_even_sure_one():
+    """Against torch.distributions: H(mean q) - mean H(q), and the two cases the metric exists for."""
+    from torch.distributions import Categorical
+
+    from vae_lab.metrics.codes import mutual_information
+
+    collapsed = torch.zeros(100, 10)
+    collapsed[:, 3] = 1  # every image on one category: kl_disc reads ln 10, yet the code says nothing
+    assert mutual_information(collapsed) == pytest.approx(0, abs=1e-9)
+    even = torch.eye(10).repeat(10, 1)
+    assert mutual_information(even) == pytest.approx(math.log(10))
+    q = torch.softmax(torch.randn(50, 7, generator=torch.Generator().manual_seed(0)) * 3, -1)
+    expected = Categorical(probs=q.mean(0)).entropy() - Categorical(probs=q).entropy().mean()
+    assert mutual_information(q) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_cluster_accuracy_maps_each_category_to_its_majority_digit_on_training_images():
+    from vae_lab.latents import LatentSpec
+    from vae_lab.metrics.codes import categorical_code_metrics, cluster_accuracy
+
+    generator = torch.Generator().manual_seed(1)
+    train_labels, test_labels = torch.randint(0, 10, (400,), generator=generator), torch.randint(0, 10, (200,), generator=generator)
+    permutation = torch.randperm(10, generator=generator)  # category permutation[d] means digit d
+    one_hot = lambda labels: torch.nn.functional.one_hot(permutation[labels], 10).float()  # noqa: E731
+    assert cluster_accuracy(one_hot(train_labels), train_labels, one_hot(test_labels), test_labels) == 1.0
+    # Brute force on random codes: the majority digit per category, counted by hand.
+    train = torch.rand(400, 10, generator=generator)
+    test = torch.rand(200, 10, generator=generator)
+    majority = {}
+    for category in range(10):
+        chosen = train_labels[train.argmax(1) == category].tolist()
+        majority[category] = max(range(10), key=lambda d: (chosen.count(d), -d)) if chosen else None
+    correct = sum(majority[int(c)] == int(y) for c, y in zip(test.argmax(1), test_labels))
+    assert cluster_accuracy(train, train_labels, test, test_labels) == pytest.approx(correct / 200)
+    # Two variables beside a 2-D Gaussian part: the best variable counts; MI is their mean.
+    spec = LatentSpec(2, ((2, 10),))
+    codes = lambda labels, n: torch.cat([torch.zeros(n, 2), one_hot(labels), torch.full((n, 10), 0.1)], 1)  # noqa: E731
+    found = categorical_code_metrics(codes(train_labels, 400), train_labels, codes(test_labels, 200), test_labels, spec)
+    assert found["cluster_acc"] == 1.0
+    assert found["code_mi_per_var"][1] == pytest.approx(0, abs=1e-9)
+    assert found["code_mi"] == pytest.approx(sum(found["code_mi_per_var"]) / 2)

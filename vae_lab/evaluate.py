@@ -163,7 +163,7 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     if model.spec.continuous:
         test.append("active_units")
     if model.spec.discrete:
-        test.append("code_perplexity")
+        test += ["code_perplexity", "cluster_acc", "code_mi"]
     samples = []
     if settings.sample_images:
         samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])

@@ -9,6 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from vae_lab.data import ImageSet
+from vae_lab.metrics.codes import categorical_code_metrics
 from vae_lab.progress import progress
 
 
@@ -20,8 +21,9 @@ def _codes(model, data: ImageSet, batch_size: int, limit: int) -> np.ndarray:
 
 def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, train_images: int
                      ) -> dict[str, float]:
-    """``probe_acc`` (logistic regression on standardised codes), ``knn_acc`` (5 nearest neighbours)
-    and on color_mnist ``color_probe_acc`` (logistic regression for the hue bin)."""
+    """``probe_acc`` (logistic regression on standardised codes), ``knn_acc`` (5 nearest neighbours),
+    on color_mnist ``color_probe_acc`` (logistic regression for the hue bin), and for a categorical
+    latent ``cluster_acc`` and ``code_mi`` (vae_lab/metrics/codes.py)."""
     n = min(train_images, len(train))
     targets = {"probe_acc": (train.labels, test.labels)}
     if train.hue_bins is not None:
@@ -30,11 +32,14 @@ def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, tr
     bar.set_postfix_str("encoding")
     x_train, x_test = _codes(model, train, batch_size, n), _codes(model, test, batch_size, len(test))
     bar.update()
+    scores = {}
+    if model.spec.discrete:
+        scores.update(categorical_code_metrics(torch.from_numpy(x_train), train.labels[:n], torch.from_numpy(x_test),
+                                               test.labels, model.spec))
     varies = x_train.std(0) > 1e-12  # a constant unit (a dead dimension, an unused category) says nothing
     varies[0] |= not varies.any()  # a fully collapsed code: the probes score chance, not an error
     x_train, x_test = x_train[:, varies], x_test[:, varies]
     linear = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))  # noqa: E731
-    scores = {}
     with bar:
         for name, (y_train, y_test) in targets.items():
             bar.set_postfix_str(f"{name}: logistic regression")
@@ -44,4 +49,4 @@ def probe_accuracies(model, train: ImageSet, test: ImageSet, batch_size: int, tr
         knn = KNeighborsClassifier(n_neighbors=5).fit(x_train, train.labels[:n].cpu().numpy())
         scores["knn_acc"] = knn.score(x_test, test.labels.cpu().numpy())
         bar.update()
-    return {name: float(value) for name, value in scores.items()}
+    return {name: value if isinstance(value, list) else float(value) for name, value in scores.items()}
