@@ -23,7 +23,8 @@ class ContinuousAndDiscrete(ContinuousConfig, DiscreteConfig):
 @dataclass
 class Capacity:
     """Capacity control: per part, gamma * |KL - C|, with C rising linearly from 0 to its maximum over
-    ``steps`` optimizer steps; replaces beta * KL when enabled."""
+    ``steps`` optimizer steps; replaces beta * KL when enabled. Held-out losses use the final C, so
+    that validation loss (which picks best.pt) compares epochs alike, not each against its own C."""
 
     enabled: bool = MISSING
     gamma: float = at_least(0)
@@ -70,7 +71,7 @@ class CombinedVAE(VAE):
         capacity = self.config.capacity
         if not capacity.enabled:
             return super().objective(terms)
-        progress = torch.clamp(self.step.float() / capacity.steps, max=1.0)
+        progress = torch.clamp(self.step.float() / capacity.steps, max=1.0) if self.training else 1.0
         most_disc = self.config.n_vars * torch.log(torch.tensor(float(self.config.n_cats)))
         targets = {"kl": progress * capacity.continuous_max,
                    "kl_disc": progress * torch.clamp(most_disc, max=capacity.discrete_max)}
