@@ -175,3 +175,33 @@ def test_a_trial_value_that_is_not_one_finite_number_is_a_problem_not_a_crash(re
     values, found = objective_values(job, objectives=1)
     assert (found is None) == (problem is None) and (problem is None or problem in found)
     assert values == ([returned] if problem is None else [])
+
+
+def test_runs_that_differ_only_in_seed_are_summarised_as_mean_and_sd(tmp_path):
+    """Against numpy: two latent sizes over three seeds (and one run that failed, left out)."""
+    import numpy as np
+
+    from vae_lab.sweep import summarize
+
+    nelbo = {(2, 0): 120.0, (2, 1): 122.0, (2, 2): 127.0, (8, 0): 101.0, (8, 1): 100.0, (8, 2): 105.0}
+    for number, ((latent, seed), value) in enumerate(nelbo.items()):
+        run = tmp_path / str(number)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- model.latent_dim={latent}\n- seed={seed}\n")
+        (run / "metrics.json").write_text(json.dumps({"test/nelbo": value, "test/kl": value / 10, "test/recon": 1.0}))
+    failed = tmp_path / "6"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "overrides.yaml").write_text("- model.latent_dim=8\n- seed=3\n")
+    (failed / "error.txt").write_text("training diverged\n")
+    summarize(tmp_path)
+    with open(tmp_path / "summary_over_seeds.csv") as file:
+        rows = {r["model.latent_dim"]: r for r in csv.DictReader(file)}
+    for latent in (2, 8):
+        values = np.array([v for (d, _), v in nelbo.items() if d == latent])
+        assert rows[str(latent)]["runs"] == "3" and rows[str(latent)]["seeds"] == "0 1 2"
+        assert float(rows[str(latent)]["test/nelbo_mean"]) == pytest.approx(values.mean())
+        assert float(rows[str(latent)]["test/nelbo_sd"]) == pytest.approx(values.std(ddof=1))
+    table = (tmp_path / "summary.md").read_text()
+    assert "| 2 | 3 | 12.3 ± 0.36 | 123 ± 3.6 |" in table and "## Every run" in table
+    assert (tmp_path / "figures" / "metrics_vs_latent_dim.png").is_file()
+    assert not (tmp_path / "figures" / "metrics_vs_seed.png").exists()

@@ -138,23 +138,54 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
+SEED = "seed"  # runs that differ only in it are repeats of one configuration
+
+
+@dataclass
+class SeedGroup:
+    """The complete runs of one configuration over seeds."""
+
+    settings: dict[str, str]  # the swept keys but the seed
+    runs: list[RunSummary]
+
+    def spread(self, metric: str) -> tuple[float, float]:
+        """Mean and standard deviation (n - 1 in the denominator; 0 for one run) over the runs."""
+        values = np.array([r.rate if metric == "rate" else r.metrics.get(metric, np.nan) for r in self.runs], float)
+        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def seed_groups(runs: list[RunSummary], keys: list[str]) -> list[SeedGroup]:
+    """Complete runs grouped by their swept settings other than the seed, in order of first run."""
+    groups: dict[tuple, SeedGroup] = {}
+    for r in runs:
+        if r.status == "complete":
+            settings = {k: r.overrides[k] for k in keys if k != SEED and k in r.overrides}
+            groups.setdefault(tuple(settings.items()), SeedGroup(settings, [])).runs.append(r)
+    return list(groups.values())
+
+
 def summarize(sweep_dir: str | Path) -> Path:
-    """Write summary.csv, summary.md and figures/ for the runs in ``sweep_dir`` (complete or not)."""
+    """Write summary.csv, summary.md and figures/ for the runs in ``sweep_dir`` (complete or not);
+    a sweep over seeds also gets summary_over_seeds.csv, its mean ± sd table, and error bars."""
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     runs = read_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
     keys = swept_keys(runs) or sorted({k for r in runs for k in r.overrides})
+    groups = seed_groups(runs, keys) if SEED in keys else []
     _write_csv(sweep_dir / "summary.csv", runs)
-    _write_markdown(sweep_dir / "summary.md", runs, keys)
+    if groups:
+        _write_seed_csv(sweep_dir / "summary_over_seeds.csv", groups)
+    _write_markdown(sweep_dir / "summary.md", runs, keys, groups)
     figures = sweep_dir / "figures"
     figures.mkdir(exist_ok=True)
     complete = [r for r in runs if r.status == "complete"]
     if complete:
         rate_distortion(complete, keys, figures / "rate_distortion.png")
-        for key in keys:
+        varied = [k for k in keys if k != SEED]
+        for key in varied:
             if _numeric(complete, key):
-                metrics_against(complete, key, [k for k in keys if k != key], figures / f"metrics_vs_{_short(key)}.png")
+                metrics_against(complete, key, [k for k in varied if k != key], figures / f"metrics_vs_{_short(key)}.png")
     montage(runs, keys, figures / "montage.png")
     log.info("summary of %d runs (%d complete) in %s", len(runs), len(complete), sweep_dir)
     return sweep_dir
@@ -175,17 +206,49 @@ def _write_csv(path: Path, runs: list[RunSummary]) -> None:
     atomic_write(path, write)
 
 
-def _write_markdown(path: Path, runs: list[RunSummary], keys: list[str]) -> None:
+def _write_seed_csv(path: Path, groups: list[SeedGroup]) -> None:
+    setting_keys = list(dict.fromkeys(k for g in groups for k in g.settings))
+    metric_keys = ["rate", *sorted({k for g in groups for r in g.runs for k, v in r.metrics.items()
+                                    if isinstance(v, (int, float))})]
+
+    def write(file) -> None:
+        writer = csv.writer(file)
+        writer.writerow([*setting_keys, "runs", "seeds", *(f"{m}_{s}" for m in metric_keys for s in ("mean", "sd"))])
+        for g in groups:
+            spreads = [g.spread(m) for m in metric_keys]
+            writer.writerow([*(g.settings.get(k, "") for k in setting_keys), len(g.runs),
+                             " ".join(r.overrides.get(SEED, "") for r in g.runs),
+                             *(_cell(v) for pair in spreads for v in pair)])
+
+    atomic_write(path, write)
+
+
+def _write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups: list[SeedGroup]) -> None:
     shown = [m for m in TABLE_METRICS if any(m in r.metrics for r in runs)]
     lines = [f"# Sweep summary: {path.parent}", "",
              f"{sum(r.status == 'complete' for r in runs)} of {len(runs)} runs complete. Metrics are on the "
-             "test split (nats per image unless named otherwise); rate is the total KL.", "",
-             "| run | " + " | ".join(keys) + " | status | rate | " + " | ".join(shown) + " |",
-             "|" + " --- |" * (len(keys) + 3 + len(shown))]
+             "test split (nats per image unless named otherwise); rate is the total KL.", ""]
+    if groups:
+        settings = [k for k in keys if k != SEED]
+        lines += ["## Over seeds", "",
+                  "Mean ± standard deviation over the complete runs of each configuration.", "",
+                  "| " + " | ".join(settings) + " | runs | rate | " + " | ".join(shown) + " |",
+                  "|" + " --- |" * (len(settings) + 2 + len(shown))]
+        for g in groups:
+            cells = [_spread_cell(*g.spread(m)) for m in ("rate", *shown)]
+            lines.append("| " + " | ".join(g.settings.get(k, "") for k in settings) + f" | {len(g.runs)} | "
+                         + " | ".join(cells) + " |")
+        lines += ["", "## Every run", ""]
+    lines += ["| run | " + " | ".join(keys) + " | status | rate | " + " | ".join(shown) + " |",
+              "|" + " --- |" * (len(keys) + 3 + len(shown))]
     for r in runs:
         lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in keys) + f" | {r.status} | "
                      + _cell(r.rate, 2) + " | " + " | ".join(_cell(r.metrics.get(m), 4) for m in shown) + " |")
     atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def _spread_cell(mean: float, sd: float) -> str:
+    return "" if math.isnan(mean) else f"{mean:.4g} ± {sd:.2g}"
 
 
 def _cell(value: Any, digits: Optional[int] = None) -> str:
@@ -246,7 +309,8 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
 
 
 def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: Path) -> Path:
-    """Each metric against the swept number ``key``, a line per combination of the other swept keys."""
+    """Each metric against the swept number ``key``, a line per combination of the other swept keys;
+    runs that share a point (repeats over seeds) as their mean with a bar of one standard deviation."""
     metrics = [m for m in PLOTTED_METRICS if any(m in r.metrics or (m == "rate" and r.rate is not None) for r in runs)]
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
@@ -258,9 +322,12 @@ def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: P
     values = sorted({float(r.overrides[key]) for r in runs})
     for ax, metric in zip(axes.ravel(), metrics):
         for name, members in groups.items():
-            members = sorted(members, key=lambda r: float(r.overrides[key]))
-            ys = [(r.rate if metric == "rate" else r.metrics.get(metric, np.nan)) for r in members]
-            ax.plot([float(r.overrides[key]) for r in members], ys, "-o", markersize=4, label=name or None)
+            at = sorted({float(r.overrides[key]) for r in members})
+            repeats = [SeedGroup({}, [r for r in members if float(r.overrides[key]) == x]) for x in at]
+            means, sds = zip(*(g.spread(metric) for g in repeats))
+            seeds = max(len(g.runs) for g in repeats)  # repeats of a configuration: mean and sd over them
+            ax.errorbar(at, means, yerr=sds if seeds > 1 else None, fmt="-o", markersize=4, capsize=3,
+                        label=(name or None) if seeds == 1 else f"{name + ', ' if name else ''}mean ± sd of {seeds} seeds")
         if values[0] > 0 and values[-1] / values[0] >= 8:
             ax.set_xscale("log", base=2)
         elif values[0] == 0 and len(values) > 2 and values[-1] / values[1] >= 8:
@@ -269,7 +336,7 @@ def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: P
         ax.set_xlabel(key)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=9)
         ax.grid(alpha=0.3)
-        if others and len(groups) > 1:
+        if (others and len(groups) > 1) or seeds > 1:
             ax.legend(fontsize=7)
     for ax in axes.ravel()[len(metrics):]:
         ax.set_visible(False)
