@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from vae_lab.compose import config_dir
+from vae_lab.compose import config_dir, store_schemas
 from vae_lab.reproduce import WRITE_UPS, Missing, Runs, section, verdict_seed003, verdict_seed004
 from vae_lab.sweep import RunSummary
 
@@ -15,6 +15,7 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     """Every job of `vae-lab sweep experiment=NAME`: the base overrides times the config's sweep."""
     from itertools import product
 
+    store_schemas()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         base = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     params = base.hydra.sweeper.params
@@ -22,9 +23,12 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     return [[f"experiment={experiment}", *job] for job in product(*choices)]
 
 
+LITERATURE_RECIPES = ("jointvae",)  # experiment configs from papers, not from a write-up
+
+
 def test_every_experiment_config_has_a_write_up_and_the_other_way_round():
     configs = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-    assert configs == sorted(w.experiment for w in WRITE_UPS)
+    assert configs == sorted([w.experiment for w in WRITE_UPS] + list(LITERATURE_RECIPES))
     specialized = {p.stem.rsplit("_", 1)[0] for p in (config_dir() / "experiment_model").glob("*.yaml")}
     assert specialized <= set(configs), "experiment_model/ files are named <experiment>_<model>"
 
@@ -93,3 +97,37 @@ def test_a_missing_run_is_reported_not_judged(tmp_path):
     write_up = next(w for w in WRITE_UPS if w.experiment == "seed003_latent_sizes")
     text = "\n".join(section(write_up, tmp_path, [], tmp_path / "docs"))
     assert "Not measured" in text and "not drawn" in text
+
+
+def test_reproduce_only_rewrites_its_own_section_and_figures(tmp_path):
+    """`vae-lab reproduce --only X` leaves the other write-ups' sections and figures as they were."""
+    from vae_lab.reproduce import write_results
+
+    docs = tmp_path / "docs"
+    first, second = WRITE_UPS[0], WRITE_UPS[4]
+    kept_figure = docs / "results" / first.experiment / "sweep_montage.png"
+    kept_figure.parent.mkdir(parents=True)
+    kept_figure.write_bytes(b"an earlier figure")
+    stale_figure = docs / "results" / second.experiment / "old.png"
+    stale_figure.parent.mkdir(parents=True)
+    stale_figure.write_bytes(b"replaced")
+    kept = [f"## {first.title}", "", "**Here:** holds, as measured last week.", "", "![m](results/x.png)", ""]
+    (docs / "results.md").write_text("\n".join(["# The write-ups, rerun", "", "old header", "", *kept,
+                                                f"## {second.title}", "", "old verdict", ""]))
+    empty = tmp_path / "outputs" / second.experiment
+    empty.mkdir(parents=True)
+    write_results(docs, {second.experiment: empty}, [], quick=True, only={second.experiment})
+    text = (docs / "results.md").read_text()
+    assert "\n".join(kept) in text and "old verdict" not in text and "Not measured" in text
+    assert text.index(first.title) < text.index(second.title)
+    assert kept_figure.read_bytes() == b"an earlier figure" and not stale_figure.exists()
+
+
+def test_the_jointvae_recipe_is_dupont_2018(train_config):
+    config = train_config("experiment=jointvae")
+    model, capacity = config.model, config.model.capacity
+    assert (model.name, model.latent_dim, model.n_vars, model.n_cats) == ("combined", 10, 1, 10)
+    assert (capacity.enabled, capacity.gamma, capacity.continuous_max, capacity.discrete_max, capacity.steps) == (
+        True, 30.0, 5.0, 5.0, 25000)
+    assert (config.trainer.lr, config.trainer.batch_size) == (5e-4, 64)
+    assert model.temperature == model.temperature_min == 0.67

@@ -306,25 +306,45 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path) -> li
     return lines
 
 
-def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick: bool) -> Path:
+def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick: bool,
+                  only: Optional[set[str]] = None) -> Path:
+    """docs/results.md: a section per write-up with results in ``folders``. With ``only``, the other
+    write-ups' sections and figures stay exactly as an earlier report left them."""
     mode = ("quick mode (`make reproduce QUICK=1`): 2 epochs and a lighter evaluation, a check that "
             "everything runs rather than the write-ups' numbers" if quick else
             "full mode (`make reproduce`): each write-up's own number of epochs")
     lines = ["# The write-ups, rerun", "",
-             f"Written by `vae-lab reproduce` on {time.strftime('%Y-%m-%d')} in {mode}, on "
-             f"{platform.machine()} with {torch.get_num_threads()} CPU threads"
-             f"{' and ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}. "
-             "Each write-up is one experiment config in `conf/experiment/`; the verdicts below are "
-             "computed from the numbers, not written by hand. Metrics are on the MNIST test split: "
-             "NELBO and NLL in nats per image, accuracies of probes fit on latent means, sample "
-             "metrics from the project's reference classifier (see the README).", ""]
-    shutil.rmtree(docs / "results", ignore_errors=True)  # figures of an earlier report
-    for write_up in WRITE_UPS:
-        if write_up.experiment in folders:
-            lines += section(write_up, folders[write_up.experiment], extra, docs)
+             f"Written by `vae-lab reproduce` on {platform.machine()} with {torch.get_num_threads()} CPU threads"
+             f"{' and ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; each section "
+             "says when and in which mode it was rerun. Each write-up is one experiment config in "
+             "`conf/experiment/`; the verdicts below are computed from the numbers, not written by hand. "
+             "Metrics are on the MNIST test split: NELBO and NLL in nats per image, accuracies of probes fit "
+             "on latent means, sample metrics from the project's reference classifier (see the README).", ""]
     path = docs / "results.md"
+    earlier = previous_sections(path)
+    for write_up in WRITE_UPS:
+        if only is not None and write_up.experiment not in only and write_up.title in earlier:
+            lines += earlier[write_up.title]  # not rerun: as it was, figures and all
+        elif write_up.experiment in folders:
+            shutil.rmtree(docs / "results" / write_up.experiment, ignore_errors=True)  # its earlier figures
+            lines += section(write_up, folders[write_up.experiment], extra, docs)
+            lines[-1:-1] = [f"*Rerun on {time.strftime('%Y-%m-%d')} in {mode}.*", ""]
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path
+
+
+def previous_sections(path: Path) -> dict[str, list[str]]:
+    """The sections of an earlier results.md by write-up title (the text after ``## ``)."""
+    if not path.is_file():
+        return {}
+    sections: dict[str, list[str]] = {}
+    current: Optional[list[str]] = None
+    for line in path.read_text().split("\n"):
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:], [])
+        if current is not None:
+            current.append(line)
+    return sections
 
 
 def main(argv: list[str]) -> None:
@@ -348,4 +368,5 @@ def main(argv: list[str]) -> None:
         print(f"vae-lab: write-up {number} of {len(chosen)}: {write_up.experiment}", file=sys.stderr, flush=True)
         run_write_up(write_up, root / write_up.experiment, extra)
     folders = {w.experiment: root / w.experiment for w in WRITE_UPS if any((root / w.experiment).glob("*/.hydra"))}
-    print(write_results(args.docs.resolve(), folders, extra, args.quick), flush=True)
+    rerun = None if args.only is None else set(args.only)
+    print(write_results(args.docs.resolve(), folders, extra, args.quick, rerun), flush=True)
