@@ -294,6 +294,7 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
             plain = [o.input_line for o in given if not o.is_sweep_override()]
             base = compose(config_name, overrides=plain, return_hydra_config=True)
             basic_sweeper = base.hydra.sweeper._target_.endswith("BasicSweeper")
+            optuna_study = base.hydra.sweeper._target_.endswith("OptunaStudySweeper")
             if parsed.multirun:
                 jobs = [plain]
                 if basic_sweeper:
@@ -310,6 +311,8 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
             if parsed.multirun and basic_sweeper and plan.folder is not None:
                 refuse_another_grid(plan.folder, jobs)
                 plan.jobs, plan.epochs = len(jobs), int(base.trainer.epochs)
+            elif parsed.multirun and optuna_study and plan.folder is not None:
+                plan.jobs, plan.epochs = int(base.hydra.sweeper.n_trials), int(base.trainer.epochs)  # trial k: folder k
             return plan
     except (UserError, HydraException, OmegaConfBaseException) as error:
         fail(one_line(error))
