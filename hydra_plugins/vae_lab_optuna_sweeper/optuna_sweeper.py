@@ -157,10 +157,9 @@ def objective_values(job: Any, objectives: int) -> tuple[list[float], Optional[s
     except Exception as error:  # noqa: BLE001  the job raised: Hydra re-raises it here
         return [], f"failed: {error}"
     if returned is None:
-        folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
-        error = folder / "error.txt"
-        reason = error.read_text().splitlines()[0] if error.is_file() and error.read_text().strip() else "returned no value"
-        return [], f"failed: {reason}"
+        error = Path(job.hydra_cfg.hydra.runtime.output_dir) / "error.txt"  # vae-lab's record of why
+        text = error.read_text().strip() if error.is_file() else ""
+        return [], f"failed: {text.splitlines()[0] if text else 'returned no value'}"
     values = [float(v) for v in (returned if isinstance(returned, (list, tuple)) else [returned])]
     if len(values) != objectives:
         return [], f"returned {len(values)} values for {objectives} objectives"

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from vae_lab.config import LoggerConfig, MlflowConfig
+from vae_lab.runs import flatten
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Trackers:
     def open(settings: LoggerConfig, run_path: Path, config: dict, history: list[dict]) -> "Trackers":
         """Start the trackers ``settings`` names for the run in ``run_path`` (``config`` as saved),
         continuing after ``history`` (the epochs already trained)."""
-        from vae_lab.trackers import csv_file  # here: the optional packages load only when asked for
+        from vae_lab.trackers import csv_file
 
         openers: dict[str, Callable[[], Tracker]] = {
             "csv": lambda: csv_file.CsvTracker(run_path / settings.csv.file, history),
@@ -73,9 +74,6 @@ class Trackers:
                 if tracker is not _FAILED:
                     started.trackers.append(tracker)
         return started
-
-    def __bool__(self) -> bool:
-        return bool(self.trackers)
 
     def epoch(self, row: dict, images: Callable[[], dict[str, torch.Tensor]]) -> None:
         """``images`` is called only when a tracker wants them."""
@@ -133,16 +131,11 @@ def guarded(call: Callable[[], object], what: str, consequence: str) -> object:
         return _FAILED
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    """``{"model": {"beta": 1}}`` as ``{"model.beta": 1}``, each value a number, string or bool
-    (what trackers' parameter tables show); None and lists as their text."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
+def parameters(config: dict) -> dict:
+    """The config as {dotted key: value}, each value a number, string or bool (what trackers'
+    parameter tables show); None and lists as their text."""
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in flatten(config).items()}
 
 
 def refuse_missing_packages(settings: LoggerConfig) -> None:
@@ -158,16 +151,12 @@ def refuse_missing_packages(settings: LoggerConfig) -> None:
 
 
 def _tensorboard():
-    try:
-        from vae_lab.trackers import tensorboard
-    except ImportError as missing:
-        raise ImportError(f"{missing.name} is not installed (pip install 'vae-lab[tensorboard]')") from None
+    from vae_lab.trackers import tensorboard  # imported only when asked for: an optional extra
+
     return tensorboard
 
 
 def _mlflow():
-    try:
-        from vae_lab.trackers import mlflow
-    except ImportError as missing:
-        raise ImportError(f"{missing.name} is not installed (pip install 'vae-lab[mlflow]')") from None
+    from vae_lab.trackers import mlflow  # imported only when asked for: an optional extra
+
     return mlflow

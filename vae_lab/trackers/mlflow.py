@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from vae_lab.config import MlflowConfig
-from vae_lab.trackers import Embedding, Tracker, flatten
+from vae_lab.trackers import Embedding, Tracker, parameters
 
 DEFAULT_STORE = Path("outputs") / "mlflow.db"
 RUN_TAG, SWEEP_TAG = "vae_lab.run_dir", "vae_lab.sweep_dir"
@@ -87,7 +87,7 @@ class MlflowTracker(Tracker):
                 tags["mlflow.parentRunId"] = sweep_run(self.client, experiment, sweep)
             name = f"{run_path.parent.name}/{run_path.name}"
             self.run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
-            params = [Param(k, str(v)) for k, v in flatten(config).items()]
+            params = [Param(k, str(v)) for k, v in parameters(config).items()]
             for start in range(0, len(params), BATCH):
                 self.client.log_batch(self.run_id, params=params[start:start + BATCH])
         else:

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from vae_lab.config import TensorBoardConfig
-from vae_lab.trackers import Embedding, Tracker, flatten
+from vae_lab.trackers import Embedding, Tracker, parameters
 
 FOLDER = "tensorboard"
 # The final metrics the HParams dashboard sets against the config (those a run reports).
@@ -54,7 +54,7 @@ class TensorBoardTracker(Tracker):
         for name, value in finals.items():
             self.writer.add_scalar(name, value, step)
         shown = {name: finals[name] for name in (f"final/{m}" for m in HPARAM_METRICS) if name in finals}
-        for summary in hparams(flatten(self.config), shown or finals):
+        for summary in hparams(parameters(self.config), shown or finals):
             self.writer.file_writer.add_summary(summary)
         for figure in figures:
             if figure.suffix == ".png":
