@@ -9,7 +9,7 @@ import torch
 
 from vae_lab.data import ImageSet, Splits
 from vae_lab.metrics import (importance_sampled_nll, latent_statistics, population_reconstruction_quality,
-                             probe_accuracies, reference_classifier, sample_quality)
+                             probe_accuracies, reference_classifier, sample_quality, traversal_control)
 from vae_lab.models import VAE
 from vae_lab.precision import resolve_precision
 from vae_lab.progress import counting, progress
@@ -139,6 +139,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict
             reference = reference_classifier(configs[0].data, splits, models[0].device)
             section("sample quality", "samples", each(lambda m, c: sample_quality(
                 m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)))
+            section("traversal control", "test", each(lambda m, c: traversal_control(m, reference, splits.test)))
     return metrics
 
 
@@ -167,5 +168,8 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     samples = []
     if settings.sample_images:
         samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
+        test.append("digit_control")
+        if splits.train.hue_bins is not None:
+            test += ["hue_control", "hue_control_digit_change", "digit_control_hue_change"]
     validation = [f"val/{name}" for name in terms] if len(splits.val) else []  # the best epoch's, from training
     return {*(f"test/{name}" for name in test), *(f"samples/{name}" for name in samples), *validation, *RUN_METRICS}

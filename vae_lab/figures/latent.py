@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from vae_lab.data import ImageSet
 from vae_lab.figures.style import (SCATTER_POINTS, TSNE_POINTS, image_grid, label_rows, project, save,
                                    scatter_by_digit, scatter_by_tint, show_grid)
+from vae_lab.metrics.traversal import TRAVERSAL_VALUES, Coordinate, discretised
 
-TRAVERSAL_VALUES = np.linspace(-2, 2, 9)  # seeds/000 traverses each coordinate over (-2, 2)
 TRAVERSED_DIMS = 8  # the most active continuous dimensions shown
 TRAVERSED_VARS = 6  # categorical variables shown (every category of each)
 CATEGORIES_PER_ROW = 16  # more categories wrap onto further rows of equal length
@@ -105,20 +105,16 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
     if spec.continuous == 2 and not spec.discrete:
         return _grid_2d(model, path, caption)
     base_image = data.batch(torch.arange(1, device=data.device)).images
-    base = _discretised(model.embed(base_image).float().cpu(), spec)
+    base = discretised(model.embed(base_image).float().cpu(), spec)
     decode = lambda codes: model.decode(codes.to(model.device)).cpu()  # noqa: E731
     sections = []
     if spec.continuous:
         activity = _embed(model, data, 2000)[:, spec.continuous_slice].var(0)
         dims = np.argsort(-activity)[:TRAVERSED_DIMS]
-        rows = []
-        for d in dims:
-            codes = base.repeat(len(TRAVERSAL_VALUES), 1)
-            codes[:, d] = torch.tensor(TRAVERSAL_VALUES, dtype=codes.dtype)
-            rows.append(decode(codes))
-        sections.append((f"Gaussian dimensions, most active first, each swept over {TRAVERSAL_VALUES[0]:g}..."
-                         f"{TRAVERSAL_VALUES[-1]:g}", [f"$z_{{{d + 1}}}$" for d in dims], rows,
-                         [f"{v:g}" for v in TRAVERSAL_VALUES]))
+        rows = [decode(Coordinate(f"z{d + 1}", int(d)).sweep(base)[0]) for d in dims]
+        low, high = TRAVERSAL_VALUES[0].item(), TRAVERSAL_VALUES[-1].item()
+        sections.append((f"Gaussian dimensions, most active first, each swept over {low:g}...{high:g}", [f"$z_{{{d + 1}}}$" for d in dims], rows,
+                         [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()]))
     if spec.discrete:
         sections.append(_categorical_section(spec, base, decode))
     grids = []
@@ -171,17 +167,6 @@ def _categorical_section(spec, base: torch.Tensor, decode) -> tuple:
     columns = [str(k + 1) for k in range(per_row)] if widest <= per_row else ["" for _ in range(per_row)]
     return (f"{which}, set to each of its {widest if len({k for _, k in spec.discrete}) == 1 else 'K'} "
             f"categories in turn{wrapped}", names, rows, columns)
-
-
-def _discretised(code: torch.Tensor, spec) -> torch.Tensor:
-    """Categorical blocks of a code made one-hot at their most likely category (a code the prior could
-    draw), the Gaussian part left as it is."""
-    code, offset = code.clone(), spec.continuous
-    for n_vars, n_cats in spec.discrete:
-        block = code[:, offset:offset + n_vars * n_cats].view(-1, n_vars, n_cats)
-        code[:, offset:offset + n_vars * n_cats] = F.one_hot(block.argmax(-1), n_cats).float().flatten(1)
-        offset += n_vars * n_cats
-    return code
 
 
 def _grid_2d(model, path: Path, caption: str, side: int = 15) -> Path:
