@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from vae_lab.compose import config_dir, store_schemas
-from vae_lab.reproduce import WRITE_UPS, Missing, Runs, section, verdict_seed003, verdict_seed004
+from vae_lab.reproduce import QUICK_OVERRIDES, Measured, Missing, Runs, load_write_up, section, write_ups
 from vae_lab.sweep import RunSummary
 
 
@@ -23,7 +23,10 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     return [[f"experiment={experiment}", *job] for job in product(*choices)]
 
 
-LITERATURE_RECIPES = ("jointvae",)  # experiment configs from papers, not from a write-up
+LITERATURE_RECIPES = ("burda2016", "jointvae")  # experiment configs from papers, not from a write-up
+WRITE_UPS = write_ups()
+verdict_seed003 = load_write_up("seed003_latent_sizes").verdict
+verdict_seed004 = load_write_up("seed004_latent_and_beta").verdict
 
 
 def test_every_experiment_config_has_a_write_up_and_the_other_way_round():
@@ -62,19 +65,81 @@ def test_seed001s_semi_model_is_the_classifier_on_the_latent(train_config):
         "latent_classifier", 2, 3)
 
 
-def run(name: str, metrics: dict, **overrides: str) -> RunSummary:
-    return RunSummary(name, Path("/nowhere") / name, {f"model.{k}": v for k, v in overrides.items()},
+def run(name: str, metrics: dict, seed: int = 0, **overrides: str) -> RunSummary:
+    return RunSummary(name, Path("/nowhere") / name, {"seed": str(seed), **{f"model.{k}": v for k, v in overrides.items()}},
                       "complete", metrics)
 
 
-def latent_sizes(mse: tuple, ssim: tuple) -> Runs:
-    return Runs([run(str(i), {"test/mse": m, "test/ssim": s, "test/psnr": 20.0}, latent_dim=d)
-                 for i, (d, m, s) in enumerate(zip(("2", "4", "16"), mse, ssim))])
+def latent_sizes(mse: tuple, ssim: tuple, noise: float = 0.0) -> Runs:
+    """Three seeds per latent size, each metric the given value plus -noise, 0, +noise."""
+    return Runs([run(f"{d}-{seed}", {"test/mse": m + (seed - 1) * noise, "test/ssim": s, "test/psnr": 20.0}, seed,
+                     latent_dim=d)
+                 for seed in range(3) for d, m, s in zip(("2", "4", "16"), mse, ssim)])
 
 
 def test_a_verdict_follows_the_numbers():
     assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))).startswith("Holds")
     assert verdict_seed003(latent_sizes((0.05, 0.06, 0.01), (0.6, 0.7, 0.9))).startswith("Does not hold")
+
+
+def test_a_verdict_holds_only_beyond_the_spread_over_seeds():
+    assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.005)).startswith("Holds")
+    assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.02)).startswith("Does not hold")
+
+
+def test_measured_compares_beyond_both_standard_deviations():
+    low, high = Measured((1.0, 2.0, 3.0)), Measured((2.5, 3.5, 4.5))  # means 2 and 3.5, sd 1 each
+    assert not low.below(high) and not high.above(low)
+    assert Measured((0.9, 1.0, 1.1)).below(Measured((1.9, 2.0, 2.1)))
+    assert Measured((1.0,)).below(Measured((1.5,))) and Measured((1.0,)).sd == 0
+    assert f"{Measured((0.5, 0.7)):%}" == "60.0 ± 14.1%" and f"{Measured((2.0, 4.0)):.1f}" == "3.0 ± 1.4"
+    assert f"{Measured((0.5,)):%}" == "50.0%"
+
+
+def test_a_selector_that_matches_two_configurations_is_missing_not_mixed():
+    runs = Runs([run("a", {"test/mse": 0.1}, latent_dim="2", beta="1"),
+                 run("b", {"test/mse": 0.2}, latent_dim="2", beta="4")])
+    with pytest.raises(Missing):
+        runs.get("test/mse", latent_dim="2")
+    assert runs.get("test/mse", latent_dim="2", beta="4").values == (0.2,)
+
+
+def test_quick_mode_runs_one_seed_of_each_configuration():
+    """`seed=0` on the command line replaces the seeds an experiment's sweep lists."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = ["seed=0,1,2", "model.latent_dim=2,4,16"]
+    overrides = OverridesParser.create().parse_overrides([*params, *QUICK_OVERRIDES])
+    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    assert len(jobs) == 3 and all("seed=0" in job for job in jobs)
+
+
+def test_seed000s_verdict_names_the_coordinates_that_control_hue_and_digit(tmp_path):
+    import json
+
+    def model_runs(model: str, probe: float, nelbo: float, **extra: str) -> list[RunSummary]:
+        found = []
+        for seed in range(3):
+            metrics = {"test/probe_acc": 0.95, "test/color_probe_acc": probe + 0.01 * seed, "test/nelbo": nelbo,
+                       "test/hue_control": 90.0, "test/hue_control_digit_change": 0.05,
+                       "test/digit_control": 0.6, "test/digit_control_hue_change": 4.0}
+            path = tmp_path / f"{model}{''.join(extra.values())}-{seed}"
+            path.mkdir(exist_ok=True)
+            (path / "metrics.json").write_text(json.dumps({**metrics, "test/hue_control_by": "z7",
+                                                           "test/digit_control_by": "z2"}))
+            found.append(RunSummary(path.name, path, {"seed": str(seed), "model": model, **extra}, "complete", metrics))
+        return found
+
+    verdict = load_write_up("seed000_three_latents").verdict
+    for probe, holds in ((0.95, "Holds"), (0.5, "Does not hold")):
+        runs = Runs([*model_runs("continuous", probe, 270.0), *model_runs("discrete", probe, 300.0),
+                     *model_runs("combined", probe, 260.0), *model_runs("combined", probe, 262.0,
+                                                                         **{"model.share_encoder": "false"})])
+        text = verdict(runs)
+        assert text.startswith(holds), text
+        assert "(z7 in the first seed) turns the hue by 90 ± 0 degrees" in text and "(z2)" in text
+        assert "the combined model beats the continuous one" in text
 
 
 def test_seed004s_verdict_judges_each_of_its_three_claims():
@@ -91,9 +156,13 @@ def test_seed004s_verdict_judges_each_of_its_three_claims():
 
 def test_a_missing_run_is_reported_not_judged(tmp_path):
     runs = latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))
-    runs.all.pop()
-    with pytest.raises(Missing):
+    unfinished = runs.all[-1]
+    runs.all[-1] = RunSummary(unfinished.name, unfinished.path, unfinished.overrides, "incomplete (3/10 epochs)", {})
+    with pytest.raises(Missing, match="incomplete"):  # one seed short: not judged on the other two
         verdict_seed003(runs)
+    runs.all.pop()
+    with pytest.raises(Missing):  # a configuration with no run at all
+        verdict_seed003(Runs([r for r in runs.all if r.overrides["model.latent_dim"] != "16"]))
     write_up = next(w for w in WRITE_UPS if w.experiment == "seed003_latent_sizes")
     text = "\n".join(section(write_up, tmp_path, [], tmp_path / "docs"))
     assert "Not measured" in text and "not drawn" in text
@@ -131,3 +200,10 @@ def test_the_jointvae_recipe_is_dupont_2018(train_config):
         True, 30.0, 5.0, 5.0, 25000)
     assert (config.trainer.lr, config.trainer.batch_size) == (5e-4, 64)
     assert model.temperature == model.temperature_min == 0.67
+
+
+def test_the_burda_recipe_is_their_one_layer_vae_on_dynamically_binarized_mnist(train_config):
+    config = train_config("experiment=burda2016")
+    assert (config.model.name, config.model.latent_dim, list(config.backbone.hidden)) == ("continuous", 50, [200, 200])
+    assert (config.data.name, config.data.binarize) == ("mnist", "dynamic")
+    assert (config.trainer.batch_size, config.trainer.lr, config.eval.is_samples) == (20, 1e-3, 5000)

@@ -9,9 +9,13 @@ everything runs, on a laptop, in about half an hour.
 """
 
 import argparse
+import dataclasses
+import functools
+import importlib.util
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -21,10 +25,13 @@ from typing import Callable, Optional
 
 import torch
 
+from vae_lab.compose import config_dir
 from vae_lab.runs import atomic_write
-from vae_lab.sweep import RunSummary, read_runs, summarize, swept_keys
+from vae_lab.sweep import SEED, RunSummary, read_runs, seed_groups, seeds_table, summarize, swept_keys
 
-QUICK_OVERRIDES = ("trainer.epochs=2", "eval.is_samples=100", "eval.sample_images=2000",
+# Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
+# seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
+QUICK_OVERRIDES = ("seed=0", "trainer.epochs=2", "eval.is_samples=100", "eval.sample_images=2000",
                    "eval.tsne_points=1000", "eval.probe_images=5000")
 
 
@@ -32,28 +39,67 @@ class Missing(Exception):
     """A number a verdict needs is not there (its run failed or has not finished)."""
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One metric of one configuration, over the seeds it was run with."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def sd(self) -> float:
+        """The standard deviation over seeds (n - 1 in the denominator); 0 for one seed."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def below(self, other: "Measured") -> bool:
+        """Lower beyond the spread: the two means differ by more than the two standard deviations
+        together. With one seed each this is a plain comparison, and the report says it is one seed."""
+        return self.mean + self.sd < other.mean - other.sd
+
+    def above(self, other: "Measured") -> bool:
+        return other.below(self)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{m:.3f}"``: mean ± sd to that format; ``f"{m:%}"``: both as percentages with one decimal."""
+        if spec == "%":
+            return f"{100 * self.mean:.1f}" + (f" ± {100 * self.sd:.1f}%" if len(self.values) > 1 else "%")
+        return format(self.mean, spec) + (f" ± {format(self.sd, spec)}" if len(self.values) > 1 else "")
+
+
 class Runs:
-    """A sweep's runs, picked by their overrides' short names: ``runs.get("test/mse", latent_dim="2")``.
-    A selector value ``None`` asks for runs without that override."""
+    """A sweep's runs, picked by their overrides' short names: ``runs.get("test/mse", latent_dim="2")``
+    is test MSE over the seeds of the runs with latent_dim 2. A selector value ``None`` asks for
+    runs without that override; the seed is never part of a selector."""
 
     def __init__(self, runs: list[RunSummary]):
         self.all = runs
 
-    def find(self, **selector: Optional[str]) -> RunSummary:
+    def configuration(self, **selector: Optional[str]) -> list[RunSummary]:
+        """The runs of the one configuration the selector picks, one per seed."""
         def matches(run: RunSummary) -> bool:
             short = {key.rsplit(".", 1)[-1]: value for key, value in run.overrides.items()}
             return all(short.get(name) == (None if value is None else str(value)) for name, value in selector.items())
 
         found = [r for r in self.all if matches(r)]
-        if len(found) != 1:
-            raise Missing(f"{len(found)} runs match {selector}")
-        return found[0]
+        configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if k != SEED)) for r in found}
+        if len(configurations) != 1:
+            raise Missing(f"{len(configurations)} configurations match {selector}")
+        return found
 
-    def get(self, metric: str, **selector: Optional[str]) -> float:
-        run = self.find(**selector)
-        if metric not in run.metrics:
-            raise Missing(f"{metric} of run {run.name} ({run.status})")
-        return run.metrics[metric]
+    def find(self, **selector: Optional[str]) -> RunSummary:
+        """The configuration's first run (lowest seed): the one whose figures are shown."""
+        return min(self.configuration(**selector), key=lambda r: int(r.overrides.get(SEED, "0")))
+
+    def get(self, metric: str, **selector: Optional[str]) -> Measured:
+        runs = self.configuration(**selector)
+        values = tuple(r.metrics[metric] for r in runs if metric in r.metrics)
+        if len(values) < len(runs):
+            lacking = ", ".join(f"{r.name} ({r.status})" for r in runs if metric not in r.metrics)
+            raise Missing(f"{metric} of run(s) {lacking}")
+        return Measured(values)
 
 
 @dataclass(frozen=True)
@@ -65,157 +111,31 @@ class Figure:
 
 @dataclass(frozen=True)
 class WriteUp:
-    experiment: str                       # conf/experiment/<experiment>.yaml
+    """A write-up as `vae-lab reproduce` reports it: conf/experiment/<experiment>.py defines one
+    beside the recipe <experiment>.yaml."""
+
     title: str
     observation: str                      # what the write-up reports, in our words
     metrics: tuple[str, ...]              # the table's columns
     figures: tuple[Figure, ...]
-    verdict: Callable[[Runs], str]
+    verdict: Callable[[Runs], str]        # a sentence from the numbers: "Holds" only beyond the spread
     extra_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder: `vae-lab train` overrides
+    experiment: str = ""                  # set from the file's name
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+def load_write_up(experiment: str) -> WriteUp:
+    """The WriteUp that conf/experiment/<experiment>.py defines."""
+    path = config_dir() / "experiment" / f"{experiment}.py"
+    spec = importlib.util.spec_from_file_location(f"vae_lab_write_up_{experiment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dataclasses.replace(module.WRITE_UP, experiment=experiment)
 
 
-def verdict_seed000(runs: Runs) -> str:
-    digit = runs.get("test/probe_acc", model="continuous", share_encoder=None)
-    color = runs.get("test/color_probe_acc", model="continuous", share_encoder=None)
-    nelbo = {name: runs.get("test/nelbo", model=name, share_encoder=None)
-             for name in ("continuous", "discrete", "combined")}
-    separate = runs.get("test/nelbo", model="combined", share_encoder="false")
-    probes = f"a linear probe reads the digit at {_pct(digit)} and the hue bin at {_pct(color)} from it"
-    if min(digit, color) > 0.8:
-        claim = f"Holds: the continuous latent carries both digit and color ({probes}; the traversal shows which "
-        claim += "coordinates move which)."
-    else:
-        claim = f"Does not hold: the continuous latent does not carry both digit and color ({probes}; chance is "
-        claim += "10% and one over the number of hue bins)."
-    return (f"{claim} Test NELBO: continuous {nelbo['continuous']:.1f}, discrete "
-            f"{nelbo['discrete']:.1f}, combined {nelbo['combined']:.1f} nats with a shared encoder and "
-            f"{separate:.1f} with separate ones, so the combined model "
-            f"{'beats' if nelbo['combined'] < nelbo['continuous'] else 'does not beat'} the continuous one here.")
-
-
-def verdict_seed001(runs: Runs) -> str:
-    plain = runs.get("test/knn_acc", model="continuous")
-    semi = runs.get("test/knn_acc", model="semi")
-    accuracy = runs.get("test/class_acc", model="semi")
-    asked = runs.get("samples/label_acc", model="semi")
-    holds = "Holds" if semi > plain + 0.02 and asked > 0.5 else "Does not hold"
-    return (f"{holds}: with the classifier on the 2-D latent, digits separate further (5-NN accuracy in "
-            f"the latent plane {_pct(semi)} against {_pct(plain)} without it; the classifier itself "
-            f"{_pct(accuracy)} on test), and a sample generated for a chosen digit is read as that digit "
-            f"{_pct(asked)} of the time.")
-
-
-def verdict_seed002(runs: Runs) -> str:
-    names = ("continuous", "discrete", "both")
-    mse = {name: runs.get("test/mse", model=name) for name in names}
-    color = {name: runs.get("test/color_probe_acc", model=name) for name in names}
-    best = min(mse, key=mse.get)
-    holds = "Holds" if best == "discrete" else "Does not hold"
-    return (f"{holds}: the write-up found the discrete model's reconstructions best; here test MSE is "
-            + ", ".join(f"{name} {mse[name]:.4f}" for name in names)
-            + f" ({best} best), and the hue bin is read from the latent at "
-            + ", ".join(f"{_pct(color[name])} ({name})" for name in names) + ".")
-
-
-def verdict_seed003(runs: Runs) -> str:
-    sizes = ("2", "4", "16")
-    mse = [runs.get("test/mse", latent_dim=s) for s in sizes]
-    ssim = [runs.get("test/ssim", latent_dim=s) for s in sizes]
-    psnr = [runs.get("test/psnr", latent_dim=s) for s in sizes]
-    improves = all(a > b for a, b in zip(mse, mse[1:])) and all(a < b for a, b in zip(ssim, ssim[1:]))
-    return (f"{'Holds' if improves else 'Does not hold'}: a larger latent reconstructs better at every step "
-            f"(latent 2 / 4 / 16: MSE {' / '.join(f'{v:.4f}' for v in mse)}, SSIM "
-            f"{' / '.join(f'{v:.3f}' for v in ssim)}, PSNR {' / '.join(f'{v:.1f}' for v in psnr)} dB).")
-
-
-def verdict_seed004(runs: Runs) -> str:
-    knn = {d: runs.get("test/knn_acc", latent_dim=d, beta="1") for d in ("2", "64")}
-    at = {b: runs.find(latent_dim="64", beta=b).metrics for b in ("0", "1", "10")}
-    need = ("test/mse", "samples/fd", "samples/class_entropy")
-    if any(m not in at[b] for b in at for m in need):
-        raise Missing("latent 64 runs' metrics")
-    clusters = knn["64"] > knn["2"]
-    beta0 = at["0"]["test/mse"] < at["1"]["test/mse"] and at["0"]["samples/fd"] > at["1"]["samples/fd"]
-    beta10 = at["10"]["test/mse"] > at["1"]["test/mse"] and (at["10"]["samples/class_entropy"]
-                                                             < at["1"]["samples/class_entropy"])
-    holds = {3: "Holds", 0: "Does not hold"}.get(clusters + beta0 + beta10, "Holds in part")
-    return (f"{holds}: latent 64 clusters digits {'better' if clusters else 'no better'} than latent 2 "
-            f"(5-NN accuracy {_pct(knn['64'])} vs {_pct(knn['2'])}); at latent 64, beta 0 reconstructs "
-            f"best (test MSE {at['0']['test/mse']:.4f} vs {at['1']['test/mse']:.4f} at beta 1) but its prior "
-            f"samples are {'worse' if at['0']['samples/fd'] > at['1']['samples/fd'] else 'no worse'} "
-            f"(Frechet distance {at['0']['samples/fd']:.0f} vs {at['1']['samples/fd']:.0f}), and beta 10 "
-            f"blurs (MSE {at['10']['test/mse']:.4f}) with digit-class entropy of its samples "
-            f"{at['10']['samples/class_entropy']:.2f} vs {at['1']['samples/class_entropy']:.2f} nats at beta 1.")
-
-
-WRITE_UPS = (
-    WriteUp("seed000_three_latents", "seeds/000: three latent spaces on random-color MNIST",
-            "A continuous, a discrete (N=6, K=25) and a combined (N=5, K=65) latent; a latent coordinate "
-            "controls both the color and the digit; encoder weights shared or not.",
-            ("test/nelbo", "test/nll", "test/mse", "test/probe_acc", "test/color_probe_acc", "samples/fd"),
-            (Figure("Prior samples and test reconstructions of every model", "montage.png"),
-             Figure("Continuous: traversal of the most informative coordinates over (-2, 2)",
-                    "latent_traversal.png", {"model": "continuous", "share_encoder": None}),
-             Figure("Continuous: range of each latent coordinate", "latent_ranges.png",
-                    {"model": "continuous", "share_encoder": None}),
-             Figure("Discrete: PCA of the relaxed codes", "latent_scatter.png",
-                    {"model": "discrete", "share_encoder": None}),
-             Figure("Combined: traversals of the Gaussian coordinates and of each category",
-                    "latent_traversal.png", {"model": "combined", "share_encoder": None})),
-            verdict_seed000,
-            extra_runs={"separate_encoder": ("model=combined", "model.share_encoder=false")}),
-    WriteUp("seed001_conv_semi", "seeds/001: a convolutional VAE and its semi-supervised variant",
-            "With a classifier on the 2-D latent, digit classes separate in latent space, and a digit can "
-            "be generated on request.",
-            ("test/nelbo", "test/mse", "test/probe_acc", "test/knn_acc", "test/class_acc", "samples/label_acc"),
-            (Figure("Latent scatter by digit, without the classifier", "latent_scatter.png", {"model": "continuous"}),
-             Figure("Latent scatter by digit, with the classifier", "latent_scatter.png", {"model": "semi"}),
-             Figure("Decoded grid over the latent plane, without the classifier", "latent_traversal.png",
-                    {"model": "continuous"}),
-             Figure("Generated digits, one row per requested label", "conditional_samples.png", {"model": "semi"}),
-             Figure("Test reconstructions", "reconstructions.png", {"model": "continuous"})),
-            verdict_seed001),
-    WriteUp("seed002_fc_color", "seeds/002: small fully connected models on random-color MNIST",
-            "Of continuous, discrete (N=3, K=20) and both side by side, the discrete model reconstructs test "
-            "images best and captures color better; the continuous one whitens digits.",
-            ("test/nelbo", "test/mse", "test/ssim", "test/probe_acc", "test/color_probe_acc"),
-            (Figure("Test images and reconstructions of every model", "montage.png"),
-             Figure("Continuous: latent space by digit and by tint", "latent_scatter.png", {"model": "continuous"}),
-             Figure("Continuous: decoded latent grid", "latent_traversal.png", {"model": "continuous"}),
-             Figure("Both: decoded grid of its Gaussian half", "latent_traversal.png", {"model": "both"}),
-             Figure("Discrete: each category of each variable in turn", "latent_traversal.png",
-                    {"model": "discrete"})),
-            verdict_seed002),
-    WriteUp("seed003_latent_sizes", "seeds/003: latent size 2, 4 and 16, and image-quality metrics",
-            "A larger latent gives sharper reconstructions: MSE, SSIM and PSNR improve from 2 to 16.",
-            ("test/nelbo", "test/mse", "test/psnr", "test/ssim", "test/active_units"),
-            (Figure("Test metrics against latent size", "metrics_vs_latent_dim.png"),
-             Figure("Prior samples and test reconstructions by latent size", "montage.png"),
-             Figure("Latent 2: loss, KL, MSE, PSNR and SSIM by epoch", "training_curves.png", {"latent_dim": "2"}),
-             Figure("Latent 16: loss, KL, MSE, PSNR and SSIM by epoch", "training_curves.png", {"latent_dim": "16"}),
-             Figure("Latent 2: the latent space and reconstructions over training", "training_evolution.gif",
-                    {"latent_dim": "2"})),
-            verdict_seed003),
-    WriteUp("seed004_latent_and_beta", "seeds/004: latent 2 vs 64, beta 0 vs 10",
-            "Latent 64 clusters digits better than latent 2; beta 0 reconstructs well but its prior samples "
-            "are garbage; beta 10 is blurry with little diversity.",
-            ("test/nelbo", "test/kl", "test/mse", "test/knn_acc", "samples/fd", "samples/class_entropy"),
-            (Figure("Rate and distortion of every run", "rate_distortion.png"),
-             Figure("Prior samples and test reconstructions of every run", "montage.png"),
-             Figure("Latent 2, beta 1: the latent plane", "latent_scatter.png", {"latent_dim": "2", "beta": "1"}),
-             Figure("Latent 64, beta 1: PCA and t-SNE", "latent_scatter.png", {"latent_dim": "64", "beta": "1"}),
-             Figure("Latent 64, beta 1: samples near training images' posteriors", "samples_posterior.png",
-                    {"latent_dim": "64", "beta": "1"}),
-             Figure("Latent 64, beta 0: prior samples", "samples.png", {"latent_dim": "64", "beta": "0"}),
-             Figure("Latent 64, beta 10: prior samples", "samples.png", {"latent_dim": "64", "beta": "10"}),
-             Figure("Latent 64, beta 1: interpolation between two digits", "interpolation.gif",
-                    {"latent_dim": "64", "beta": "1"})),
-            verdict_seed004),
-)
+@functools.cache
+def write_ups() -> tuple[WriteUp, ...]:
+    """Every write-up: each conf/experiment/<name>.py beside its recipe, in the order of their names."""
+    return tuple(load_write_up(path.stem) for path in sorted((config_dir() / "experiment").glob("*.py")))
 
 
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
@@ -223,9 +143,9 @@ def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
     time it took is added up in <folder>/SPENT_FILE, over calls that resume it."""
     started = time.perf_counter()
     vae_lab = [sys.executable, "-m", "vae_lab"]
-    for name, overrides in write_up.extra_runs.items():
-        subprocess.run([*vae_lab, "train", f"experiment={write_up.experiment}", *overrides, "trainer.resume=true",
-                        *extra, f"hydra.run.dir={folder / name}"], check=False)
+    for name, overrides in write_up.extra_runs.items():  # over the same seeds as the main sweep
+        subprocess.run([*vae_lab, "sweep", f"experiment={write_up.experiment}", *overrides, *extra,
+                        f"hydra.sweep.dir={folder / name}"], check=False)
     subprocess.run([*vae_lab, "sweep", f"experiment={write_up.experiment}", *extra, f"hydra.sweep.dir={folder}"],
                    check=False)  # a failed job is reported in the results; the other write-ups go on
     summarize(folder)
@@ -246,10 +166,17 @@ def seconds_spent(folder: Path) -> Optional[float]:
 
 def commands(write_up: WriteUp, extra: list[str]) -> list[str]:
     quick = " ".join(extra)
-    lines = [f"vae-lab sweep experiment={write_up.experiment} {quick}".strip()]
-    lines += [f"vae-lab train experiment={write_up.experiment} {' '.join(o)} {quick}".strip()
-              for o in write_up.extra_runs.values()]
-    return lines
+    return [f"vae-lab sweep experiment={write_up.experiment} {' '.join(overrides)} {quick}".replace("  ", " ").strip()
+            for overrides in [(), *write_up.extra_runs.values()]]
+
+
+def read_write_up_runs(write_up: WriteUp, folder: Path) -> Runs:
+    """The runs of the write-up's sweep, and of its extra sweeps (named <extra>/<job>)."""
+    runs = read_runs(folder)
+    for name in write_up.extra_runs:
+        if (folder / name).is_dir():
+            runs += [dataclasses.replace(r, name=f"{name}/{r.name}") for r in read_runs(folder / name)]
+    return Runs(runs)
 
 
 def _copy_for_the_web(source: Path, target: Path, width: int = 1000) -> None:
@@ -271,7 +198,7 @@ def _slug(selector: dict) -> str:
 
 
 def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path) -> list[str]:
-    runs = Runs(read_runs(folder))
+    runs = read_write_up_runs(write_up, folder)
     lines = [f"## {write_up.title}", "", f"*The write-up:* {write_up.observation}", ""]
     try:
         verdict = write_up.verdict(runs)
@@ -281,14 +208,12 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path) -> li
     spent = seconds_spent(folder)
     took = f", {spent / 60:.1f} min of training and evaluation here" if spent is not None else ""
     lines += [f"Sweep folder: `{os.path.relpath(folder)}`{took}.", ""]
-    labels = swept_keys(runs.all)
-    lines += ["| run | " + " | ".join(labels) + " | status | " + " | ".join(write_up.metrics) + " |",
-              "|" + " --- |" * (len(labels) + 2 + len(write_up.metrics))]
-    for r in runs.all:
-        cells = [f"{r.metrics[m]:.4g}" if m in r.metrics else "" for m in write_up.metrics]
-        lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in labels)
-                     + f" | {r.status} | " + " | ".join(cells) + " |")
-    lines.append("")
+    keys = swept_keys(runs.all)
+    complete = sum(r.status == "complete" for r in runs.all)
+    seeds = sorted({r.overrides.get(SEED, "") for r in runs.all})
+    lines += [f"{complete} of {len(runs.all)} runs complete; mean ± standard deviation over seeds "
+              f"{', '.join(seeds)} (every run: `summary.md` in the sweep folder).", "",
+              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if k != SEED], list(write_up.metrics)), ""]
     target = docs / "results" / write_up.experiment
     for figure in write_up.figures:
         try:
@@ -322,7 +247,7 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
              "on latent means, sample metrics from the project's reference classifier (see the README).", ""]
     path = docs / "results.md"
     earlier = previous_sections(path)
-    for write_up in WRITE_UPS:
+    for write_up in write_ups():
         if only is not None and write_up.experiment not in only and write_up.title in earlier:
             lines += earlier[write_up.title]  # not rerun: as it was, figures and all
         elif write_up.experiment in folders:
@@ -350,14 +275,14 @@ def previous_sections(path: Path) -> dict[str, list[str]]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="vae-lab reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs and a lighter evaluation")
-    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=[w.experiment for w in WRITE_UPS],
+    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=[w.experiment for w in write_ups()],
                         help="rerun these write-ups only (the report still covers every one that has results)")
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where the sweep folders go")
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where results.md goes")
     args = parser.parse_args(argv)
     extra = list(QUICK_OVERRIDES) if args.quick else []
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
-    chosen = [w for w in WRITE_UPS if args.only is None or w.experiment in args.only]
+    chosen = [w for w in write_ups() if args.only is None or w.experiment in args.only]
     known = {w.experiment: seconds_spent(root / w.experiment) for w in chosen}
     if all(known.values()):
         cost = f"they took {sum(known.values()) / 60:.0f} min here before, a rerun skips what is complete"
@@ -367,6 +292,6 @@ def main(argv: list[str]) -> None:
     for number, write_up in enumerate(chosen, start=1):
         print(f"vae-lab: write-up {number} of {len(chosen)}: {write_up.experiment}", file=sys.stderr, flush=True)
         run_write_up(write_up, root / write_up.experiment, extra)
-    folders = {w.experiment: root / w.experiment for w in WRITE_UPS if any((root / w.experiment).glob("*/.hydra"))}
+    folders = {w.experiment: root / w.experiment for w in write_ups() if any((root / w.experiment).glob("*/.hydra"))}
     rerun = None if args.only is None else set(args.only)
     print(write_results(args.docs.resolve(), folders, extra, args.quick, rerun), flush=True)

@@ -229,22 +229,32 @@ def _write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups:
              f"{sum(r.status == 'complete' for r in runs)} of {len(runs)} runs complete. Metrics are on the "
              "test split (nats per image unless named otherwise); rate is the total KL.", ""]
     if groups:
-        settings = [k for k in keys if k != SEED]
-        lines += ["## Over seeds", "",
-                  "Mean ± standard deviation over the complete runs of each configuration.", "",
-                  "| " + " | ".join(settings) + " | runs | rate | " + " | ".join(shown) + " |",
-                  "|" + " --- |" * (len(settings) + 2 + len(shown))]
-        for g in groups:
-            cells = [_spread_cell(*g.spread(m)) for m in ("rate", *shown)]
-            lines.append("| " + " | ".join(g.settings.get(k, "") for k in settings) + f" | {len(g.runs)} | "
-                         + " | ".join(cells) + " |")
-        lines += ["", "## Every run", ""]
-    lines += ["| run | " + " | ".join(keys) + " | status | rate | " + " | ".join(shown) + " |",
-              "|" + " --- |" * (len(keys) + 3 + len(shown))]
-    for r in runs:
-        lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in keys) + f" | {r.status} | "
-                     + _cell(r.rate, 2) + " | " + " | ".join(_cell(r.metrics.get(m), 4) for m in shown) + " |")
+        lines += ["## Over seeds", "", "Mean ± standard deviation over the complete runs of each configuration.",
+                  "", *seeds_table(groups, [k for k in keys if k != SEED], ["rate", *shown]), "", "## Every run", ""]
+    lines += runs_table(runs, keys, ["rate", *shown])
     atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def seeds_table(groups: list[SeedGroup], settings: list[str], metrics: list[str]) -> list[str]:
+    """A markdown table: a row per configuration, its mean ± sd over seeds for each metric."""
+    lines = ["| " + " | ".join(settings) + " | runs | " + " | ".join(metrics) + " |",
+             "|" + " --- |" * (len(settings) + 1 + len(metrics))]
+    for g in groups:
+        cells = [_spread_cell(*g.spread(m)) for m in metrics]
+        lines.append("| " + " | ".join(g.settings.get(k, "") for k in settings) + f" | {len(g.runs)} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+def runs_table(runs: list[RunSummary], keys: list[str], metrics: list[str]) -> list[str]:
+    """A markdown table: a row per run, its settings, status and metrics (4 significant digits)."""
+    lines = ["| run | " + " | ".join(keys) + " | status | " + " | ".join(metrics) + " |",
+             "|" + " --- |" * (len(keys) + 2 + len(metrics))]
+    for r in runs:
+        cells = [_cell(r.rate if m == "rate" else r.metrics.get(m), 4) for m in metrics]
+        lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in keys) + f" | {r.status} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def _spread_cell(mean: float, sd: float) -> str:
