@@ -186,7 +186,7 @@ def test_resume_refuses_a_changed_model(finished_run, vae_lab):
 
 def test_help_lists_the_user_groups_and_the_main_keys_with_their_defaults(vae_lab):
     shown = vae_lab("train", "--help").stdout
-    assert "schema" not in shown and "experiment_model" not in shown  # internal groups stay hidden
+    assert "schema" not in shown and "experiment_model" not in shown and "backbone_data" not in shown  # internal
     assert "continuous*" in shown and "mlp*" in shown
     assert "model.latent_dim=20" in shown and "trainer.epochs=10" in shown
     assert "eval.is_samples=100" in shown

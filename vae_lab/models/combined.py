@@ -45,7 +45,8 @@ class CombinedConfig(ContinuousAndDiscrete):
     def cross_check(self) -> None:
         if self.capacity.enabled and self.beta_warmup_steps:
             raise ConfigError("beta_warmup_steps", self.beta_warmup_steps,
-                              "has no effect with capacity.enabled=true, whose targets replace beta; use one of them")
+                              "has no effect with capacity.enabled=true, whose targets replace beta; use one of "
+                              "them (conv and unet on color_mnist warm up by default: add model.beta_warmup_steps=0)")
 
 
 def joint_latent(config: ContinuousAndDiscrete) -> JointLatent:
