@@ -15,7 +15,6 @@ import importlib.util
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +26,8 @@ import torch
 
 from vae_lab.compose import config_dir
 from vae_lab.runs import atomic_write
-from vae_lab.sweep import SEED, RunSummary, read_runs, seed_groups, seeds_table, summarize, swept_keys
+from vae_lab.sweep import (SEED, Measured, RunSummary, read_runs, seed_groups, seeds_table, summarize,
+                           swept_keys)
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
@@ -37,36 +37,6 @@ QUICK_OVERRIDES = ("seed=0", "trainer.epochs=2", "eval.is_samples=100", "eval.sa
 
 class Missing(Exception):
     """A number a verdict needs is not there (its run failed or has not finished)."""
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One metric of one configuration, over the seeds it was run with."""
-
-    values: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def sd(self) -> float:
-        """The standard deviation over seeds (n - 1 in the denominator); 0 for one seed."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-    def below(self, other: "Measured") -> bool:
-        """Lower beyond the spread: the two means differ by more than the two standard deviations
-        together. With one seed each this is a plain comparison, and the report says it is one seed."""
-        return self.mean + self.sd < other.mean - other.sd
-
-    def above(self, other: "Measured") -> bool:
-        return other.below(self)
-
-    def __format__(self, spec: str) -> str:
-        """``f"{m:.3f}"``: mean ± sd to that format; ``f"{m:%}"``: both as percentages with one decimal."""
-        if spec == "%":
-            return f"{100 * self.mean:.1f}" + (f" ± {100 * self.sd:.1f}%" if len(self.values) > 1 else "%")
-        return format(self.mean, spec) + (f" ± {format(self.sd, spec)}" if len(self.values) > 1 else "")
 
 
 class Runs:
@@ -119,7 +89,7 @@ class WriteUp:
     metrics: tuple[str, ...]              # the table's columns
     figures: tuple[Figure, ...]
     verdict: Callable[[Runs], str]        # a sentence from the numbers: "Holds" only beyond the spread
-    extra_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder: `vae-lab train` overrides
+    extra_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder: overrides of an extra sweep
     experiment: str = ""                  # set from the file's name
 
 

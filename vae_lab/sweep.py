@@ -141,6 +141,36 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
 SEED = "seed"  # runs that differ only in it are repeats of one configuration
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One metric of one configuration, over the seeds it was run with."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def sd(self) -> float:
+        """The standard deviation over seeds (n - 1 in the denominator); 0 for one seed."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+    def below(self, other: "Measured") -> bool:
+        """Lower beyond the spread: the two means differ by more than the two standard deviations
+        together. With one seed each this is a plain comparison."""
+        return self.mean + self.sd < other.mean - other.sd
+
+    def above(self, other: "Measured") -> bool:
+        return other.below(self)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{m:.3f}"``: mean ± sd to that format; ``f"{m:%}"``: both as percentages with one decimal."""
+        if spec == "%":
+            return f"{100 * self.mean:.1f}" + (f" ± {100 * self.sd:.1f}%" if len(self.values) > 1 else "%")
+        return format(self.mean, spec) + (f" ± {format(self.sd, spec)}" if len(self.values) > 1 else "")
+
+
 @dataclass
 class SeedGroup:
     """The complete runs of one configuration over seeds."""
@@ -149,9 +179,10 @@ class SeedGroup:
     runs: list[RunSummary]
 
     def spread(self, metric: str) -> tuple[float, float]:
-        """Mean and standard deviation (n - 1 in the denominator; 0 for one run) over the runs."""
-        values = np.array([r.rate if metric == "rate" else r.metrics.get(metric, np.nan) for r in self.runs], float)
-        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        """Mean and standard deviation over the runs (nan where a run lacks the metric)."""
+        measured = Measured(tuple(float("nan") if value is None else value for value in
+                                  (r.rate if metric == "rate" else r.metrics.get(metric) for r in self.runs)))
+        return measured.mean, measured.sd
 
 
 def seed_groups(runs: list[RunSummary], keys: list[str]) -> list[SeedGroup]:
