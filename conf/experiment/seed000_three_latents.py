@@ -42,7 +42,7 @@ WRITE_UP = WriteUp(
     "A continuous, a discrete (N=6, K=25) and a combined (N=5, K=65) latent; latent coordinates control the "
     "color and the digit; encoder weights shared or not.",
     ("test/nelbo", "test/mse", "test/probe_acc", "test/color_probe_acc", "test/hue_control", "test/digit_control",
-     "samples/fd"),
+     "test/code_mi", "samples/fd"),
     (Figure("Prior samples and test reconstructions of every model", "montage.png"),
      Figure("Continuous: traversal of the most informative coordinates over (-2, 2)",
             "latent_traversal.png", {"model": "continuous", **SHARED}),
