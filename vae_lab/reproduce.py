@@ -2,10 +2,10 @@
 
 ``vae-lab reproduce`` (``make reproduce``) runs each write-up's sweep into
 ``outputs/reproduce/<experiment>/``, resuming whatever an earlier call left unfinished, then writes
-``docs/results.md``: per write-up the command, the numbers measured, the figures it names (copied to
-``docs/results/``) and one sentence, computed from the numbers, on whether its observation holds here.
-``--quick`` trains 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a check that
-everything runs, on a laptop, in about half an hour.
+``docs/results.md``: per write-up the commands, the mean ± sd of its metrics over seeds, the figures it
+names (copied to ``docs/results/``) and its verdict (``conf/experiment/<name>.py``).
+``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a
+check that everything runs rather than the write-ups' numbers.
 """
 
 import argparse
@@ -211,8 +211,9 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
     lines = ["# The write-ups, rerun", "",
              f"Written by `vae-lab reproduce` on {platform.machine()} with {torch.get_num_threads()} CPU threads"
              f"{' and ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; each section "
-             "says when and in which mode it was rerun. Each write-up is one experiment config in "
-             "`conf/experiment/`; the verdicts below are computed from the numbers, not written by hand. "
+             "says when and in which mode it was rerun. Each write-up is a recipe and a verdict in "
+             "`conf/experiment/` (`<name>.yaml`, `<name>.py`); the verdicts below are computed from the numbers, "
+             "not written by hand, and say \"holds\" only where the difference exceeds the spread over seeds. "
              "Metrics are on the MNIST test split: NELBO and NLL in nats per image, accuracies of probes fit "
              "on latent means, sample metrics from the project's reference classifier (see the README).", ""]
     path = docs / "results.md"
