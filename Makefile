@@ -39,7 +39,7 @@ test: install  ## the whole test suite, one worker per core (about 5 minutes on 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
-reproduce: install  ## rerun the five write-ups into outputs/reproduce/ and write docs/results.md (QUICK=1: 2 epochs)
+reproduce: install  ## rerun the five write-ups into outputs/reproduce/ and write docs/results.md (QUICK=1: seed 0, 2 epochs)
 	$(BIN)/vae-lab reproduce $(if $(QUICK),--quick) $(ARGS)
 
 clean:
