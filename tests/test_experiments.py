@@ -135,7 +135,7 @@ def test_seed000s_verdict_names_the_coordinates_that_control_hue_and_digit(tmp_p
     for probe, holds in ((0.95, "Holds"), (0.5, "Does not hold")):
         runs = Runs([*model_runs("continuous", probe, 270.0), *model_runs("discrete", probe, 300.0),
                      *model_runs("combined", probe, 260.0), *model_runs("combined", probe, 262.0,
-                                                                         **{"model.share_encoder": "false"})])
+                                                                         **{"model.share_encoder": "False"})])
         text = verdict(runs)
         assert text.startswith(holds), text
         assert "(z7 in the first seed) turns the hue by 90 ± 0 degrees" in text and "(z2)" in text

@@ -50,8 +50,9 @@ class Runs:
     def configuration(self, **selector: Optional[str]) -> list[RunSummary]:
         """The runs of the one configuration the selector picks, one per seed."""
         def matches(run: RunSummary) -> bool:
-            short = {key.rsplit(".", 1)[-1]: value for key, value in run.overrides.items()}
-            return all(short.get(name) == (None if value is None else str(value)) for name, value in selector.items())
+            short = {key.rsplit(".", 1)[-1]: _spelled(value) for key, value in run.overrides.items()}
+            return all(short.get(name) == (None if value is None else _spelled(str(value)))
+                       for name, value in selector.items())
 
         found = [r for r in self.all if matches(r)]
         configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if k != SEED)) for r in found}
@@ -70,6 +71,11 @@ class Runs:
             lacking = ", ".join(f"{r.name} ({r.status})" for r in runs if metric not in r.metrics)
             raise Missing(f"{metric} of run(s) {lacking}")
         return Measured(values)
+
+
+def _spelled(value: str) -> str:
+    """An override's value as compared: Hydra's sweeper writes `false` back as `False`."""
+    return value.lower() if value.lower() in ("true", "false") else value
 
 
 @dataclass(frozen=True)

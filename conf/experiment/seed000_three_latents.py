@@ -11,8 +11,9 @@ def control(runs: Runs, model: str) -> str:
     hue_digit = runs.get("test/hue_control_digit_change", model=model, **SHARED)
     digit = runs.get("test/digit_control", model=model, **SHARED)
     digit_hue = runs.get("test/digit_control_hue_change", model=model, **SHARED)
+    color = runs.get("test/color_probe_acc", model=model, **SHARED)
     first = RunDir(runs.find(model=model, **SHARED).path).final_metrics()  # with the coordinates' names
-    return (f"{model}: its strongest hue coordinate ({first.get('test/hue_control_by', '?')} in the first seed) "
+    return (f"{model} (hue-bin probe {color:%}): its strongest hue coordinate ({first.get('test/hue_control_by', '?')} in the first seed) "
             f"turns the hue by {hue:.0f} degrees and changes the digit in {hue_digit:%} of images; its strongest "
             f"digit coordinate ({first.get('test/digit_control_by', '?')}) changes the digit in {digit:%} and "
             f"turns the hue by {digit_hue:.0f} degrees")
