@@ -17,8 +17,8 @@ from vae_lab.runs import load_checkpoint
 FIGURES = ("reconstructions.png", "samples.png", "samples_posterior.png", "latent_scatter.png",
            "latent_ranges.png", "latent_traversal.png", "training_curves.png", "interpolation.gif",
            "training_evolution.gif")
-QUICK_EVAL = ("eval.is_samples=16", "eval.sample_images=200", "eval.probe_images=500", "eval.epoch_images=200",
-              "eval.tsne_points=0")
+QUICK_EVAL = ("eval.is_samples=16", "eval.sample_images=200", "eval.traversal_images=16", "eval.probe_images=500",
+              "eval.epoch_images=200", "eval.tsne_points=0")
 FAST = ("trainer.batch_size=64", *QUICK_EVAL)
 
 

@@ -185,6 +185,7 @@ class EvalConfig:
     epoch_images: int = at_least(1)
     probe_images: int = at_least(10)
     sample_images: int = at_least(0)
+    traversal_images: int = at_least(0)  # test codes swept for traversal control (0: skip)
     tsne_points: int = at_least(0)
     figures: bool = MISSING
 

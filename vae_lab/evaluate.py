@@ -139,7 +139,9 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict
             reference = reference_classifier(configs[0].data, splits, models[0].device)
             section("sample quality", "samples", each(lambda m, c: sample_quality(
                 m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)))
-            section("traversal control", "test", each(lambda m, c: traversal_control(m, reference, splits.test)))
+            if settings.traversal_images:
+                section("traversal control", "test", each(lambda m, c: traversal_control(
+                    m, reference, splits.test, settings.traversal_images)))
     return metrics
 
 
@@ -168,6 +170,7 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     samples = []
     if settings.sample_images:
         samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
+    if settings.sample_images and settings.traversal_images:
         test.append("digit_control")
         if splits.train.hue_bins is not None:
             test += ["hue_control", "hue_control_digit_change", "digit_control_hue_change"]

@@ -33,7 +33,7 @@ def verdict(runs: Runs) -> str:
     combined = ("beats" if nelbo["combined"].below(nelbo["continuous"]) else
                 "is beaten by" if nelbo["combined"].above(nelbo["continuous"]) else "is within the spread of")
     controls = "; ".join(control(runs, model) for model in ("continuous", "discrete", "combined"))
-    return (f"{claim} Traversals, over 256 test codes: {controls}. Test NELBO: continuous {nelbo['continuous']:.1f}, "
+    return (f"{claim} Traversals of test codes: {controls}. Test NELBO: continuous {nelbo['continuous']:.1f}, "
             f"discrete {nelbo['discrete']:.1f}, combined {nelbo['combined']:.1f} nats with a shared encoder and "
             f"{separate:.1f} with separate ones, so the combined model {combined} the continuous one here.")
 

@@ -17,7 +17,6 @@ from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import ReferenceClassifier
 
 TRAVERSAL_VALUES = torch.linspace(-2, 2, 9)  # seeds/000 traverses each coordinate over (-2, 2)
-BASE_IMAGES = 256  # test images whose codes are swept (the first of the split)
 # Below this chroma (largest minus smallest channel of the stroke's mean color) an image is grey and
 # has no hue. The dataset's tints have chroma (saturation * value) of at least 0.45, times the
 # stroke's mean brightness (about 0.8 on MNIST's anti-aliased strokes).
@@ -106,13 +105,13 @@ def changes(base: torch.Tensor, swept: torch.Tensor, reference: ReferenceClassif
 
 
 @torch.no_grad()
-def traversal_control(model, reference: ReferenceClassifier, test: ImageSet) -> dict:
+def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_images: int = 256) -> dict:
     """For every coordinate, how much sweeping it changes the hue and the digit (:func:`changes`),
-    from the codes of the first BASE_IMAGES test images; and the coordinate that changes each most,
+    from the codes of the first ``n_images`` test images; and the coordinate that changes each most,
     with how much it changes the other (a coordinate that sets the color alone changes no digit).
     On grey images only the digit is measured."""
     spec, color = model.spec, test.images.shape[1] == 3
-    images = test.batch(torch.arange(min(BASE_IMAGES, len(test)), device=test.device)).images
+    images = test.batch(torch.arange(min(n_images, len(test)), device=test.device)).images
     base = discretised(model.embed(images).float(), spec)
     base_images = model.decode(base)
     table = {}
