@@ -9,7 +9,7 @@ import torch
 from vae_lab.data import ImageSet
 from vae_lab.data.color import hsv_to_rgb
 from vae_lab.latents import LatentSpec
-from vae_lab.metrics.traversal import (TRAVERSAL_VALUES, changes, coordinates, hue_distance, stroke_hue,
+from vae_lab.metrics.traversal import (TRAVERSAL_VALUES, Looks, changes, coordinates, hue_distance, stroke_hue,
                                        traversal_control)
 
 LEFT, RIGHT = torch.zeros(8, 8), torch.zeros(8, 8)
@@ -62,7 +62,7 @@ def test_grey_images_change_no_hue():
     red, greyish_green = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.5, 0.55, 0.5])  # chroma 0.05
     base = LEFT[None, None] * red[None, :, None, None]
     swept = (LEFT[None, None] * greyish_green[None, :, None, None]).unsqueeze(0)  # [1, 1, 3, H, W]
-    found = changes(base, swept, reference, color=True)
+    found = changes(Looks.of(base, reference, color=True), Looks.of(swept, reference, color=True))
     assert found == {"digit_change": 0.0, "hue_change": 0.0}
 
 

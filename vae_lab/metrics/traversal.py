@@ -9,6 +9,7 @@ coordinates are named in the metrics.
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -87,20 +88,30 @@ def hue_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.minimum(d, 360 - d)
 
 
-def changes(base: torch.Tensor, swept: torch.Tensor, reference: ReferenceClassifier, color: bool
-            ) -> dict[str, float]:
+@dataclass(frozen=True)
+class Looks:
+    """What traversal control reads off images [..., C, H, W]: the digit the reference classifier
+    sees, and on color images the stroke's hue and chroma."""
+
+    digits: torch.Tensor
+    hue: Optional[torch.Tensor] = None
+    chroma: Optional[torch.Tensor] = None
+
+    @classmethod
+    def of(cls, images: torch.Tensor, reference: ReferenceClassifier, color: bool) -> "Looks":
+        digits = reference(images.flatten(0, -4)).argmax(-1).view(images.shape[:-3])
+        return cls(digits, *stroke_hue(images)) if color else cls(digits)
+
+
+def changes(base: Looks, swept: Looks) -> dict[str, float]:
     """``digit_change``: how often the classified digit of a swept image differs from that of its
     unswept image. ``hue_change`` (color images): the mean hue distance between them, a pair where
     either image is grey counting as no change (a coordinate that draws grey sets no hue).
-    ``base`` [B, ...] and ``swept`` [B, P, ...] images."""
-    def digits(images):
-        return reference(images.flatten(0, -4)).argmax(-1).view(images.shape[:-3])
-    found = {"digit_change": (digits(swept) != digits(base).unsqueeze(1)).float().mean().item()}
-    if color:
-        base_hue, base_chroma = stroke_hue(base)
-        hue, chroma = stroke_hue(swept)
-        chromatic = (chroma >= ACHROMATIC) & (base_chroma >= ACHROMATIC).unsqueeze(1)
-        found["hue_change"] = (hue_distance(hue, base_hue.unsqueeze(1)) * chromatic).mean().item()
+    ``base`` of [B, ...] images, ``swept`` of [B, P, ...]."""
+    found = {"digit_change": (swept.digits != base.digits.unsqueeze(1)).float().mean().item()}
+    if base.hue is not None:
+        chromatic = (swept.chroma >= ACHROMATIC) & (base.chroma >= ACHROMATIC).unsqueeze(1)
+        found["hue_change"] = (hue_distance(swept.hue, base.hue.unsqueeze(1)) * chromatic).mean().item()
     return found
 
 
@@ -113,12 +124,12 @@ def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_i
     spec, color = model.spec, test.images.shape[1] == 3
     images = test.batch(torch.arange(min(n_images, len(test)), device=test.device)).images
     base = discretised(model.embed(images).float(), spec)
-    base_images = model.decode(base)
+    unswept = Looks.of(model.decode(base), reference, color)
     table = {}
     for coordinate in coordinates(spec):
         codes = coordinate.sweep(base)
         swept = model.decode(codes.flatten(0, 1)).unflatten(0, codes.shape[:2])
-        table[coordinate.name] = changes(base_images, swept, reference, color)
+        table[coordinate.name] = changes(unswept, Looks.of(swept, reference, color))
     metrics: dict = {"traversal_control": table}
     for quantity, other in (("hue", "digit"), ("digit", "hue")):
         if quantity == "hue" and not color:
