@@ -207,3 +207,17 @@ def test_the_burda_recipe_is_their_one_layer_vae_on_dynamically_binarized_mnist(
     assert (config.model.name, config.model.latent_dim, list(config.backbone.hidden)) == ("continuous", 50, [200, 200])
     assert (config.data.name, config.data.binarize) == ("mnist", "dynamic")
     assert (config.trainer.batch_size, config.trainer.lr, config.eval.is_samples) == (20, 1e-3, 5000)
+
+
+def test_reproduce_checks_its_overrides_before_anything_trains(tmp_path, capsys):
+    """An override for every sweep (`vae-lab reproduce hydra/launcher=joblib`) is composed into every
+    job first: a bad one ends the command with one line and exit 2, and nothing is written."""
+    from vae_lab.reproduce import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["model.beta=-1", "--only", "seed001_conv_semi", "--outputs", str(tmp_path / "outputs"),
+              "--docs", str(tmp_path / "docs")])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "vae-lab: error: model.beta=-1.0: expected a number >= 0"
+    assert list(tmp_path.iterdir()) == []

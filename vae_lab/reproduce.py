@@ -114,16 +114,33 @@ def write_ups() -> tuple[WriteUp, ...]:
     return tuple(load_write_up(path.stem) for path in sorted((config_dir() / "experiment").glob("*.py")))
 
 
+def sweeps(write_up: WriteUp, folder: Path, extra: list[str]) -> list[list[str]]:
+    """The `vae-lab sweep` arguments that reproduce a write-up into ``folder``: any extra sweeps
+    (into <folder>/<name>, over the same seeds as the main one), then the main sweep."""
+    return [*([f"experiment={write_up.experiment}", *overrides, *extra, f"hydra.sweep.dir={folder / name}"]
+              for name, overrides in write_up.extra_runs.items()),
+            [f"experiment={write_up.experiment}", *extra, f"hydra.sweep.dir={folder}"]]
+
+
+def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
+    """Compose every job of every sweep to be run, as `vae-lab sweep` would before its first job, so
+    that a bad override ends the command with one line (exit 2) before anything trains."""
+    from vae_lab.cli import check_before_work
+    from vae_lab.compose import store_schemas
+
+    store_schemas()
+    for write_up in chosen:
+        for arguments in sweeps(write_up, root / write_up.experiment, extra):
+            check_before_work("train", ["--multirun", "trainer.resume=true", *arguments])
+
+
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
     """Train what is missing of one write-up (any extra runs, then the sweep) and summarize it. The
     time it took is added up in <folder>/SPENT_FILE, over calls that resume it."""
     started = time.perf_counter()
-    vae_lab = [sys.executable, "-m", "vae_lab"]
-    for name, overrides in write_up.extra_runs.items():  # over the same seeds as the main sweep
-        subprocess.run([*vae_lab, "sweep", f"experiment={write_up.experiment}", *overrides, *extra,
-                        f"hydra.sweep.dir={folder / name}"], check=False)
-    subprocess.run([*vae_lab, "sweep", f"experiment={write_up.experiment}", *extra, f"hydra.sweep.dir={folder}"],
-                   check=False)  # a failed job is reported in the results; the other write-ups go on
+    for arguments in sweeps(write_up, folder, extra):
+        # check=False: a failed job is reported in the results; the other write-ups go on
+        subprocess.run([sys.executable, "-m", "vae_lab", "sweep", *arguments], check=False)
     summarize(folder)
     before = seconds_spent(folder) or 0.0
     atomic_write(folder / SPENT_FILE, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
@@ -256,10 +273,14 @@ def main(argv: list[str]) -> None:
                         help="rerun these write-ups only (the report still covers every one that has results)")
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where the sweep folders go")
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where results.md goes")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Hydra overrides for every sweep, before --only: hydra/launcher=joblib trains two runs "
+                             "at a time on two cores, hydra/launcher=stacked many at once on a GPU")
     args = parser.parse_args(argv)
-    extra = list(QUICK_OVERRIDES) if args.quick else []
+    extra = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
     chosen = [w for w in write_ups() if args.only is None or w.experiment in args.only]
+    check_sweeps(chosen, root, extra)
     known = {w.experiment: seconds_spent(root / w.experiment) for w in chosen}
     if all(known.values()):
         cost = f"they took {sum(known.values()) / 60:.0f} min here before, a rerun skips what is complete"
