@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 from omegaconf import OmegaConf
@@ -205,3 +206,27 @@ def test_runs_that_differ_only_in_seed_are_summarised_as_mean_and_sd(tmp_path):
     assert "| 2 | 3 | 12.3 ± 0.36 | 123 ± 3.6 |" in table and "## Every run" in table
     assert (tmp_path / "figures" / "metrics_vs_latent_dim.png").is_file()
     assert not (tmp_path / "figures" / "metrics_vs_seed.png").exists()
+
+
+@pytest.mark.parametrize("at_once, members, expected", [(1, 1, "about 6 min"), (2, 1, "about 3 min"),
+                                                        (2, 3, "(6 at a time)")])
+def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_once, members, expected):
+    """Four runs of 10 epochs of 9 s each: 6 min one after another, 3 min two at a time."""
+    from vae_lab.sweep_progress import SweepProgress
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0, "train/members": members}) + "\n")
+    line = SweepProgress(tmp_path, jobs=4, epochs=10, at_once=at_once).first_epoch()
+    assert expected in line
+    if members == 1:
+        assert "will take" in line and ("at a time" in line) == (at_once > 1)
+
+
+def test_the_joblib_launcher_runs_as_many_jobs_at_once_as_it_is_given_or_one_per_core():
+    from vae_lab.cli import jobs_at_once, threads_per_job
+
+    cores = os.cpu_count()
+    assert jobs_at_once(OmegaConf.create({"n_jobs": 3})) == 3
+    assert jobs_at_once(OmegaConf.create({"n_jobs": -1})) == cores
+    assert jobs_at_once(OmegaConf.create({"_target_": "basic"})) == 1
+    assert threads_per_job(OmegaConf.create({"n_jobs": -1})) == 1

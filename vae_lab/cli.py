@@ -107,6 +107,7 @@ class Plan:
     folder_key: Optional[str] = None
     jobs: int = 0  # a sweep's jobs, when known before it starts (the basic sweeper's grid)
     epochs: int = 0  # of each job
+    at_once: int = 1  # jobs the launcher runs side by side (joblib's n_jobs)
 
 
 def watching(plan: Plan):
@@ -115,7 +116,7 @@ def watching(plan: Plan):
         return contextlib.nullcontext()
     from vae_lab.sweep_progress import SweepProgress
 
-    return SweepProgress(plan.folder, plan.jobs, plan.epochs)
+    return SweepProgress(plan.folder, plan.jobs, plan.epochs, plan.at_once)
 
 
 @contextlib.contextmanager
@@ -199,13 +200,19 @@ def stop_with_the_sweep() -> None:
     _watching = True
 
 
+def jobs_at_once(launcher) -> int:
+    """How many jobs the launcher runs side by side on this machine: joblib's n_jobs (-1: one per core)."""
+    if not launcher.get("n_jobs"):
+        return 1
+    cores = os.cpu_count() or 1
+    return max(1, launcher.n_jobs if launcher.n_jobs > 0 else cores + 1 + launcher.n_jobs)
+
+
 def threads_per_job(launcher) -> Optional[int]:
     """Torch threads for one job, so that parallel jobs x threads never exceed the cores: the joblib
     launcher's jobs share this machine's cores; a submitit job gets its cpus_per_task."""
     if launcher.get("n_jobs"):
-        cores = os.cpu_count() or 1
-        jobs = launcher.n_jobs if launcher.n_jobs > 0 else cores + 1 + launcher.n_jobs  # joblib's -1: all
-        return max(1, cores // max(1, jobs))
+        return max(1, (os.cpu_count() or 1) // jobs_at_once(launcher))
     return launcher.get("cpus_per_task") or None
 
 
@@ -311,6 +318,7 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
             if parsed.multirun and basic_sweeper and plan.folder is not None:
                 refuse_another_grid(plan.folder, jobs)
                 plan.jobs, plan.epochs = len(jobs), int(base.trainer.epochs)
+                plan.at_once = jobs_at_once(base.hydra.launcher)
             elif parsed.multirun and optuna_study and plan.folder is not None:
                 plan.jobs, plan.epochs = int(base.hydra.sweeper.n_trials), int(base.trainer.epochs)  # trial k: folder k
             return plan

@@ -22,10 +22,11 @@ def minutes(seconds: float) -> str:
 
 
 class SweepProgress:
-    """Watches ``folder``'s job folders 0..jobs-1 from a thread while the sweep runs."""
+    """Watches ``folder``'s job folders 0..jobs-1 from a thread while the sweep runs, ``at_once`` of
+    them side by side (a joblib launcher's processes)."""
 
-    def __init__(self, folder: Path, jobs: int, epochs: int) -> None:
-        self.folder, self.jobs, self.epochs = folder, jobs, epochs
+    def __init__(self, folder: Path, jobs: int, epochs: int, at_once: int = 1) -> None:
+        self.folder, self.jobs, self.epochs, self.at_once = folder, jobs, epochs, at_once
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True, name="vae-lab sweep progress")
         self.estimated = False
@@ -63,8 +64,9 @@ class SweepProgress:
         if seconds:
             self.estimated = True
             typical = statistics.median(seconds)
-            return (f"{head}; about {minutes(typical * left)} one after another, from the {len(seconds)} "
-                    f"finished here ({minutes(typical)} each)")
+            pace = "one after another" if self.at_once == 1 else f"{self.at_once} at a time"
+            return (f"{head}; about {minutes(typical * left / min(self.at_once, left))} {pace}, from the "
+                    f"{len(seconds)} finished here ({minutes(typical)} each)")
         return f"{head}; a time estimate follows the first epoch"
 
     def first_epoch(self) -> Optional[str]:
@@ -75,10 +77,10 @@ class SweepProgress:
                 row = json.loads(line)
             except (OSError, ValueError):
                 continue
-            members = int(row.get("train/members", 1))
+            members = int(row.get("train/members", 1))  # models stacked in one job
             left = self.jobs - len(self.finished())
-            training = row["epoch_s"] * self.epochs * left / members
-            together = f" ({members} at a time)" if members > 1 else ""
+            training = row["epoch_s"] * self.epochs * left / members / min(self.at_once, left)
+            together = f" ({members * self.at_once} at a time)" if members * self.at_once > 1 else ""
             return (f"vae-lab: the first epoch took {row['epoch_s']:.1f} s{together}: training the {left} runs "
                     f"will take about {minutes(training)}, and each run's evaluation adds to that")
         return None
