@@ -194,6 +194,19 @@ def test_help_lists_the_user_groups_and_the_main_keys_with_their_defaults(vae_la
     assert "run_dir=???" in evaluating and "eval.is_samples=1000" in evaluating  # the composed value
 
 
+def test_a_sweep_prints_every_jobs_config_with_hydras_options_and_trains_nothing(vae_lab, tmp_path):
+    """Hydra's --cfg and --info take no --multirun: `vae-lab sweep --cfg job` shows each job instead."""
+    from omegaconf import OmegaConf
+
+    shown = vae_lab("sweep", "--cfg", "job", "model.latent_dim=2,4").stdout
+    jobs = shown.split("# job ")[1:]
+    assert [job.split(":")[0] for job in jobs] == ["0", "1"]
+    assert [OmegaConf.create(job.split("\n", 1)[1]).model.latent_dim for job in jobs] == [2, 4]
+    assert "hydra:" not in shown
+    assert "Defaults List" in vae_lab("sweep", "--info", "defaults").stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_python_api_trains_and_opens_a_run_as_a_notebook_would(data_root, tmp_path, monkeypatch):
     """vae_lab.train and vae_lab.load_run, and the example script built on them."""
     import subprocess

@@ -64,8 +64,9 @@ def run_command(argv: list[str]) -> None:
         return
     if command == "sweep":
         # A sweep is a multirun of `train` that continues what an earlier run of it left unfinished.
-        resume = [] if any(a.startswith("trainer.resume=") for a in args) else ["trainer.resume=true"]
-        args = ["--multirun", *resume, *args]
+        if not any(a.startswith("trainer.resume=") for a in args):
+            args = with_override(args, "trainer.resume=true")
+        args = ["--multirun", *args]
         command = "train"
     if command not in COMMANDS:
         fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
@@ -95,6 +96,13 @@ def run_command(argv: list[str]) -> None:
         fail(str(error), error.exit_status)
     if multirun:
         finish_multirun()
+
+
+def with_override(args: list[str], override: str) -> list[str]:
+    """``args`` with one more override, placed among the overrides already there: Hydra's parser takes
+    its overrides as one run of words, so an override after an option (``--cfg job``) would not parse."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:first], override, *args[first:]]
 
 
 @dataclasses.dataclass
@@ -290,7 +298,7 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
 
     parsed = get_args_parser().parse_args(args)
     if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
-        return Plan(args)
+        return Plan([a for a in args if a != "--multirun"])  # Hydra takes one mode at a time
     if parsed.config_path or parsed.config_dir or parsed.config_name:
         return Plan(args)  # a config tree of the user's own: the jobs check themselves as they start
     try:
@@ -312,6 +320,9 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
                     jobs = [job for batch in BasicSweeper.split_arguments(every, None) for job in batch]
             for job in jobs:
                 typed(compose(config_name, overrides=job))
+            if parsed.cfg and parsed.multirun:
+                print_jobs(config_name, jobs, parsed.cfg, parsed.resolve)
+                sys.exit(0)
             if parsed.cfg:
                 return Plan(args)  # prints the config; writes nothing
             plan = folder_plan(config_name, args, parsed.multirun, base)
@@ -324,6 +335,20 @@ def check_before_work(config_name: str, args: list[str]) -> Plan:
             return plan
     except (UserError, HydraException, OmegaConfBaseException) as error:
         fail(one_line(error))
+
+
+def print_jobs(config_name: str, jobs: list[list[str]], part: str, resolve: bool) -> None:
+    """``vae-lab sweep --cfg job|hydra|all``: the config of every job the sweep would run (Hydra's own
+    --cfg takes no --multirun)."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    for number, job in enumerate(jobs):
+        config = compose(config_name, overrides=job, return_hydra_config=part != "job")
+        if part == "hydra":
+            config = OmegaConf.create({"hydra": config.hydra})
+        print(f"# job {number}: {' '.join(job) or '(no overrides)'}")
+        print(OmegaConf.to_yaml(config, resolve=resolve and part == "job"))
 
 
 def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan:
