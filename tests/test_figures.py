@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank, gif_frames
+from vae_lab.metrics.traversal import coordinates
 from vae_lab.training import train
 
 
@@ -141,11 +142,30 @@ def test_no_figure_cuts_or_overlaps_its_text(layout, train_config, tmp_path, che
                                for term in ("loss", "recon", "kl", "nelbo")},
                 **{f"{split}/{term}": 0.5 / e for split in ("train", "test") for term in ("mse", "psnr", "ssim")}}
                for e in (1, 2)]
+    control = {c.name: {"hue_change": 179.5, "digit_change": 1.0} for c in coordinates(model.spec)}  # widest labels
     with torch.no_grad():
         snapshots = [snapshot(model, splits.test)] * 2
-        paths = draw_figures(model, splits, history, snapshots, tmp_path, config)
+        paths = draw_figures(model, splits, history, snapshots, tmp_path, config,
+                             metrics={"test/traversal_control": control})
     assert len(paths) >= 9
     assert not checked_figures, "\n".join(checked_figures)
+
+
+def test_the_traversal_shows_the_dimensions_that_change_hue_and_digit_most():
+    """The most active dimensions, in order of activity, the least of them giving way to the
+    strongest hue and digit dimensions where those are not already shown."""
+    import numpy as np
+
+    from vae_lab.figures.latent import TRAVERSED_DIMS, _most_active_and_strongest
+
+    by_activity = np.arange(20)[::-1]  # z20 most active, z1 least
+    control = {f"z{d + 1}": {"hue_change": 0.0, "digit_change": 0.0} for d in range(20)}
+    control["z1"]["hue_change"], control["z2"]["digit_change"] = 40.0, 0.3
+    shown = _most_active_and_strongest(by_activity, control)
+    assert shown == [*range(19, 19 - TRAVERSED_DIMS + 2, -1), 1, 0]
+    control["z1"]["hue_change"], control["z20"]["hue_change"] = 0.0, 50.0  # z20 is shown anyway
+    assert _most_active_and_strongest(by_activity, control) == [*range(19, 19 - TRAVERSED_DIMS + 1, -1), 1]
+    assert _most_active_and_strongest(by_activity, {}) == list(range(19, 19 - TRAVERSED_DIMS, -1))
 
 
 def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, checked_figures):

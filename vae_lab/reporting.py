@@ -30,7 +30,7 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
     metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config])[0]), **(extra or {})}
     if config.eval.figures:
         started = time.perf_counter()
-        drawn = draw_figures(model, splits, history, snapshots, figures_dir, config)
+        drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
         log.info("figures (%d): %.1f s", len(drawn), time.perf_counter() - started)
     write_json(metrics_path, metrics)
     return metrics

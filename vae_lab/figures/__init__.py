@@ -4,7 +4,7 @@
 qualitative palette) and, on color_mnist, by each image's own tint."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -24,9 +24,10 @@ def describe(config: Any) -> str:
 
 
 def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dict], out_dir: Path,
-                 config: Any) -> list[Path]:
+                 config: Any, metrics: Optional[dict] = None) -> list[Path]:
     """Every figure of a finished run into ``out_dir`` (the model in eval mode, without gradients);
-    the same pictures for the same seed. Returns the paths written."""
+    the same pictures for the same seed. ``metrics`` (the final ones) add their numbers to the
+    figures that show them. Returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     caption, test, seed = describe(config), splits.test, config.seed
     cuda = [model.device] if model.device.type == "cuda" else []
@@ -36,7 +37,8 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
         ("samples_posterior.png", lambda path: images.samples_posterior(model, splits.train, path, caption, seed)),
         ("latent_scatter.png", lambda path: latent.latent_scatter(model, test, path, caption, config.eval.tsne_points)),
         ("latent_ranges.png", lambda path: latent.latent_ranges(model, test, path, caption)),
-        ("latent_traversal.png", lambda path: latent.latent_traversal(model, test, path, caption)),
+        ("latent_traversal.png", lambda path: latent.latent_traversal(
+            model, test, path, caption, (metrics or {}).get("test/traversal_control"), config.eval.traversal_images)),
         ("interpolation.gif", lambda path: animations.interpolation(model, test, path, caption)),
     ]
     if history:

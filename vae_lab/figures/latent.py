@@ -6,6 +6,7 @@ so every model type is drawn the same way.
 
 import math
 from pathlib import Path
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -97,10 +98,14 @@ def latent_ranges(model, data: ImageSet, path: Path, caption: str) -> Path:
     return save(fig, path)
 
 
-def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
+def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: Optional[dict] = None,
+                     control_images: int = 0) -> Path:
     """How the image changes along latent coordinates. A 2-D Gaussian latent: the decoded grid over
     (-2, 2)^2. Otherwise, from the code of a test image: each of the most active Gaussian dimensions
-    swept over (-2, 2) with the others fixed, and each categorical variable set to each category."""
+    swept over (-2, 2) with the others fixed, and each categorical variable set to each category.
+    With ``control`` (metrics.json's ``test/traversal_control``, measured on ``control_images`` test
+    images), each coordinate's row says how much sweeping it changes the hue and the digit, and the
+    Gaussian dimensions that change each most are among the rows."""
     spec = model.spec
     if spec.continuous == 2 and not spec.discrete:
         return _grid_2d(model, path, caption)
@@ -110,15 +115,16 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
     sections = []
     if spec.continuous:
         activity = _embed(model, data, 2000)[:, spec.continuous_slice].var(0)
-        dims = np.argsort(-activity)[:TRAVERSED_DIMS]
+        dims = _most_active_and_strongest(np.argsort(-activity), control or {})
         rows = [decode(Coordinate(f"z{d + 1}", int(d)).sweep(base)[0]) for d in dims]
         low, high = TRAVERSAL_VALUES[0].item(), TRAVERSAL_VALUES[-1].item()
-        sections.append((f"Gaussian dimensions, most active first, each swept over {low:g}...{high:g}", [f"$z_{{{d + 1}}}$" for d in dims], rows,
-                         [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()]))
+        sections.append((f"Gaussian dimensions, most active first, each swept over {low:g}...{high:g}",
+                         [f"$z_{{{d + 1}}}$" for d in dims], rows, [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()],
+                         [f"z{d + 1}" for d in dims]))
     if spec.discrete:
         sections.append(_categorical_section(spec, base, decode))
     grids = []
-    for _, _, rows, _ in sections:
+    for _, _, rows, _, _ in sections:
         columns = max(len(r) for r in rows)
         padded = [torch.cat([r, torch.ones(columns - len(r), *r.shape[1:])]) for r in rows]
         grids.append(image_grid(torch.cat(padded), columns))
@@ -130,22 +136,52 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str) -> Path:
                              constrained_layout=True, squeeze=False, gridspec_kw={"height_ratios": ratios})
     show_grid(axes[0, 0], base_grid)
     axes[0, 0].set_title("the test image whose code is varied", fontsize=9)
-    for ax, grid, (title, row_names, rows, column_names) in zip(axes[1:, 0], grids, sections):
+    for ax, grid, (title, row_names, rows, column_names, swept) in zip(axes[1:, 0], grids, sections):
         show_grid(ax, grid)
         label_rows(ax, grid, row_names)
+        if control:
+            _label_changes(ax, grid, [control.get(name) if name else None for name in swept])
         cell = grid.shape[1] / max(len(r) for r in rows)
         if any(column_names):  # wrapped categories have no common column label
             ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
         ax.set_title(title, fontsize=9)
-    fig.suptitle(f"Latent traversal\n{caption}", fontsize=10)
+    measured = (f"\nright of each row: over {control_images} test images, the mean change of hue and the share "
+                "of digits changed when it is swept" if control else "")
+    fig.suptitle(f"Latent traversal\n{caption}{measured}", fontsize=10)
     return save(fig, path)
+
+
+def _most_active_and_strongest(by_activity: np.ndarray, control: dict) -> list[int]:
+    """The TRAVERSED_DIMS most active Gaussian dimensions, in that order, the last of them giving way
+    to the dimensions whose sweep changes the hue and the digit most, if those are not among them."""
+    gaussian = {name: change for name, change in control.items() if name.startswith("z")}
+    strongest = {int(max(gaussian, key=lambda name: gaussian[name][quantity])[1:]) - 1
+                 for quantity in ("hue_change", "digit_change") if gaussian and quantity in next(iter(gaussian.values()))}
+    shown = [int(d) for d in by_activity[:TRAVERSED_DIMS]]
+    missing = [d for d in strongest if d not in shown]
+    kept = shown[:len(shown) - len(missing)] + missing
+    return sorted(kept, key=lambda d: list(by_activity).index(d))
+
+
+def _label_changes(ax: plt.Axes, grid: np.ndarray, changes: list[Optional[dict]]) -> None:
+    """Beside each row of a traversal grid, what sweeping its coordinate changes (traversal control)."""
+    def said(change: dict) -> str:
+        hue = f"hue {change['hue_change']:.0f}°, " if "hue_change" in change else ""
+        return f"{hue}digit {change['digit_change']:.0%}"
+
+    cell = grid.shape[0] / len(changes)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks([cell * (i + 0.5) for i, c in enumerate(changes) if c],
+                     [said(c) for c in changes if c], fontsize=7)
+    right.tick_params(length=0)
+    right.spines["right"].set_visible(False)
 
 
 def _categorical_section(spec, base: torch.Tensor, decode) -> tuple:
     """The first TRAVERSED_VARS categorical variables, each set to every one of its categories in
     turn, wrapped onto rows of equal length (K = 20: two rows of 10); a row is labelled with its
-    variable and the categories it shows."""
-    rows, names, offset, shown = [], [], spec.continuous, 0
+    variable and the categories it shows, and its first row names the variable's coordinate."""
+    rows, names, swept, offset, shown = [], [], [], spec.continuous, 0
     n_total = sum(n for n, _ in spec.discrete)
     widest = max(k for _, k in spec.discrete)
     per_row = math.ceil(widest / math.ceil(widest / CATEGORIES_PER_ROW))
@@ -161,12 +197,13 @@ def _categorical_section(spec, base: torch.Tensor, decode) -> tuple:
                 last = min(first + per_row, n_cats)
                 span = f"{first + 1}-{last}" if n_cats > per_row else ""
                 names.append(f"var. {shown}: {span}" if first == 0 and span else span or f"variable {shown}")
+                swept.append(f"c{shown}" if first == 0 else None)
         offset += n_vars * n_cats
     which = f"the first {shown} of {n_total} categorical variables" if shown < n_total else "each categorical variable"
     wrapped = ", categories left to right, wrapped" if widest > per_row else ""
     columns = [str(k + 1) for k in range(per_row)] if widest <= per_row else ["" for _ in range(per_row)]
     return (f"{which}, set to each of its {widest if len({k for _, k in spec.discrete}) == 1 else 'K'} "
-            f"categories in turn{wrapped}", names, rows, columns)
+            f"categories in turn{wrapped}", names, rows, columns, swept)
 
 
 def _grid_2d(model, path: Path, caption: str, side: int = 15) -> Path:
