@@ -118,7 +118,8 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
         dims = _most_active_and_strongest(np.argsort(-activity), control or {})
         rows = [decode(Coordinate(f"z{d + 1}", int(d)).sweep(base)[0]) for d in dims]
         low, high = TRAVERSAL_VALUES[0].item(), TRAVERSAL_VALUES[-1].item()
-        sections.append((f"Gaussian dimensions, most active first, each swept over {low:g}...{high:g}",
+        strongest = " (and those that change hue and digit most)" if control else ""
+        sections.append((f"Gaussian dimensions, most active first{strongest}, each swept over {low:g}...{high:g}",
                          [f"$z_{{{d + 1}}}$" for d in dims], rows, [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()],
                          [f"z{d + 1}" for d in dims]))
     if spec.discrete:
