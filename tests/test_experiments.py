@@ -23,7 +23,7 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     return [[f"experiment={experiment}", *job] for job in product(*choices)]
 
 
-LITERATURE_RECIPES = ("burda2016", "jointvae")  # experiment configs from papers, not from a write-up
+LITERATURE_RECIPES = ("burda2016", "jointvae", "kingma2014_m2")  # experiment configs from papers, not from a write-up
 WRITE_UPS = write_ups()
 verdict_seed003 = load_write_up("seed003_latent_sizes").verdict
 verdict_seed004 = load_write_up("seed004_latent_and_beta").verdict
@@ -221,3 +221,9 @@ def test_reproduce_checks_its_overrides_before_anything_trains(tmp_path, capsys)
     error = capsys.readouterr().err.strip()
     assert error == "vae-lab: error: model.beta=-1.0: expected a number >= 0"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_kingma_recipe_is_m2_with_100_labels_on_the_mlp(train_config):
+    config = train_config("experiment=kingma2014_m2")
+    assert (config.model.name, config.model.variant, config.backbone.name) == ("semi", "m2", "mlp")
+    assert (config.data.n_labels, config.model.beta, config.model.alpha, config.trainer.epochs) == (100, 2.0, 50.0, 100)
