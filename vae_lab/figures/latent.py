@@ -155,9 +155,9 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
 def _most_active_and_strongest(by_activity: np.ndarray, control: dict) -> list[int]:
     """The TRAVERSED_DIMS most active Gaussian dimensions, in that order, the last of them giving way
     to the dimensions whose sweep changes the hue and the digit most, if those are not among them."""
-    gaussian = {name: change for name, change in control.items() if name.startswith("z")}
-    strongest = {int(max(gaussian, key=lambda name: gaussian[name][quantity])[1:]) - 1
-                 for quantity in ("hue_change", "digit_change") if gaussian and quantity in next(iter(gaussian.values()))}
+    gaussian = {int(name[1:]) - 1: change for name, change in control.items() if name.startswith("z")}
+    measured = next(iter(gaussian.values()), {})  # grey data has no hue_change
+    strongest = {max(gaussian, key=lambda d: gaussian[d][quantity]) for quantity in measured}
     shown = [int(d) for d in by_activity[:TRAVERSED_DIMS]]
     missing = [d for d in strongest if d not in shown]
     kept = shown[:len(shown) - len(missing)] + missing
