@@ -212,3 +212,24 @@ def test_training_curves_leave_no_empty_grid_slot(panels):
     columns, legend_slot = grid_columns(panels)
     rows = -(-(panels + legend_slot) // columns)
     assert rows * columns == panels + legend_slot, (columns, legend_slot)
+
+
+def test_the_rate_distortion_plot_shows_a_configuration_over_seeds_as_one_point_with_its_spread(tmp_path, monkeypatch):
+    import matplotlib.text
+    import numpy as np
+
+    from vae_lab import sweep
+    from vae_lab.sweep import RunSummary, rate_distortion
+
+    drawn = {}
+    monkeypatch.setattr(sweep, "save", lambda fig, path: drawn.setdefault("figure", fig))
+    runs = [RunSummary(f"{beta}{seed}", tmp_path, {"model.beta": beta, "seed": str(seed)}, "complete",
+                       {"test/recon": 100.0 + seed + 10 * float(beta), "test/kl": 20.0 - seed})
+            for beta in ("1", "4") for seed in range(3)]
+    rate_distortion(runs, ["model.beta", "seed"], tmp_path / "rate.png")
+    ax = drawn["figure"].axes[0]
+    labels = [t.get_text() for t in ax.findobj(matplotlib.text.Annotation)]
+    assert labels == ["beta=1", "beta=4"]
+    points = np.array([line.get_xydata()[0] for line in ax.lines if line.get_marker() == "o"])
+    assert np.allclose(points, [[19.0, 111.0], [19.0, 141.0]])  # means over seeds 0, 1, 2
+    assert "mean ± sd over 3 seeds" in ax.get_title()

@@ -333,19 +333,27 @@ METRIC_LABELS = {
 
 
 def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
+    """A point per configuration: runs that differ only in their seed as their mean, with bars of one
+    standard deviation on both axes."""
     fig, ax = plt.subplots(figsize=(7, 5.2), constrained_layout=True)
-    for r in runs:
-        if r.rate is not None and "test/recon" in r.metrics:
-            ax.scatter(r.rate, r.metrics["test/recon"], s=30, color="C0")
-            ax.annotate(_label(r, keys), (r.rate, r.metrics["test/recon"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
+    measured = [r for r in runs if r.rate is not None and "test/recon" in r.metrics]
+    groups = seed_groups(measured, keys)
+    for group in groups:
+        (rate, rate_sd), (recon, recon_sd) = group.spread("rate"), group.spread("test/recon")
+        seeds = len(group.runs)
+        ax.errorbar(rate, recon, xerr=rate_sd if seeds > 1 else None, yerr=recon_sd if seeds > 1 else None,
+                    fmt="o", markersize=5, color="C0", capsize=3)
+        label = ", ".join(f"{_short(k)}={v}" for k, v in group.settings.items()) or _label(group.runs[0], keys)
+        ax.annotate(label, (rate, recon), textcoords="offset points", xytext=(5, 4), fontsize=8)
     rates = [r.rate for r in runs if r.rate is not None and r.rate > 0]
     if rates and max(rates) / min(rates) > 30:
         ax.set_xscale("log")  # beta 0 next to beta 10: rates hundreds of times apart
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), all latent parts (nats / image)")
     ax.set_ylabel("distortion: -log p(x|z) (nats / image)")
     ax.grid(alpha=0.3)
-    ax.set_title(f"Rate and distortion on the test split, {len(runs)} runs", fontsize=10)
+    over_seeds = max((len(g.runs) for g in groups), default=1) > 1
+    spread = f"\n(a point per configuration: mean ± sd over {max(len(g.runs) for g in groups)} seeds)" if over_seeds else ""
+    ax.set_title(f"Rate and distortion on the test split, {len(runs)} runs{spread}", fontsize=10)
     return save(fig, path)
 
 
