@@ -1,6 +1,7 @@
 """The write-ups' experiment configs compose into what they say, and `vae-lab reproduce` judges each
 write-up's observation from the numbers (so a verdict can come out either way)."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,22 @@ def test_the_kingma_recipe_is_m2_with_100_labels_on_the_mlp(train_config):
     config = train_config("experiment=kingma2014_m2")
     assert (config.model.name, config.model.variant, config.backbone.name) == ("semi", "m2", "mlp")
     assert (config.data.n_labels, config.model.beta, config.model.alpha, config.trainer.epochs) == (100, 2.0, 50.0, 100)
+
+
+@pytest.mark.parametrize("complete_before, complete_after, counted", [(9, 9, False), (7, 9, True)])
+def test_reproduce_counts_its_time_only_when_it_finished_runs(tmp_path, monkeypatch, complete_before,
+                                                              complete_after, counted):
+    """A rerun over finished sweeps re-reads them; its seconds are not the write-up's cost."""
+    from vae_lab import reproduce
+
+    counts = iter([complete_before, complete_after])
+    monkeypatch.setattr(reproduce, "_complete_runs", lambda write_up, folder: next(counts))
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(reproduce, "summarize", lambda folder: folder)
+    clock = itertools.count(step=30.0)  # every reading of the clock half a minute after the last
+    monkeypatch.setattr(reproduce.time, "perf_counter", lambda: next(clock))
+    folder = tmp_path / "seed004"
+    folder.mkdir()
+    (folder / reproduce.SPENT_FILE).write_text("600.0\n")
+    reproduce.run_write_up(load_write_up("seed004_latent_and_beta"), folder, [])
+    assert (reproduce.seconds_spent(folder) > 600.0) == counted

@@ -137,13 +137,18 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
     """Train what is missing of one write-up (any extra runs, then the sweep) and summarize it. The
     time it took is added up in <folder>/SPENT_FILE, over calls that resume it."""
-    started = time.perf_counter()
+    started, complete = time.perf_counter(), _complete_runs(write_up, folder)
     for arguments in sweeps(write_up, folder, extra):
         # check=False: a failed job is reported in the results; the other write-ups go on
         subprocess.run([sys.executable, "-m", "vae_lab", "sweep", *arguments], check=False)
     summarize(folder)
-    before = seconds_spent(folder) or 0.0
-    atomic_write(folder / SPENT_FILE, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
+    if _complete_runs(write_up, folder) > complete:  # a call that only re-reads finished runs costs nothing
+        before = seconds_spent(folder) or 0.0
+        atomic_write(folder / SPENT_FILE, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
+
+
+def _complete_runs(write_up: WriteUp, folder: Path) -> int:
+    return sum(r.status == "complete" for r in read_write_up_runs(write_up, folder).all) if folder.is_dir() else 0
 
 
 SPENT_FILE = "reproduce_seconds.txt"
