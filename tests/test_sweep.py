@@ -230,3 +230,12 @@ def test_the_joblib_launcher_runs_as_many_jobs_at_once_as_it_is_given_or_one_per
     assert jobs_at_once(OmegaConf.create({"n_jobs": -1})) == cores
     assert jobs_at_once(OmegaConf.create({"_target_": "basic"})) == 1
     assert threads_per_job(OmegaConf.create({"n_jobs": -1})) == 1
+
+
+def test_the_time_estimate_of_a_finished_sweep_is_no_error(tmp_path):
+    from vae_lab.sweep_progress import SweepProgress
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0}) + "\n")
+    (tmp_path / "0" / "metrics.json").write_text("{}")
+    assert "about 0 s" in SweepProgress(tmp_path, jobs=1, epochs=10, at_once=2).first_epoch()

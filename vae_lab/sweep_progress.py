@@ -79,7 +79,7 @@ class SweepProgress:
                 continue
             members = int(row.get("train/members", 1))  # models stacked in one job
             left = self.jobs - len(self.finished())
-            training = row["epoch_s"] * self.epochs * left / members / min(self.at_once, left)
+            training = row["epoch_s"] * self.epochs * left / members / max(1, min(self.at_once, left))
             together = f" ({members * self.at_once} at a time)" if members * self.at_once > 1 else ""
             return (f"vae-lab: the first epoch took {row['epoch_s']:.1f} s{together}: training the {left} runs "
                     f"will take about {minutes(training)}, and each run's evaluation adds to that")
