@@ -173,16 +173,21 @@ def test_both_trains_on_the_sum_of_its_two_vaes_and_reports_the_mean_image(train
 def test_combined_capacity_objective_follows_jointvae(train_config):
     config = train_config("model=combined", "model.n_vars=2", "model.n_cats=3", "model.capacity.enabled=true",
                           "model.capacity.gamma=7", "model.capacity.continuous_max=4",
-                          "model.capacity.discrete_max=50", "model.capacity.steps=100")
+                          "model.capacity.discrete_max=4", "model.capacity.steps=100")
     model = build_model(config.model, config.backbone, (1, 28, 28))
     terms = {"recon": torch.tensor([10.0, 20.0]), "kl": torch.tensor([1.0, 3.0]), "kl_disc": torch.tensor([0.5, 0.5])}
-    model.step.fill_(25)  # a quarter of the way: C = 1 nat (continuous), 2 log 3 / 4 (discrete, capped)
-    expected = terms["recon"] + 7 * (abs(2.0 - 1.0) + abs(0.5 - 2 * math.log(3) / 4))
-    torch.testing.assert_close(model.objective(terms), expected)
+    most_disc = 2 * math.log(3)  # what two variables of 3 categories can hold, 2.20 nats
+    # Both targets rise at 4 nats per 100 steps; the categorical one stops at most_disc (JointVAE's
+    # trainer does the same), so at step 75 it is full while the Gaussian one still rises.
+    for step, continuous_target, discrete_target in [(25, 1.0, 1.0), (75, 3.0, most_disc)]:
+        model.step.fill_(step)
+        expected = terms["recon"] + 7 * (abs(2.0 - continuous_target) + abs(0.5 - discrete_target))
+        torch.testing.assert_close(model.objective(terms), expected)
     # Held out (eval mode) the objective is measured against the final targets at any step, so that
     # validation loss compares epochs alike and best.pt is not an early epoch with a low target.
+    model.step.fill_(25)
     model.eval()
-    final = terms["recon"] + 7 * (abs(2.0 - 4.0) + abs(0.5 - 2 * math.log(3)))
+    final = terms["recon"] + 7 * (abs(2.0 - 4.0) + abs(0.5 - most_disc))
     torch.testing.assert_close(model.objective(terms), final)
 
 
