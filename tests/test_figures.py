@@ -68,7 +68,8 @@ def figure_name(fig) -> str:
 
 
 def text_problems(fig) -> list[str]:
-    """Texts of a drawn figure that reach past its edge, and titles of axes side by side that overlap."""
+    """Texts of a drawn figure that reach past its edge, titles of axes side by side that overlap, and
+    labels of points (annotations) that overlap in one axes."""
     import matplotlib.text
 
     from vae_lab.figures.style import titles
@@ -97,6 +98,13 @@ def text_problems(fig) -> list[str]:
         for second, b in axis_titles[i + 1:]:
             if a.overlaps(b):
                 problems.append(f"titles overlap: {first.get_text()!r} and {second.get_text()!r}")
+    for ax in fig.axes:
+        labels = [(text, text.get_window_extent(renderer)) for text in ax.texts
+                  if isinstance(text, matplotlib.text.Annotation) and text.get_visible()]
+        for i, (first, a) in enumerate(labels):
+            for second, b in labels[i + 1:]:
+                if a.overlaps(b):
+                    problems.append(f"labels overlap: {first.get_text()!r} and {second.get_text()!r}")
     return problems
 
 
@@ -203,6 +211,18 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
     top = grid_top(saved)
     assert 0 < top < 0.3 * saved.shape[0]
     assert (abs(saved[top + 2, :, :3] - 0.5) < 0.02).all(-1).mean() > 0.5  # the first grid line is kept
+
+
+def test_rate_distortion_labels_of_nearby_points_do_not_overlap(tmp_path, checked_figures):
+    """seeds/004's six configurations (rate, distortion), where two labels ran into each other."""
+    from vae_lab.sweep import RunSummary, rate_distortion
+
+    measured = {("10", "2"): (2.0, 169.5), ("10", "64"): (2.5, 163.9), ("1", "2"): (5.3, 153.3),
+                ("0", "2"): (25.0, 151.8), ("1", "64"): (26.0, 85.2), ("0", "64"): (990.0, 60.7)}
+    runs = [RunSummary(f"{beta}-{latent}", tmp_path, {"model.beta": beta, "model.latent_dim": latent}, "complete",
+                       {"test/recon": recon, "test/kl": rate}) for (beta, latent), (rate, recon) in measured.items()]
+    rate_distortion(runs, ["model.beta", "model.latent_dim"], tmp_path / "rate.png")
+    assert not checked_figures, "\n".join(checked_figures)
 
 
 @pytest.mark.parametrize("panels", range(1, 13))

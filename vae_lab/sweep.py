@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from vae_lab.figures.style import save  # noqa: E402
+from vae_lab.figures.style import label_points, save  # noqa: E402
 from vae_lab.errors import DamagedFile  # noqa: E402
 from vae_lab.runs import RunDir, atomic_write  # noqa: E402
 
@@ -338,13 +338,14 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
     fig, ax = plt.subplots(figsize=(7, 5.2), constrained_layout=True)
     measured = [r for r in runs if r.rate is not None and "test/recon" in r.metrics]
     groups = seed_groups(measured, keys)
+    labels = []
     for group in groups:
         (rate, rate_sd), (recon, recon_sd) = group.spread("rate"), group.spread("test/recon")
         seeds = len(group.runs)
         ax.errorbar(rate, recon, xerr=rate_sd if seeds > 1 else None, yerr=recon_sd if seeds > 1 else None,
                     fmt="o", markersize=5, color="C0", capsize=3)
         label = ", ".join(f"{_short(k)}={v}" for k, v in group.settings.items()) or _label(group.runs[0], keys)
-        ax.annotate(label, (rate, recon), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        labels.append((rate, recon, label))
     rates = [r.rate for r in runs if r.rate is not None and r.rate > 0]
     if rates and max(rates) / min(rates) > 30:
         ax.set_xscale("log")  # beta 0 next to beta 10: rates hundreds of times apart
@@ -354,6 +355,7 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
     over_seeds = max((len(g.runs) for g in groups), default=1) > 1
     spread = f"\n(a point per configuration: mean ± sd over {max(len(g.runs) for g in groups)} seeds)" if over_seeds else ""
     ax.set_title(f"Rate and distortion on the test split, {len(runs)} runs{spread}", fontsize=10)
+    label_points(ax, labels)
     return save(fig, path)
 
 

@@ -100,6 +100,32 @@ def scatter_by_tint(ax: plt.Axes, points: np.ndarray, tints: np.ndarray) -> None
     ax.scatter(points[:, 0], points[:, 1], s=4, c=tints, rasterized=True)
 
 
+# Where a point's label may sit, in points from the point, tried in this order: above right, below
+# right, above left, below left.
+LABEL_PLACES = (((5, 4), "left", "bottom"), ((5, -4), "left", "top"),
+                ((-5, 4), "right", "bottom"), ((-5, -4), "right", "top"))
+
+
+def label_points(ax: plt.Axes, points: list[tuple[float, float, str]]) -> None:
+    """Write each label beside its point at the first of :data:`LABEL_PLACES` where it overlaps no
+    label already written and stays inside the axes (else at the first place)."""
+    fig = ax.figure
+    fig.canvas.draw()  # settle the layout: boxes are measured in pixels
+    renderer, frame, placed = fig.canvas.get_renderer(), ax.get_window_extent(), []
+    for x, y, text in points:
+        for offset, ha, va in LABEL_PLACES:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va, fontsize=8)
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:
+            offset, ha, va = LABEL_PLACES[0]
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va, fontsize=8)
+        placed.append(label.get_window_extent(renderer))
+
+
 def titles(fig: plt.Figure) -> list[tuple[matplotlib.text.Text, Optional[plt.Axes]]]:
     """Every visible title of a figure, with the axes it heads (None: the figure's own)."""
     found = [(text, None) for text in fig.texts]
