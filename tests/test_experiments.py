@@ -201,6 +201,8 @@ def test_the_jointvae_recipe_is_dupont_2018(train_config):
         True, 30.0, 5.0, 5.0, 25000)
     assert (config.trainer.lr, config.trainer.batch_size) == (5e-4, 64)
     assert model.temperature == model.temperature_min == 0.67
+    # Captions name what weighs the KL: the capacity targets, not beta, which they replace.
+    assert "capacity control to 5 and 5 nats, gamma 30" in model.summary() and "beta" not in model.summary()
 
 
 def test_the_burda_recipe_is_their_one_layer_vae_on_dynamically_binarized_mnist(train_config):

@@ -134,6 +134,10 @@ class ModelConfig:
 
     def summary(self) -> str:
         """The settings that tell runs apart, for captions; subclasses put theirs in front."""
+        return self.kl_weighting()
+
+    def kl_weighting(self) -> str:
+        """How the objective weighs the KL, for captions."""
         return f"beta {self.beta:g}"
 
 

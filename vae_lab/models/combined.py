@@ -44,7 +44,13 @@ class CombinedConfig(ContinuousAndDiscrete):
 
     def summary(self) -> str:
         encoders = "shared encoder" if self.share_encoder else "separate encoders"
-        return f"{super().summary()}, {encoders}" + (", capacity control" if self.capacity.enabled else "")
+        return f"{super().summary()}, {encoders}"
+
+    def kl_weighting(self) -> str:
+        if not self.capacity.enabled:
+            return super().kl_weighting()
+        c = self.capacity
+        return f"capacity control to {c.continuous_max:g} and {c.discrete_max:g} nats, gamma {c.gamma:g}"
 
     def cross_check(self) -> None:
         if self.capacity.enabled and self.beta_warmup_steps:
