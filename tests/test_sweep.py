@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -216,7 +217,7 @@ def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_on
 
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0, "train/members": members}) + "\n")
-    line = SweepProgress(tmp_path, jobs=4, epochs=10, at_once=at_once).first_epoch()
+    line = SweepProgress(tmp_path, jobs=4, epochs=10, at_once=at_once, started=0).first_epoch()
     assert expected in line
     if members == 1:
         assert "will take" in line and ("at a time" in line) == (at_once > 1)
@@ -238,4 +239,21 @@ def test_the_time_estimate_of_a_finished_sweep_is_no_error(tmp_path):
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0}) + "\n")
     (tmp_path / "0" / "metrics.json").write_text("{}")
-    assert "about 0 s" in SweepProgress(tmp_path, jobs=1, epochs=10, at_once=2).first_epoch()
+    assert SweepProgress(tmp_path, jobs=1, epochs=10, at_once=2, started=0).first_epoch() is None  # nothing left
+
+
+def test_the_time_estimate_of_a_resumed_sweep_takes_this_sweeps_pace_and_the_epochs_left(tmp_path):
+    """Job 0 logged 6 fast epochs in an earlier session; job 1 has logged 2 epochs of 9 s since this
+    sweep started. Left: 4 + 8 epochs at 9 s, 108 s; the old estimate (job 0's first epoch for all
+    ten epochs of both jobs) said 20 s."""
+    from vae_lab.sweep_progress import SweepProgress
+
+    for job, rows in (("0", [{"epoch_s": 1.0}] * 6), ("1", [{"epoch_s": 9.0}] * 2)):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    started = time.time() - 60
+    os.utime(tmp_path / "0" / "metrics.jsonl", (started - 3600, started - 3600))
+    line = SweepProgress(tmp_path, jobs=2, epochs=10, started=started).first_epoch()
+    assert "an epoch takes 9.0 s" in line and "(12 epochs) will take about 2 min" in line, line
+    os.utime(tmp_path / "1" / "metrics.jsonl", (started - 3600, started - 3600))
+    assert SweepProgress(tmp_path, jobs=2, epochs=10, started=started).first_epoch() is None  # no epoch yet

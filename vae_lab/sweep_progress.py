@@ -7,6 +7,7 @@ import json
 import statistics
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,8 +26,10 @@ class SweepProgress:
     """Watches ``folder``'s job folders 0..jobs-1 from a thread while the sweep runs, ``at_once`` of
     them side by side (a joblib launcher's processes)."""
 
-    def __init__(self, folder: Path, jobs: int, epochs: int, at_once: int = 1) -> None:
+    def __init__(self, folder: Path, jobs: int, epochs: int, at_once: int = 1,
+                 started: Optional[float] = None) -> None:
         self.folder, self.jobs, self.epochs, self.at_once = folder, jobs, epochs, at_once
+        self.started = time.time() if started is None else started
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True, name="vae-lab sweep progress")
         self.estimated = False
@@ -70,20 +73,33 @@ class SweepProgress:
         return f"{head}; a time estimate follows the first epoch"
 
     def first_epoch(self) -> Optional[str]:
-        """Once a run has logged its first epoch: what training alone will cost."""
+        """Once a job has logged an epoch in this sweep: what the training left will cost. The pace is
+        that of the epochs logged since the sweep started (a resumed sweep's older epochs may have run
+        under another load), averaged over the jobs running, and each unfinished job counts only the
+        epochs it still lacks."""
+        finished, latest, epochs_left = set(self.finished()), [], 0
         for number in range(self.jobs):
-            try:
-                line = (self._run(number) / "metrics.jsonl").read_text().split("\n", 1)[0]
-                row = json.loads(line)
-            except (OSError, ValueError):
+            if number in finished:
                 continue
-            members = int(row.get("train/members", 1))  # models stacked in one job
-            left = self.jobs - len(self.finished())
-            training = row["epoch_s"] * self.epochs * left / members / max(1, min(self.at_once, left))
-            together = f" ({members * self.at_once} at a time)" if members * self.at_once > 1 else ""
-            return (f"vae-lab: the first epoch took {row['epoch_s']:.1f} s{together}: training the {left} runs "
-                    f"will take about {minutes(training)}, and each run's evaluation adds to that")
-        return None
+            path = self._run(number) / "metrics.jsonl"
+            try:
+                rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                fresh = path.stat().st_mtime >= self.started
+            except (OSError, ValueError):
+                rows, fresh = [], False
+            epochs = [row for row in rows if "epoch_s" in row]
+            epochs_left += max(0, self.epochs - len(epochs))
+            if fresh and epochs:
+                latest.append(epochs[-1])
+        if not latest:
+            return None
+        epoch_s = statistics.mean(row["epoch_s"] for row in latest)
+        members = int(latest[0].get("train/members", 1))  # models stacked in one job
+        left = self.jobs - len(finished)
+        training = epoch_s * epochs_left / members / max(1, min(self.at_once, left))
+        together = f" ({members * self.at_once} at a time)" if members * self.at_once > 1 else ""
+        return (f"vae-lab: an epoch takes {epoch_s:.1f} s{together}: training the {left} runs left "
+                f"({epochs_left} epochs) will take about {minutes(training)}, and each run's evaluation adds to that")
 
     def _watch(self) -> None:
         done = len(self.finished())
