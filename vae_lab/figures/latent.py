@@ -112,13 +112,14 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
     base_image = data.batch(torch.arange(1, device=data.device)).images
     base = discretised(model.embed(base_image).float().cpu(), spec)
     decode = lambda codes: model.decode(codes.to(model.device)).cpu()  # noqa: E731
+    has_hue = any("hue_change" in change for change in (control or {}).values())  # grey data has none
     sections = []
     if spec.continuous:
         activity = _embed(model, data, 2000)[:, spec.continuous_slice].var(0)
         dims = _most_active_and_strongest(np.argsort(-activity), control or {})
         rows = [decode(Coordinate(f"z{d + 1}", int(d)).sweep(base)[0]) for d in dims]
         low, high = TRAVERSAL_VALUES[0].item(), TRAVERSAL_VALUES[-1].item()
-        strongest = " (and those that change hue and digit most)" if control else ""
+        strongest = f" (and those that change {'hue and ' if has_hue else ''}digit most)" if control else ""
         sections.append((f"Gaussian dimensions, most active first{strongest}, each swept over {low:g}...{high:g}",
                          [f"$z_{{{d + 1}}}$" for d in dims], rows, [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()],
                          [f"z{d + 1}" for d in dims]))
@@ -146,8 +147,9 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
         if any(column_names):  # wrapped categories have no common column label
             ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
         ax.set_title(title, fontsize=9)
-    measured = (f"\nright of each row: over {control_images} test images, the mean change of hue and the share "
-                "of digits changed when it is swept" if control else "")
+    hue = "the mean change of hue and " if has_hue else ""
+    measured = (f"\nright of each row: over {control_images} test images, {hue}the share of digits changed when "
+                "it is swept" if control else "")
     fig.suptitle(f"Latent traversal\n{caption}{measured}", fontsize=10)
     return save(fig, path)
 
