@@ -159,6 +159,28 @@ def test_no_figure_cuts_or_overlaps_its_text(layout, train_config, tmp_path, che
     assert not checked_figures, "\n".join(checked_figures)
 
 
+@pytest.mark.parametrize("data", ["mnist", "color_mnist"])
+def test_the_traversal_speaks_of_hue_only_where_the_data_has_color(data, train_config, monkeypatch):
+    import torch
+
+    from vae_lab.data import load_splits
+    from vae_lab.figures import latent
+    from vae_lab.models import build_model
+
+    config = train_config("model=combined", f"data={data}")
+    splits = load_splits(config.data, torch.device("cpu"))
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    hue = {"hue_change": 30.0} if data == "color_mnist" else {}  # as test/traversal_control has it
+    control = {c.name: {"digit_change": 0.5, **hue} for c in coordinates(model.spec)}
+    drawn = {}
+    monkeypatch.setattr(latent, "save", lambda fig, path: drawn.setdefault("figure", fig))
+    with torch.no_grad():
+        latent.latent_traversal(model, splits.test, None, "a model", control, 256)
+    fig = drawn["figure"]
+    words = " ".join([fig._suptitle.get_text()] + [ax.get_title() for ax in fig.axes])
+    assert ("hue" in words) == bool(hue), words
+
+
 def test_the_traversal_shows_the_dimensions_that_change_hue_and_digit_most():
     """The most active dimensions, in order of activity, the least of them giving way to the
     strongest hue and digit dimensions where those are not already shown."""
