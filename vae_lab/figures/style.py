@@ -112,17 +112,21 @@ def label_points(ax: plt.Axes, points: list[tuple[float, float, str]]) -> None:
     fig = ax.figure
     fig.canvas.draw()  # settle the layout: boxes are measured in pixels
     renderer, frame, placed = fig.canvas.get_renderer(), ax.get_window_extent(), []
+
+    def write(x: float, y: float, text: str, place: tuple) -> matplotlib.text.Annotation:
+        offset, ha, va = place
+        return ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va, fontsize=8)
+
     for x, y, text in points:
-        for offset, ha, va in LABEL_PLACES:
-            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va, fontsize=8)
+        for place in LABEL_PLACES:
+            label = write(x, y, text, place)
             box = label.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(other) for other in placed):
                 break
             label.remove()
         else:
-            offset, ha, va = LABEL_PLACES[0]
-            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va, fontsize=8)
+            label = write(x, y, text, LABEL_PLACES[0])
         placed.append(label.get_window_extent(renderer))
 
 

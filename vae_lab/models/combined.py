@@ -26,8 +26,8 @@ class Capacity:
     """Capacity control: per part, gamma * |KL - C|, with C rising linearly from 0 to its maximum over
     ``steps`` optimizer steps; replaces beta * KL when enabled. The categorical part's C rises at the
     same rate but stops at what the part can hold, n_vars * ln(n_cats), as in JointVAE: with one
-    variable of 10 and a maximum of 5 nats it is full at 46% of ``steps``, before the Gaussian part,
-    which is what lets the categorical code take the digit first. Held-out losses use the final C, so
+    variable of 10 and a maximum of 5 nats it is full at 46% of ``steps``, well before the Gaussian
+    part. Held-out losses use the final C, so
     that validation loss (which picks best.pt) compares epochs alike, not each against its own C."""
 
     enabled: bool = MISSING
