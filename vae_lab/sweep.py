@@ -352,8 +352,8 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), all latent parts (nats / image)")
     ax.set_ylabel("distortion: -log p(x|z) (nats / image)")
     ax.grid(alpha=0.3)
-    over_seeds = max((len(g.runs) for g in groups), default=1) > 1
-    spread = f"\n(a point per configuration: mean ± sd over {max(len(g.runs) for g in groups)} seeds)" if over_seeds else ""
+    most_seeds = max((len(g.runs) for g in groups), default=1)
+    spread = f"\n(a point per configuration: mean ± sd over {most_seeds} seeds)" if most_seeds > 1 else ""
     ax.set_title(f"Rate and distortion on the test split, {len(runs)} runs{spread}", fontsize=10)
     label_points(ax, labels)
     return save(fig, path)
