@@ -116,6 +116,13 @@ def test_quick_mode_runs_one_seed_of_each_configuration():
     assert len(jobs) == 3 and all("seed=0" in job for job in jobs)
 
 
+def test_quick_mode_keeps_each_recipes_importance_samples(train_config):
+    """The U-Net recipe skips the NLL (a million U-Net passes per run); quick mode must not bring it back."""
+    assert train_config("experiment=seed003_latent_sizes", *QUICK_OVERRIDES).eval.is_samples == 0
+    for write_up in WRITE_UPS:
+        assert train_config(f"experiment={write_up.experiment}", *QUICK_OVERRIDES).eval.is_samples <= 100
+
+
 def test_seed000s_verdict_names_the_coordinates_that_control_hue_and_digit(tmp_path):
     import json
 
