@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vae_lab.backbones import Dense, Conv, ConvConfig, SelfAttention, UNet, UNetConfig
+from vae_lab.backbones import Dense, Conv, ConvConfig, SelfAttention, UNet, UNetConfig, output_layer_weights
 from vae_lab.config import ConfigError
 from vae_lab.data import Batch, ImageSet
 from vae_lab.models import MODELS, build_model
@@ -92,6 +92,36 @@ def test_conv_decoder_restores_the_exact_image_size(channels, size):
     assert encoder(torch.zeros(2, 3, size, size)).shape == (2, 32)
     assert decoder(torch.zeros(2, 10)).shape == (2, 3, size, size)
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())
+
+
+def test_a_tinted_conv_decoder_starts_as_the_plain_one_and_sets_each_channels_gain_from_the_code():
+    def decoder(tint: bool):
+        torch.manual_seed(0)  # the same draws: the same trunk
+        return Conv(ConvConfig(name="conv", channels=[8, 16], hidden=32, tint=tint)).decoder(10, (3, 28, 28))
+
+    plain, tinted = decoder(False), decoder(True)
+    code = torch.randn(4, 10)
+    assert torch.allclose(tinted(code), plain(code))  # every gain starts at 1
+    with torch.no_grad():
+        tinted.tint.weight[0, 0] = 5.0  # the code's first coordinate sets the red channel's gain
+    up, down = code.clone(), code.clone()
+    up[:, 0], down[:, 0] = 1.0, -1.0
+    for changed, gain in ((up, 2 * torch.sigmoid(torch.tensor(5.0))), (down, 2 * torch.sigmoid(torch.tensor(-5.0)))):
+        assert torch.allclose(tinted(changed)[:, 0], plain(changed)[:, 0] * gain, atol=1e-6)
+        assert torch.allclose(tinted(changed)[:, 1:], plain(changed)[:, 1:])
+    # The layer adaptive image-loss weights look at is still the trunk's last convolution.
+    assert output_layer_weights(tinted) == [tinted.trunk[-1].weight]
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_takes_the_tinted_conv_decoder(train_config, name):
+    config = train_config(f"model={name}", "backbone=conv", "backbone.tint=true", "data=color_mnist", *SMALL[name])
+    model = build_model(config.model, config.backbone, (3, 28, 28))
+    batch = Batch(torch.rand(5, 3, 28, 28), torch.arange(5), labelled=torch.tensor([True, False, True, False, False]))
+    for mode in (model.train, model.eval):
+        mode()
+        assert all(torch.isfinite(t).all() for t in model(batch).values())
+    assert model.sample(3).shape == (3, 3, 28, 28)
 
 
 @pytest.mark.parametrize("channels", [[8], [8, 16], [8, 16, 32]])

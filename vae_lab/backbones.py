@@ -83,6 +83,7 @@ class MLP:
 class ConvConfig(BackboneConfig):
     channels: list[int] = positive_ints()  # one stride-2 convolution per entry, input side first
     hidden: int = at_least(1)  # dense layer between the feature map and the latent
+    tint: bool = False  # scale each color channel of the image by a gain read from the code (TintedDecoder)
 
 
 @BACKBONES.register("conv", ConvConfig)
@@ -90,7 +91,7 @@ class Conv:
     """Stride-2 ``Conv2d`` encoder; mirrored ``ConvTranspose2d`` decoder that restores the exact size."""
 
     def __init__(self, config: ConvConfig):
-        self.channels, self.hidden = list(config.channels), config.hidden
+        self.channels, self.hidden, self.tint = list(config.channels), config.hidden, config.tint
 
     def _sizes(self, image_shape: ImageShape) -> list[tuple[int, int]]:
         """Spatial size after each convolution (kernel 4, stride 2, padding 1 halves, rounding down)."""
@@ -126,7 +127,33 @@ class Conv:
             layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1,
                                              output_padding=padding, bias=not last))
             layers.append(PixelBias(image_shape) if last else nn.ReLU())
+        if self.tint:
+            return TintedDecoder(nn.Sequential(*layers[:-1]), code_size, image_shape)
         return nn.Sequential(*layers)
+
+
+class TintedDecoder(nn.Module):
+    """A decoder trunk whose image logits are scaled, per color channel, by a gain the code sets
+    linearly: 2 sigmoid(code @ W), between 0 and 2 and starting at 1 (W = 0).
+
+    A convolutional decoder's output layer is one kernel shared by every pixel, so it can tint a stroke
+    only once its feature maps draw the stroke with the color in it: a product of shape and color it has
+    to learn. The gain gives it the path an MLP's output layer has from the start, a linear map from the
+    code to each channel's brightness. It matters where the code has no room to wait for that product:
+    a categorical code of a few nats is full of shape by the time the decoder could draw color (README,
+    "Color that every seed learns")."""
+
+    def __init__(self, trunk: nn.Module, code_size: int, image_shape: ImageShape):
+        super().__init__()
+        # Registered before the trunk: output_layer_weights takes the last matrix, the trunk's.
+        self.tint = Dense(code_size, image_shape[0], bias=False)
+        nn.init.zeros_(self.tint.weight)
+        self.trunk = trunk
+        self.pixel_bias = PixelBias(image_shape)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        gain = 2 * torch.sigmoid(self.tint(code))
+        return self.pixel_bias(self.trunk(code) * gain[:, :, None, None])
 
 
 @dataclass
