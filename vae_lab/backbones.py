@@ -139,9 +139,9 @@ class TintedDecoder(nn.Module):
     A convolutional decoder's output layer is one kernel shared by every pixel, so it can tint a stroke
     only once its feature maps draw the stroke with the color in it: a product of shape and color it has
     to learn. The gain gives it the path an MLP's output layer has from the start, a linear map from the
-    code to each channel's brightness. It matters where the code has no room to wait for that product:
-    a categorical code of a few nats is full of shape by the time the decoder could draw color (README,
-    "Color that every seed learns")."""
+    code to each channel's brightness. It matters where the code holds no color for KL warm-up to keep
+    while the decoder learns that product: a categorical code starts empty and fills with the shape the
+    decoder can already draw (README, "Color that every seed learns")."""
 
     def __init__(self, trunk: nn.Module, code_size: int, image_shape: ImageShape):
         super().__init__()
