@@ -181,6 +181,29 @@ def test_the_traversal_speaks_of_hue_only_where_the_data_has_color(data, train_c
     assert ("hue" in words) == bool(hue), words
 
 
+def test_a_short_row_of_categories_is_left_grey_like_the_lines_between_images(train_config, monkeypatch):
+    """25 categories wrap onto two rows of 13: the empty cell is the grid's grey, not a white panel."""
+    import torch
+
+    from vae_lab.data import load_splits
+    from vae_lab.figures import latent
+    from vae_lab.figures.style import GRID_GREY, image_grid
+    from vae_lab.models import build_model
+
+    config = train_config("model=discrete", "model.n_vars=1", "model.n_cats=25")
+    splits = load_splits(config.data, torch.device("cpu"))
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    gridded = []
+    monkeypatch.setattr(latent, "image_grid", lambda images, columns: gridded.append(images) or image_grid(images, columns))
+    monkeypatch.setattr(latent, "save", lambda fig, path: path)
+    with torch.no_grad():
+        latent.latent_traversal(model, splits.test, None, "a model")
+    categories = gridded[0]  # the categorical section (the test image itself is gridded after it)
+    assert categories.shape[0] == 26
+    assert torch.all(categories[-1] == GRID_GREY)
+    assert not torch.any(torch.all(categories[:-1].flatten(1) == GRID_GREY, dim=1))  # every category is drawn
+
+
 def test_the_traversal_shows_the_dimensions_that_change_hue_and_digit_most():
     """The most active dimensions, in order of activity, the least of them giving way to the
     strongest hue and digit dimensions where those are not already shown."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
-from vae_lab.figures.style import (SCATTER_POINTS, TSNE_POINTS, image_grid, label_rows, project, save,
+from vae_lab.figures.style import (GRID_GREY, SCATTER_POINTS, TSNE_POINTS, image_grid, label_rows, project, save,
                                    scatter_by_digit, scatter_by_tint, show_grid)
 from vae_lab.metrics.traversal import TRAVERSAL_VALUES, Coordinate, discretised
 
@@ -128,7 +128,7 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
     grids = []
     for _, _, rows, _, _ in sections:
         columns = max(len(r) for r in rows)
-        padded = [torch.cat([r, torch.ones(columns - len(r), *r.shape[1:])]) for r in rows]
+        padded = [torch.cat([r, torch.full((columns - len(r), *r.shape[1:]), GRID_GREY)]) for r in rows]
         grids.append(image_grid(torch.cat(padded), columns))
     base_grid = image_grid(base_image.cpu(), 1)
     # Each panel is as tall as its grid is for the common width, so no grid is shrunk into a band.

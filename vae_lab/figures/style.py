@@ -46,11 +46,14 @@ def axis_label(term: str) -> str:
     return f"{TERM_LABELS.get(term, term)} ({UNITS.get(term, 'nats / image')})"
 
 
+GRID_GREY = 0.5  # the lines between the images of a grid, and the cells a short row leaves empty
+
+
 def image_grid(images: torch.Tensor, columns: int) -> np.ndarray:
     """Images [N, C, H, W] in [0, 1] as one H x W x 3 array, separated by mid-grey lines."""
     from torchvision.utils import make_grid  # here: see vae_lab/data/mnist.py on torchvision's import
 
-    grid = make_grid(images.float().cpu().clamp(0, 1), nrow=columns, padding=2, pad_value=0.5)
+    grid = make_grid(images.float().cpu().clamp(0, 1), nrow=columns, padding=2, pad_value=GRID_GREY)
     return grid.permute(1, 2, 0).numpy()
 
 
