@@ -94,23 +94,35 @@ def test_conv_decoder_restores_the_exact_image_size(channels, size):
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())
 
 
-def test_a_tinted_conv_decoder_starts_as_the_plain_one_and_sets_each_channels_gain_from_the_code():
+def test_a_tinted_conv_decoder_draws_the_plain_decoders_shape_times_a_color_the_code_sets():
     def decoder(tint: bool):
         torch.manual_seed(0)  # the same draws: the same trunk
         return Conv(ConvConfig(name="conv", channels=[8, 16], hidden=32, tint=tint)).decoder(10, (3, 28, 28))
 
     plain, tinted = decoder(False), decoder(True)
     code = torch.randn(4, 10)
-    assert torch.allclose(tinted(code), plain(code))  # every gain starts at 1
     with torch.no_grad():
-        tinted.tint.weight[0, 0] = 5.0  # the code's first coordinate sets the red channel's gain
-    up, down = code.clone(), code.clone()
-    up[:, 0], down[:, 0] = 1.0, -1.0
-    for changed, gain in ((up, 2 * torch.sigmoid(torch.tensor(5.0))), (down, 2 * torch.sigmoid(torch.tensor(-5.0)))):
-        assert torch.allclose(tinted(changed)[:, 0], plain(changed)[:, 0] * gain, atol=1e-6)
-        assert torch.allclose(tinted(changed)[:, 1:], plain(changed)[:, 1:])
+        color = torch.sigmoid(code @ tinted.tint.weight + tinted.tint.bias)  # [4, 3]
+        assert torch.allclose(torch.sigmoid(tinted(code)), color[:, :, None, None] * torch.sigmoid(plain(code)), atol=1e-6)
+        assert color.min() > 0.7  # it starts near the plain decoder (sigmoid(2) = 0.88, give or take the weights)
+        tinted.tint.weight.zero_()
+        tinted.tint.weight[0, 0] = 60.0  # the code's first coordinate sets the red channel alone
+        up, down = code.clone(), code.clone()
+        up[:, 0], down[:, 0] = 1.0, -1.0
+        assert torch.allclose(torch.sigmoid(tinted(up))[:, 0], torch.sigmoid(plain(up))[:, 0], atol=1e-6)
+        assert torch.sigmoid(tinted(down))[:, 0].max() < 1e-20  # red off: logits finite, far below zero
+        assert torch.allclose(torch.sigmoid(tinted(down))[:, 1:], torch.sigmoid(plain(down))[:, 1:] * color_at_start(tinted))
+        tinted.pixel_bias.bias.fill_(-40.0)  # a black background stays black, whatever the tint
+        assert torch.sigmoid(tinted(up)).max() < 1e-15
+        for extreme in (60.0, -60.0):  # probabilities at 0 and 1 still give finite logits
+            tinted.pixel_bias.bias.fill_(extreme)
+            assert torch.isfinite(tinted(up)).all() and torch.isfinite(tinted(down)).all()
     # The layer adaptive image-loss weights look at is still the trunk's last convolution.
     assert output_layer_weights(tinted) == [tinted.trunk[-1].weight]
+
+
+def color_at_start(tinted) -> torch.Tensor:
+    return torch.sigmoid(torch.tensor(tinted.INITIAL_TINT_LOGIT))
 
 
 @pytest.mark.parametrize("name", MODELS.names())

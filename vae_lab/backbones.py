@@ -133,27 +133,40 @@ class Conv:
 
 
 class TintedDecoder(nn.Module):
-    """A decoder trunk whose image logits are scaled, per color channel, by a gain the code sets
-    linearly: 2 sigmoid(code @ W), between 0 and 2 and starting at 1 (W = 0).
+    """A decoder that draws an image as a shape times a color, the way random-color MNIST is made:
+    each channel's probability is sigmoid(the trunk's logits) times a tint, sigmoid(code @ W + b), that
+    the code sets linearly. A black background stays black whatever the tint.
 
-    A convolutional decoder's output layer is one kernel shared by every pixel, so it can tint a stroke
-    only once its feature maps draw the stroke with the color in it: a product of shape and color it has
-    to learn. The gain gives it the path an MLP's output layer has from the start, a linear map from the
-    code to each channel's brightness. It matters where the code holds no color for KL warm-up to keep
-    while the decoder learns that product: a categorical code starts empty and fills with the shape the
-    decoder can already draw (README, "Color that every seed learns")."""
+    A convolutional decoder's output layer is one kernel shared by every pixel, so on its own it can
+    color a stroke only once its feature maps draw the stroke with the color in it: a product of shape
+    and color it has to learn. The tint gives it that product from the first step. It matters where
+    the code holds no color for KL warm-up to keep while the decoder learns it: a categorical code
+    starts empty and fills with the shape the decoder can already draw (README, "Color that every seed
+    learns")."""
+
+    # Every channel starts at sigmoid(2) = 88% of the trunk's brightness: near the plain decoder, and
+    # where the tint's slope is still 40% of its steepest.
+    INITIAL_TINT_LOGIT = 2.0
 
     def __init__(self, trunk: nn.Module, code_size: int, image_shape: ImageShape):
         super().__init__()
-        # Registered before the trunk: output_layer_weights takes the last matrix, the trunk's.
-        self.tint = Dense(code_size, image_shape[0], bias=False)
-        nn.init.zeros_(self.tint.weight)
+        # Registered before the trunk: output_layer_weights takes the last matrix, the trunk's. Its
+        # random weights give each category a slightly different tint to start from.
+        self.tint = Dense(code_size, image_shape[0])
+        nn.init.constant_(self.tint.bias, self.INITIAL_TINT_LOGIT)
         self.trunk = trunk
         self.pixel_bias = PixelBias(image_shape)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        gain = 2 * torch.sigmoid(self.tint(code))
-        return self.pixel_bias(self.trunk(code) * gain[:, :, None, None])
+        log_tint = F.logsigmoid(self.tint(code).float())[:, :, None, None]
+        log_p = F.logsigmoid(self.pixel_bias(self.trunk(code)).float()) + log_tint
+        return log_p - log1mexp(log_p)  # the logits of p
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012); x is kept below -1e-30."""
+    x = x.clamp(max=-1e-30)
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 @dataclass
