@@ -103,7 +103,8 @@ def test_a_tinted_conv_decoder_draws_the_plain_decoders_shape_times_a_color_the_
     code = torch.randn(4, 10)
     with torch.no_grad():
         color = torch.sigmoid(code @ tinted.tint.weight + tinted.tint.bias)  # [4, 3]
-        assert torch.allclose(torch.sigmoid(tinted(code)), color[:, :, None, None] * torch.sigmoid(plain(code)), atol=1e-6)
+        shape = torch.sigmoid(plain(code))
+        assert torch.allclose(torch.sigmoid(tinted(code)), color[:, :, None, None] * shape, atol=1e-6)
         assert color.min() > 0.7  # it starts near the plain decoder (sigmoid(2) = 0.88, give or take the weights)
         tinted.tint.weight.zero_()
         tinted.tint.weight[0, 0] = 60.0  # the code's first coordinate sets the red channel alone
@@ -111,7 +112,8 @@ def test_a_tinted_conv_decoder_draws_the_plain_decoders_shape_times_a_color_the_
         up[:, 0], down[:, 0] = 1.0, -1.0
         assert torch.allclose(torch.sigmoid(tinted(up))[:, 0], torch.sigmoid(plain(up))[:, 0], atol=1e-6)
         assert torch.sigmoid(tinted(down))[:, 0].max() < 1e-20  # red off: logits finite, far below zero
-        assert torch.allclose(torch.sigmoid(tinted(down))[:, 1:], torch.sigmoid(plain(down))[:, 1:] * color_at_start(tinted))
+        untouched = torch.sigmoid(torch.tensor(tinted.INITIAL_TINT_LOGIT))  # green and blue keep their starting tint
+        assert torch.allclose(torch.sigmoid(tinted(down))[:, 1:], torch.sigmoid(plain(down))[:, 1:] * untouched)
         tinted.pixel_bias.bias.fill_(-40.0)  # a black background stays black, whatever the tint
         assert torch.sigmoid(tinted(up)).max() < 1e-15
         for extreme in (60.0, -60.0):  # probabilities at 0 and 1 still give finite logits
@@ -119,10 +121,6 @@ def test_a_tinted_conv_decoder_draws_the_plain_decoders_shape_times_a_color_the_
             assert torch.isfinite(tinted(up)).all() and torch.isfinite(tinted(down)).all()
     # The layer adaptive image-loss weights look at is still the trunk's last convolution.
     assert output_layer_weights(tinted) == [tinted.trunk[-1].weight]
-
-
-def color_at_start(tinted) -> torch.Tensor:
-    return torch.sigmoid(torch.tensor(tinted.INITIAL_TINT_LOGIT))
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -83,7 +83,7 @@ class MLP:
 class ConvConfig(BackboneConfig):
     channels: list[int] = positive_ints()  # one stride-2 convolution per entry, input side first
     hidden: int = at_least(1)  # dense layer between the feature map and the latent
-    tint: bool = False  # scale each color channel of the image by a gain read from the code (TintedDecoder)
+    tint: bool = False  # draw each color channel as the shape times a tint the code sets (TintedDecoder)
 
 
 @BACKBONES.register("conv", ConvConfig)
