@@ -298,3 +298,12 @@ def test_the_rate_distortion_plot_shows_a_configuration_over_seeds_as_one_point_
     points = np.array([line.get_xydata()[0] for line in ax.lines if line.get_marker() == "o"])
     assert np.allclose(points, [[19.0, 111.0], [19.0, 141.0]])  # means over seeds 0, 1, 2
     assert "mean ± sd over 3 seeds" in ax.get_title()
+
+
+def test_a_caption_names_the_model_and_says_when_the_decoder_is_tinted(train_config):
+    from vae_lab.figures import describe
+
+    plain = describe(train_config("model=discrete", "backbone=conv", "data=color_mnist"))
+    tinted = describe(train_config("model=discrete", "backbone=conv", "data=color_mnist", "backbone.tint=true"))
+    assert plain.startswith("discrete VAE (") and plain.endswith(", conv backbone, color_mnist")
+    assert tinted == plain.replace("conv backbone", "conv backbone (tinted decoder)")

@@ -20,7 +20,8 @@ def describe(config: Any) -> str:
     losses = [name for name, on in (("PatchGAN", config.loss.adversarial.enabled),
                                     ("VGG16 perceptual", config.loss.perceptual.enabled)) if on]
     extra = f" + {' + '.join(losses)} loss" if losses else ""
-    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone, {data}"
+    tinted = " (tinted decoder)" if getattr(config.backbone, "tint", False) else ""
+    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone{tinted}, {data}"
 
 
 def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dict], out_dir: Path,
