@@ -51,6 +51,51 @@ def test_a_two_dimensional_latent_gets_the_full_decoded_grid(train_config, tmp_p
     assert_figure_is_not_blank(tmp_path / "figures" / "latent_scatter.png")
 
 
+
+def test_points_that_do_not_differ_are_refused_before_pca_or_tsne():
+    """scikit-learn's t-SNE crashes the whole process (a segfault, every stacked run's evaluation
+    with it) on points that are all the same; PCA reads 0/0 of the variance."""
+    import numpy as np
+
+    from vae_lab.figures.style import has_spread, project
+
+    same = np.tile(np.eye(10)[3], (300, 1))
+    assert not has_spread(same)
+    assert has_spread(np.eye(10)[np.arange(300) % 10])
+    assert has_spread(same + 1e-3 * np.eye(10)[np.arange(300) % 10])
+    for method in ("pca", "tsne"):
+        with pytest.raises(ValueError, match="same"):
+            project(same, method)
+
+
+def test_a_latent_part_with_one_code_for_every_image_is_said_not_projected(train_config, monkeypatch):
+    """A collapsed categorical part (every image on one category) gets a panel that says so; the
+    Gaussian part beside it is still projected by PCA and t-SNE."""
+    import torch
+
+    from vae_lab.data import load_splits
+    from vae_lab.figures import latent
+    from vae_lab.models import build_model
+
+    config = train_config("model=combined", "model.n_vars=1", "model.n_cats=10")
+    splits = load_splits(config.data, torch.device("cpu"))
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    embed = model.embed
+
+    def collapsed(images):
+        codes = embed(images).clone()
+        codes[:, model.spec.discrete_slice] = torch.eye(10)[3]
+        return codes
+
+    monkeypatch.setattr(model, "embed", collapsed)
+    drawn = {}
+    monkeypatch.setattr(latent, "save", lambda fig, path: drawn.setdefault("figure", fig))
+    with torch.no_grad():
+        latent.latent_scatter(model, splits.test, None, "a model", tsne_points=300)
+    titles = [ax.get_title() for ax in drawn["figure"].axes]
+    assert sum("one code for every image" in t for t in titles) == 2, titles  # its PCA and t-SNE rows
+    assert sum("t-SNE" in t and t.startswith("Gaussian") for t in titles) == 1, titles
+
 # ---- no text cut at the edge, no titles run into each other ----------------------------------------
 
 LAYOUTS = {  # model configs whose figures differ most in layout and caption length

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
-from vae_lab.figures.style import (GRID_GREY, SCATTER_POINTS, TSNE_POINTS, image_grid, label_rows, project, save,
-                                   scatter_by_digit, scatter_by_tint, show_grid)
+from vae_lab.figures.style import (GRID_GREY, SCATTER_POINTS, TSNE_POINTS, has_spread, image_grid, label_rows,
+                                   project, save, scatter_by_digit, scatter_by_tint, show_grid)
 from vae_lab.metrics.traversal import TRAVERSAL_VALUES, Coordinate, discretised
 
 TRAVERSED_DIMS = 8  # the most active continuous dimensions shown
@@ -53,6 +53,9 @@ def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points:
                              constrained_layout=True, squeeze=False)
     for row, (part, values, method) in enumerate(rows):
         picked = shown[:tsne_points] if method == "tsne" else shown
+        if not has_spread(values[picked]):
+            _no_spread(axes[row], part, len(picked))
+            continue
         points, axis_labels, how = project(values[picked], method)
         scatter_by_digit(axes[row, 0], points, labels[picked])
         axes[row, 0].set_title(f"{part}: {how} ({len(picked):,} images), by digit", fontsize=9)
@@ -64,6 +67,17 @@ def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points:
             ax.set_ylabel(axis_labels[1])
     fig.suptitle(f"Test set in latent space\n{caption}", fontsize=10)
     return save(fig, path)
+
+
+def _no_spread(axes, part: str, images: int) -> None:
+    """A scatter panel for a latent part that gives every image the same code: it says so, since a
+    collapsed code is a finding, not a figure to leave out."""
+    for ax in axes:
+        ax.text(0.5, 0.5, f"every one of these {images:,} test images\nhas the same code:\nnothing to project",
+                ha="center", va="center", fontsize=11, transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{part}: one code for every image", fontsize=9)
 
 
 def latent_ranges(model, data: ImageSet, path: Path, caption: str) -> Path:

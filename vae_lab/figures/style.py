@@ -71,9 +71,19 @@ def label_rows(ax: plt.Axes, grid: np.ndarray, labels: list[str]) -> None:
     ax.set_yticks([cell * (i + 0.5) for i in range(len(labels))], labels, fontsize=8)
 
 
+def has_spread(values: np.ndarray) -> bool:
+    """Whether the points differ at all. A collapsed latent part gives every image the same code; PCA
+    of such points is 0/0, and scikit-learn's t-SNE, started from that PCA, crashes the process."""
+    scale = max(float(np.abs(values).max(initial=0.0)), 1.0)
+    return bool(len(values) > 1 and np.ptp(values, axis=0).max() > 1e-6 * scale)
+
+
 def project(values: np.ndarray, method: str) -> tuple[np.ndarray, list[str], str]:
     """Points in 2-D, their axis labels and how they were made: as they are for two dimensions, with
-    a meaningless vertical jitter for one, else by ``method`` ("pca" or "tsne")."""
+    a meaningless vertical jitter for one, else by ``method`` ("pca" or "tsne"). Points that do not
+    differ (``has_spread``) are refused: there is nothing to project."""
+    if not has_spread(values):
+        raise ValueError(f"all {len(values)} points are the same: nothing to project")
     if values.shape[1] == 2:
         return values, ["$z_1$", "$z_2$"], "the two dimensions as they are"
     if values.shape[1] == 1:
