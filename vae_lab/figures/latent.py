@@ -39,21 +39,23 @@ def code_parts(spec, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points: int = TSNE_POINTS) -> Path:
     """Test codes in 2-D, a row per latent part and projection: two dimensions as they are, more by PCA
-    and (unless ``tsne_points`` is 0) by t-SNE of that many images. Colored by digit; on color_mnist
-    also by each image's own tint."""
+    and (unless ``tsne_points`` is 0) by t-SNE of that many images; one row that says so for a part
+    that gives every image the same code. Colored by digit; on color_mnist also by each image's own
+    tint."""
     codes = _embed(model, data)
     shown = np.random.default_rng(0).permutation(len(codes))[:SCATTER_POINTS]
     labels = data.labels.cpu().numpy()
     tints = data.colors.cpu().numpy() if data.colors is not None else None
     projections = ["pca", "tsne"] if tsne_points else ["pca"]
     rows = [(part, values, method) for part, values in code_parts(model.spec, codes)
-            for method in (projections if values.shape[1] > 2 else ["as is"])]
+            for method in (["none"] if not has_spread(values[shown]) else
+                           projections if values.shape[1] > 2 else ["as is"])]
     columns = 1 if tints is None else 2
     fig, axes = plt.subplots(len(rows), columns, figsize=(5.8 * columns, 4.8 * len(rows)),
                              constrained_layout=True, squeeze=False)
     for row, (part, values, method) in enumerate(rows):
         picked = shown[:tsne_points] if method == "tsne" else shown
-        if not has_spread(values[picked]):
+        if method == "none" or not has_spread(values[picked]):  # t-SNE's fewer images may not differ
             _no_spread(axes[row], part, len(picked))
             continue
         points, axis_labels, how = project(values[picked], method)
