@@ -172,7 +172,7 @@ def test_both_trains_on_the_sum_of_its_two_vaes_and_reports_the_mean_image(train
 
 def test_combined_capacity_objective_follows_jointvae(train_config):
     config = train_config("model=combined", "model.n_vars=2", "model.n_cats=3", "model.capacity.enabled=true",
-                          "model.capacity.gamma=7", "model.capacity.continuous_max=4",
+                          "trainer.start_at_mean_image=false", "model.capacity.gamma=7", "model.capacity.continuous_max=4",
                           "model.capacity.discrete_max=4", "model.capacity.steps=100")
     model = build_model(config.model, config.backbone, (1, 28, 28))
     terms = {"recon": torch.tensor([10.0, 20.0]), "kl": torch.tensor([1.0, 3.0]), "kl_disc": torch.tensor([0.5, 0.5])}

@@ -206,7 +206,7 @@ def test_the_jointvae_recipe_is_dupont_2018(train_config):
     assert (model.name, model.latent_dim, model.n_vars, model.n_cats) == ("combined", 10, 1, 10)
     assert (capacity.enabled, capacity.gamma, capacity.continuous_max, capacity.discrete_max, capacity.steps) == (
         True, 30.0, 5.0, 5.0, 25000)
-    assert (config.trainer.lr, config.trainer.batch_size) == (5e-4, 64)
+    assert (config.trainer.lr, config.trainer.batch_size, config.trainer.start_at_mean_image) == (5e-4, 64, False)
     assert model.temperature == model.temperature_min == 0.67
     # Captions name what weighs the KL: the capacity targets, not beta, which they replace.
     assert "capacity control to 5 and 5 nats, gamma 30" in model.summary() and "beta" not in model.summary()

@@ -60,8 +60,20 @@ def test_beta_warms_up_over_training_steps_and_held_out_losses_use_it_whole(trai
 
 def test_warmup_and_capacity_control_together_are_refused(train_config):
     with pytest.raises(ConfigError) as error:
-        train_config("model=combined", "model.capacity.enabled=true", "model.beta_warmup_steps=100")
+        train_config("model=combined", "model.capacity.enabled=true", "trainer.start_at_mean_image=false",
+                     "model.beta_warmup_steps=100")
     assert error.value.key == "model.beta_warmup_steps"
+
+
+def test_capacity_control_with_the_mean_image_start_is_refused(train_config):
+    """Capacity control holds the code near 0 nats at first; a decoder that already draws the mean image
+    then only learns to ignore the code (README, "Results: JointVAE")."""
+    with pytest.raises(ConfigError) as error:
+        train_config("model=combined", "model.capacity.enabled=true")
+    assert error.value.key == "trainer.start_at_mean_image"
+    assert not train_config("model=combined", "model.capacity.enabled=true",
+                            "trainer.start_at_mean_image=false").trainer.start_at_mean_image
+    assert train_config("model=combined").trainer.start_at_mean_image  # without capacity control, the default
 
 
 @pytest.mark.parametrize("name", ["continuous", "both"])

@@ -132,6 +132,11 @@ class ModelConfig:
         """Whether runs of this model can train as one stacked population (vae_lab/population.py)."""
         return True
 
+    def code_starts_empty(self) -> bool:
+        """Whether the objective holds the code near 0 nats at the start (capacity control, whose
+        targets rise from 0), so that at first the decoder can only learn to ignore it."""
+        return False
+
     def summary(self) -> str:
         """The settings that tell runs apart, for captions; subclasses put theirs in front."""
         return self.kl_weighting()
@@ -272,6 +277,11 @@ class TrainConfig:
             key = "loss.adversarial.enabled" if self.loss.adversarial.enabled else "loss.perceptual.enabled"
             raise ConfigError(key, True, f"model={self.model.name} ({self.model.summary()}) has no single "
                                          "reconstruction per image for image-space losses to compare")
+        if self.trainer.start_at_mean_image and self.model.code_starts_empty():
+            raise ConfigError("trainer.start_at_mean_image", True,
+                              "with capacity control the code starts out holding nothing, and a decoder that "
+                              "already draws the mean image then learns to shut the code out for good (README, "
+                              "\"Results: JointVAE\"); set trainer.start_at_mean_image=false")
         if self.trainer.compile and self.loss.adversarial.enabled and self.loss.adversarial.adaptive:
             # Measured with torch 2.15 on CPU: after a retain_graph=True gradient through a compiled
             # model, the step's backward gave the output layer a gradient of norm 2.2 instead of 48.

@@ -42,6 +42,9 @@ class CombinedConfig(ContinuousAndDiscrete):
     share_encoder: bool = MISSING  # one trunk with two heads, or a trunk per part
     capacity: Capacity = MISSING
 
+    def code_starts_empty(self) -> bool:
+        return self.capacity.enabled
+
     def summary(self) -> str:
         encoders = "shared encoder" if self.share_encoder else "separate encoders"
         return f"{super().summary()}, {encoders}"
