@@ -2,6 +2,7 @@ import colorsys
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torchvision.datasets import MNIST
@@ -113,6 +114,23 @@ def test_color_mnist_keeps_each_samples_tint(train_config):
     batch = data.batch(torch.tensor([5, 6]))
     torch.testing.assert_close(batch.colors, data.colors[[5, 6]])
     assert batch.hue_bins.tolist() == data.hue_bins[[5, 6]].tolist()
+
+
+def test_image_size_resizes_as_the_jointvae_papers_pil_loader_does(train_config, data_root):
+    """data.image_size=32 against torchvision's Resize(32) on PIL images, the paper's own loader."""
+    from torchvision import transforms
+
+    resized = load_split(train_config("data.image_size=32").data, "train")
+    assert resized.images.shape == (N_TRAIN, 1, 32, 32) and resized.images.dtype == torch.uint8
+    pil = MNIST(str(data_root), train=True, download=False, transform=transforms.Resize(32))
+    for row in (0, 7, 1000):
+        expected = torch.from_numpy(np.asarray(pil[row][0], dtype=np.int16))
+        assert (resized.images[row, 0].short() - expected).abs().max() <= 2  # rounding of two implementations
+    native = load_split(train_config().data, "train")
+    assert torch.equal(load_split(train_config("data.image_size=28").data, "train").images, native.images)
+    color = load_split(train_config("data=color_mnist", "data.image_size=32").data, "train")
+    assert color.images.shape == (N_TRAIN, 3, 32, 32)
+    torch.testing.assert_close(color.images, tint(resized.images[:, 0], color.colors))  # tinted after resizing
 
 
 def test_validation_is_carved_from_training_reproducibly(train_config):

@@ -182,6 +182,16 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert noise["fd"] > real["fd"] + 1
 
 
+def test_resized_data_gets_a_reference_classifier_of_its_own(train_config):
+    resized = train_config("data.image_size=32").data
+    assert cache_path(resized) != cache_path(train_config().data)
+    splits = load_splits(resized)
+    reference = reference_classifier(resized, splits, torch.device("cpu"))
+    with torch.no_grad():
+        predicted = reference(splits.test.batch(torch.arange(len(splits.test))).images).argmax(-1)
+    assert (predicted == splits.test.labels).float().mean() > 0.6
+
+
 # ---- categorical codes ---------------------------------------------------------------------------
 
 

@@ -159,6 +159,7 @@ class DataConfig:
     root: str = checked(Check(lambda v: v != "", "a folder path"))
     download: bool = MISSING  # fetch MNIST with torchvision when it is not under root
     binarize: str = one_of("none", "dynamic", "static")
+    image_size: int = at_least(8, default=28)  # pixels per side; MNIST's 28, or each image resized to it as it loads
     val_fraction: float = fraction()  # share of the training split held out for validation
     seed: int = seed_value()  # fixes the dataset: validation split, colors, static binarization
     hue_bins: int = at_least(2)  # color_mnist: number of hue classes kept as each sample's color label

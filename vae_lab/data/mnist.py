@@ -54,6 +54,16 @@ def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Ten
     return images, labels
 
 
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, H, W] images as [N, size, size]: bilinear with antialiasing, as torchvision's
+    ``Resize(size)`` does to the PIL images of the JointVAE paper's loader; unchanged at their own size."""
+    if tuple(images.shape[1:]) == (size, size):
+        return images
+    from torchvision.transforms.v2.functional import resize  # slow import: see read_mnist
+
+    return resize(images, [size, size], antialias=True)
+
+
 def check_idx_file(path: Path, rank: int) -> None:
     """The IDX header of an MNIST file (two zero bytes, type 0x08 = unsigned byte, the rank, then a
     big-endian size per axis), and a length that matches it."""

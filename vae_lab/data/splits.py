@@ -9,7 +9,7 @@ from vae_lab.config import DataConfig
 from vae_lab.errors import ConfigError
 from vae_lab.data.color import sample_tints, tint
 from vae_lab.data.labels import balanced_label_mask
-from vae_lab.data.mnist import read_mnist
+from vae_lab.data.mnist import read_mnist, resized
 from vae_lab.data.tensors import ImageSet
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -32,6 +32,7 @@ class Splits:
 def load_split(config: DataConfig, split: str) -> ImageSet:
     """One official split as an ImageSet on the CPU, tinted when the config says so (grey values)."""
     grey, labels = read_mnist(config.root, train=split == "train", download=config.download)
+    grey = resized(grey, config.image_size)
     index = torch.arange(len(labels))
     colors = hue_bins = None
     if config.name == "color_mnist":

@@ -26,12 +26,13 @@ EPOCHS = 3
 
 
 class ReferenceClassifier(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, image_shape: tuple[int, int, int]):
         super().__init__()
+        channels, height, width = image_shape
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU())
+            nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURES), nn.ReLU())
         self.classify = nn.Linear(FEATURES, 10)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,8 @@ class ReferenceClassifier(nn.Module):
 def cache_path(config: DataConfig) -> Path:
     """Where the classifier for this data is kept: the first of the folders beside the data and in the
     user's cache that holds it or could."""
-    name = f"{config.name}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}.pt"
+    size = "" if config.image_size == 28 else f"-size{config.image_size}"
+    name = f"{config.name}{size}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}.pt"
     folders = [Path(config.root) / "vae_lab_reference", Path.home() / ".cache" / "vae-lab" / "reference"]
     for folder in folders:
         if (folder / name).is_file() or _could_write(folder):
@@ -57,7 +59,7 @@ def _could_write(folder: Path) -> bool:
 def reference_classifier(config: DataConfig, splits: Splits, device: torch.device) -> ReferenceClassifier:
     """The cached classifier for this data, trained now if there is none yet."""
     path = cache_path(config)
-    model = ReferenceClassifier(splits.image_shape[0]).to(device)
+    model = ReferenceClassifier(splits.image_shape).to(device)
     if path.is_file():
         try:
             model.load_state_dict(load_checkpoint(path, device)["model"])
