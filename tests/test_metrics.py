@@ -1,6 +1,10 @@
 """Each metric against an independent computation or a case whose answer is known."""
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -236,3 +240,23 @@ def test_cluster_accuracy_maps_each_category_to_its_majority_digit_on_training_i
     assert found["cluster_acc"] == 1.0
     assert found["code_mi_per_var"][1] == pytest.approx(0, abs=1e-9)
     assert found["code_mi"] == pytest.approx(sum(found["code_mi_per_var"]) / 2)
+
+
+def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(data_root, tmp_path):
+    """examples/score_released_jointvae.py on a model file with the released one's keys and shapes."""
+    shapes = {"img_to_features.0": (32, 1, 4, 4), "img_to_features.2": (64, 32, 4, 4),
+              "img_to_features.4": (64, 64, 4, 4), "features_to_hidden.0": (256, 1024),
+              "fc_mean": (10, 256), "fc_log_var": (10, 256), "fc_alphas.0": (10, 256)}
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in shapes.items():
+        state[f"{name}.weight"] = torch.randn(shape, generator=generator) * 0.1
+        state[f"{name}.bias"] = torch.zeros(shape[0])
+    torch.save(state, tmp_path / "model.pt")
+    script = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
+    scored = subprocess.run([sys.executable, str(script), str(tmp_path / "model.pt"), str(data_root)],
+                            capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0, scored.stderr
+    accuracy = float(re.search(r"test/cluster_acc ([0-9.]+)", scored.stdout).group(1))
+    kl = float(re.search(r"kl_disc ([0-9.]+)", scored.stdout).group(1))
+    assert 0 < accuracy <= 1 and 0 <= kl <= math.log(10)
