@@ -16,6 +16,7 @@ from torch import nn
 
 from vae_lab.config import DataConfig
 from vae_lab.data import ImageSet, Splits
+from vae_lab.data.mnist import IMAGE_SIZE
 from vae_lab.errors import DamagedFile
 from vae_lab.progress import counting, progress
 from vae_lab.runs import atomic_write, load_checkpoint
@@ -42,7 +43,7 @@ class ReferenceClassifier(nn.Module):
 def cache_path(config: DataConfig) -> Path:
     """Where the classifier for this data is kept: the first of the folders beside the data and in the
     user's cache that holds it or could."""
-    size = "" if config.image_size == 28 else f"-size{config.image_size}"
+    size = "" if (config.image_size,) * 2 == IMAGE_SIZE else f"-size{config.image_size}"
     name = f"{config.name}{size}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}.pt"
     folders = [Path(config.root) / "vae_lab_reference", Path.home() / ".cache" / "vae-lab" / "reference"]
     for folder in folders:
