@@ -38,6 +38,7 @@ def test_every_combination_composes_into_typed_configs(train_config, model, back
     ("data.binarize=yes", "data.binarize"),
     ("data.hue_bins=1", "data.hue_bins"),
     ("data.image_size=4", "data.image_size"),
+    ("data.n_train=0", "data.n_train"),
     ("backbone.hidden=[400,0]", "backbone.hidden"),
 ])
 def test_each_bad_value_is_named_by_its_key(train_config, override, key):

@@ -144,6 +144,17 @@ def test_validation_is_carved_from_training_reproducibly(train_config):
                            splits.val.index)
 
 
+
+def test_n_train_keeps_a_random_subset_of_the_training_images_fixed_by_the_data_seed(train_config):
+    every = load_splits(train_config().data)
+    few = load_splits(train_config("data.n_train=300").data)
+    assert len(few.train) == 300 and set(few.train.index.tolist()) < set(every.train.index.tolist())
+    assert torch.equal(few.val.index, every.val.index) and torch.equal(few.test.images, every.test.images)
+    assert torch.equal(load_splits(train_config("data.n_train=300").data).train.index, few.train.index)
+    assert not torch.equal(load_splits(train_config("data.n_train=300", "data.seed=1").data).train.index,
+                           few.train.index)
+    assert not torch.equal(few.train.index, every.train.index[:300])  # drawn at random, not the file's first
+
 def test_static_binarization_is_fixed_and_dynamic_resamples_training_pixels(train_config):
     static = load_splits(train_config("data.binarize=static").data)
     assert set(static.train.images.unique().tolist()) <= {0, 255}

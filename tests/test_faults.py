@@ -335,6 +335,7 @@ def test_a_sweep_folder_rerun_with_another_grid_is_refused_before_any_work(vae_l
 @pytest.mark.parametrize("override, message", [
     ("model.latent_dim=100000000", "on backbone=mlp would need 289.1 GiB for its weights"),
     ("data.val_fraction=0.99999", "data.val_fraction=0.99999: holds out 1,200 of the 1,200 training images"),
+    ("data.n_train=5000", "data.n_train=5000: expected at most the 1,080 training images left after validation"),
     ("optimized_metric=test/nonexistent", "optimized_metric=test/nonexistent: this run reports no such metric"),
 ])
 def test_a_refusal_that_needs_the_data_still_writes_nothing(vae_lab, tmp_path, override, message):

@@ -352,3 +352,5 @@ def test_a_caption_names_the_model_and_says_when_the_decoder_is_tinted(train_con
     tinted = describe(train_config("model=discrete", "backbone=conv", "data=color_mnist", "backbone.tint=true"))
     assert plain.startswith("discrete VAE (") and plain.endswith(", conv backbone, color_mnist")
     assert tinted == plain.replace("conv backbone", "conv backbone (tinted decoder)")
+    altered = describe(train_config("data.image_size=32", "data.n_train=1000", "data.n_labels=100"))
+    assert altered.endswith(", mlp backbone, mnist, 32x32, 1,000 training images, 100 labels")

@@ -196,6 +196,20 @@ def test_resized_data_gets_a_reference_classifier_of_its_own(train_config):
     assert (predicted == splits.test.labels).float().mean() > 0.6
 
 
+
+def test_the_reference_classifier_learns_from_every_training_image_whatever_n_train(train_config, monkeypatch,
+                                                                                    tmp_path):
+    import vae_lab.metrics.reference as module
+
+    few, every = train_config("data.n_train=100").data, train_config().data
+    assert cache_path(few) == cache_path(every)  # one instrument for both
+    seen, train = [], module._train
+    monkeypatch.setattr(module, "_train", lambda model, images, test: seen.append(len(images)) or train(model, images, test))
+    monkeypatch.setattr(module, "cache_path", lambda config: tmp_path / "reference.pt")
+    splits = load_splits(few)
+    reference_classifier(few, splits, torch.device("cpu"))
+    assert len(splits.train) == 100 and seen == [len(load_splits(every).train)]
+
 # ---- categorical codes ---------------------------------------------------------------------------
 
 

@@ -163,10 +163,13 @@ class DataConfig:
     val_fraction: float = fraction()  # share of the training split held out for validation
     seed: int = seed_value()  # fixes the dataset: validation split, colors, static binarization
     hue_bins: int = at_least(2)  # color_mnist: number of hue classes kept as each sample's color label
+    n_train: Optional[int] = None  # training images kept, a random subset fixed by seed (null: all not held out)
     n_labels: Optional[int] = None  # training labels a semi-supervised model may use (null: all)
     labelled_per_batch: int = at_least(0)  # labelled images added to every training batch
 
     def cross_check(self) -> None:
+        if self.n_train is not None and self.n_train < 1:
+            raise ConfigError("n_train", self.n_train, "expected null (every training image) or a number >= 1")
         if self.n_labels is not None and (self.n_labels < 10 or self.n_labels % 10):
             raise ConfigError("n_labels", self.n_labels,
                               "expected null (every label) or a multiple of 10 (as many per digit)")

@@ -53,7 +53,13 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
     if n_val >= len(train_all):
         raise ConfigError("data.val_fraction", config.val_fraction,
                           f"holds out {n_val:,} of the {len(train_all):,} training images, leaving none to train on")
-    train, val = train_all.subset(order[n_val:].sort().values), train_all.subset(order[:n_val].sort().values)
+    kept = order[n_val:]
+    if config.n_train is not None:
+        if config.n_train > len(kept):
+            raise ConfigError("data.n_train", config.n_train,
+                              f"expected at most the {len(kept):,} training images left after validation")
+        kept = kept[:config.n_train]
+    train, val = train_all.subset(kept.sort().values), train_all.subset(order[:n_val].sort().values)
     # Only training labels may be learned from; held-out splits measure the unlabelled bound.
     train.labelled = (torch.ones(len(train), dtype=torch.bool) if config.n_labels is None
                       else balanced_label_mask(train.labels, config.n_labels, config.seed))

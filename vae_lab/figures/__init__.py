@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 
 from vae_lab.data import Splits
+from vae_lab.data.mnist import IMAGE_SIZE
 from vae_lab.evaluate import evaluating
 from vae_lab.figures import animations, curves, images, latent
 from vae_lab.progress import progress
@@ -16,12 +17,19 @@ from vae_lab.progress import progress
 
 def describe(config: Any) -> str:
     """A caption naming the model, e.g. 'continuous VAE (latent 20, beta 1), mlp backbone, mnist'."""
-    data = config.data.name + (f", {config.data.n_labels} labels" if config.data.n_labels else "")
+    data, size = config.data, config.data.image_size
+    dataset = [data.name]
+    if (size, size) != IMAGE_SIZE:
+        dataset.append(f"{size}x{size}")
+    if data.n_train:
+        dataset.append(f"{data.n_train:,} training images")
+    if data.n_labels:
+        dataset.append(f"{data.n_labels} labels")
     losses = [name for name, on in (("PatchGAN", config.loss.adversarial.enabled),
                                     ("VGG16 perceptual", config.loss.perceptual.enabled)) if on]
     extra = f" + {' + '.join(losses)} loss" if losses else ""
     tinted = " (tinted decoder)" if getattr(config.backbone, "tint", False) else ""
-    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone{tinted}, {data}"
+    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone{tinted}, {', '.join(dataset)}"
 
 
 def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dict], out_dir: Path,

@@ -1,13 +1,14 @@
 """A reference classifier for judging generated images, without downloading any weights.
 
 A small CNN trained by vae-lab on the training split of the same data (same dataset, tint, binarization
-and validation split), once: it is cached beside the data (``<data.root>/vae_lab_reference/``, or the
+and validation split; every training image, whatever data.n_train a model was given), once: it is cached beside the data (``<data.root>/vae_lab_reference/``, or the
 user's cache folder when the data folder is read-only) and reused by every run on that data. Where
 neither can be written it is trained for each run and not kept: a cache must never cost a run.
 """
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_lab.config import DataConfig
-from vae_lab.data import ImageSet, Splits
+from vae_lab.data import ImageSet, Splits, load_splits
 from vae_lab.data.mnist import IMAGE_SIZE
 from vae_lab.errors import DamagedFile
 from vae_lab.progress import counting, progress
@@ -67,6 +68,8 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
             return model.eval()
         except (DamagedFile, RuntimeError) as damaged:  # RuntimeError: weights of another shape
             log.warning("%s: training the reference classifier again", damaged)
+    if config.n_train is not None:  # the instrument is the same whatever share of the data a model saw
+        splits = load_splits(replace(config, n_train=None), device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
         torch.manual_seed(config.seed)
         accuracy = _train(model, splits.train, splits.test)
