@@ -1,5 +1,6 @@
 """The figures of a run: present, legible, not blank, and animations with the right frames."""
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -31,6 +32,16 @@ def test_the_training_evolution_has_one_frame_per_epoch(color_run):
     assert gif_frames(color_run / "training_evolution.gif") == 3
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 39, 40, 41, 160, 1000])
+def test_a_long_runs_evolution_shows_at_most_40_epochs_evenly_spaced_first_and_last_among_them(epochs):
+    from vae_lab.figures.animations import EVOLUTION_FRAMES, evenly_spaced
+
+    shown = evenly_spaced(epochs, EVOLUTION_FRAMES)
+    assert len(shown) == min(epochs, 40) and shown[0] == 0 and shown[-1] == epochs - 1
+    gaps = np.diff(shown)
+    assert (gaps > 0).all() and (len(gaps) == 0 or gaps.max() - gaps.min() <= 1)
+
+
 @pytest.mark.xdist_group("color_run")
 def test_the_interpolation_visits_several_digits(color_run):
     assert gif_frames(color_run / "interpolation.gif") >= 3 * 16
@@ -55,7 +66,6 @@ def test_a_two_dimensional_latent_gets_the_full_decoded_grid(train_config, tmp_p
 def test_points_that_do_not_differ_are_refused_before_pca_or_tsne():
     """scikit-learn's t-SNE crashes the whole process (a segfault, every stacked run's evaluation
     with it) on points that are all the same; PCA reads 0/0 of the variance."""
-    import numpy as np
 
     from vae_lab.figures.style import has_spread, project
 
@@ -252,7 +262,6 @@ def test_a_short_row_of_categories_is_left_grey_like_the_lines_between_images(tr
 def test_the_traversal_shows_the_dimensions_that_change_hue_and_digit_most():
     """The most active dimensions, in order of activity, the least of them giving way to the
     strongest hue and digit dimensions where those are not already shown."""
-    import numpy as np
 
     from vae_lab.figures.latent import TRAVERSED_DIMS, _most_active_and_strongest
 
@@ -326,7 +335,6 @@ def test_training_curves_leave_no_empty_grid_slot(panels):
 
 def test_the_rate_distortion_plot_shows_a_configuration_over_seeds_as_one_point_with_its_spread(tmp_path, monkeypatch):
     import matplotlib.text
-    import numpy as np
 
     from vae_lab import sweep
     from vae_lab.sweep import RunSummary, rate_distortion

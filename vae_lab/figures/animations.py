@@ -16,6 +16,7 @@ from vae_lab.figures.style import figure_pixels, image_grid, scatter_by_digit, s
 
 SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows
 SNAPSHOT_IMAGES = 8  # test images whose reconstructions it shows
+EVOLUTION_FRAMES = 40  # at most; a longer run shows that many epochs, evenly spaced, first and last among them
 INTERPOLATION_STEPS = 16  # frames between two digits
 
 
@@ -35,12 +36,20 @@ def save_gif(frames: list[np.ndarray], path: Path, seconds_per_frame: float) -> 
     return path
 
 
+def evenly_spaced(count: int, most: int) -> np.ndarray:
+    """Up to ``most`` of the indices 0 .. count - 1, evenly spaced, the first and the last among them."""
+    return np.unique(np.linspace(0, count - 1, min(count, most)).round().astype(int))
+
+
 def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, caption: str) -> Path:
-    """One frame per epoch: the fixed test subset in latent space (the first latent part; PCA fitted on
-    the last epoch above two dimensions, so axes stay put) and the fixed batch's reconstructions."""
+    """One frame per epoch (or per one of EVOLUTION_FRAMES evenly spaced epochs): the fixed test subset
+    in latent space (the first latent part; PCA fitted on the last epoch above two dimensions, so axes
+    stay put) and the fixed batch's reconstructions."""
     labels = test.labels[:SNAPSHOT_POINTS].cpu().numpy()
     originals = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images.cpu()
-    parts = [code_parts(spec, s["codes"].float().numpy())[0] for s in snapshots]
+    epochs = evenly_spaced(len(snapshots), EVOLUTION_FRAMES)
+    shown = [snapshots[e] for e in epochs]
+    parts = [code_parts(spec, s["codes"].float().numpy())[0] for s in shown]
     part_name, last = parts[-1]
     if last.shape[1] > 2:
         pca = PCA(n_components=2).fit(last)
@@ -54,7 +63,7 @@ def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, 
     low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
     margin = 0.05 * (high - low)
     frames = []
-    for epoch, (frame_points, shot) in enumerate(zip(points, snapshots), start=1):
+    for epoch, frame_points, shot in zip(epochs + 1, points, shown):
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.15, 1]},
                                           constrained_layout=True)
         scatter_by_digit(left, frame_points, labels)
