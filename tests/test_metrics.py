@@ -204,7 +204,12 @@ def test_the_reference_classifier_learns_from_every_training_image_whatever_n_tr
     few, every = train_config("data.n_train=100").data, train_config().data
     assert cache_path(few) == cache_path(every)  # one instrument for both
     seen, train = [], module._train
-    monkeypatch.setattr(module, "_train", lambda model, images, test: seen.append(len(images)) or train(model, images, test))
+
+    def counting_train(model, images, test):
+        seen.append(len(images))
+        return train(model, images, test)
+
+    monkeypatch.setattr(module, "_train", counting_train)
     monkeypatch.setattr(module, "cache_path", lambda config: tmp_path / "reference.pt")
     splits = load_splits(few)
     reference_classifier(few, splits, torch.device("cpu"))

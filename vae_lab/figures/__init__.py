@@ -29,7 +29,8 @@ def describe(config: Any) -> str:
                                     ("VGG16 perceptual", config.loss.perceptual.enabled)) if on]
     extra = f" + {' + '.join(losses)} loss" if losses else ""
     tinted = " (tinted decoder)" if getattr(config.backbone, "tint", False) else ""
-    return f"{config.model.name} VAE ({config.model.summary()}){extra}, {config.backbone.name} backbone{tinted}, {', '.join(dataset)}"
+    model = f"{config.model.name} VAE ({config.model.summary()}){extra}"
+    return f"{model}, {config.backbone.name} backbone{tinted}, {', '.join(dataset)}"
 
 
 def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dict], out_dir: Path,

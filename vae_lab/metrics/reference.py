@@ -1,9 +1,10 @@
 """A reference classifier for judging generated images, without downloading any weights.
 
 A small CNN trained by vae-lab on the training split of the same data (same dataset, tint, binarization
-and validation split; every training image, whatever data.n_train a model was given), once: it is cached beside the data (``<data.root>/vae_lab_reference/``, or the
-user's cache folder when the data folder is read-only) and reused by every run on that data. Where
-neither can be written it is trained for each run and not kept: a cache must never cost a run.
+and validation split; every training image, whatever data.n_train a model was given), once: it is
+cached beside the data (``<data.root>/vae_lab_reference/``, or the user's cache folder when the data
+folder is read-only) and reused by every run on that data. Where neither can be written it is trained
+for each run and not kept: a cache must never cost a run.
 """
 
 import logging
