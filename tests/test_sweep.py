@@ -209,6 +209,23 @@ def test_runs_that_differ_only_in_seed_are_summarised_as_mean_and_sd(tmp_path):
     assert not (tmp_path / "figures" / "metrics_vs_seed.png").exists()
 
 
+
+def test_a_sweep_over_seeds_alone_gets_markdown_tables_with_as_many_cells_as_columns(tmp_path):
+    from vae_lab.sweep import summarize
+
+    for seed in (0, 1):
+        run = tmp_path / str(seed)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+        (run / "metrics.json").write_text(json.dumps({"test/nelbo": 100.0 + seed, "test/kl": 5.0}))
+    summarize(tmp_path)
+    tables = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|")]
+    assert len(tables) == 2 + 1 + 2 + 2  # over seeds: head, rule, one row; every run: head, rule, two rows
+    for table in (tables[:3], tables[3:]):
+        assert len({line.count("|") for line in table}) == 1, table
+    assert tables[0].startswith("| runs |") and tables[2].startswith("| 2 | ")
+    assert tables[3].startswith("| run | seed | status |")
+
 @pytest.mark.parametrize("at_once, members, expected", [(1, 1, "about 6 min"), (2, 1, "about 3 min"),
                                                         (2, 3, "(6 at a time)")])
 def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_once, members, expected):

@@ -268,24 +268,28 @@ def _write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups:
 
 def seeds_table(groups: list[SeedGroup], settings: list[str], metrics: list[str]) -> list[str]:
     """A markdown table: a row per configuration, its mean ± sd over seeds for each metric."""
-    lines = ["| " + " | ".join(settings) + " | runs | " + " | ".join(metrics) + " |",
-             "|" + " --- |" * (len(settings) + 1 + len(metrics))]
+    lines = _table_head([*settings, "runs", *metrics])
     for g in groups:
-        cells = [_spread_cell(*g.spread(m)) for m in metrics]
-        lines.append("| " + " | ".join(g.settings.get(k, "") for k in settings) + f" | {len(g.runs)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(_row([*(g.settings.get(k, "") for k in settings), str(len(g.runs)),
+                           *(_spread_cell(*g.spread(m)) for m in metrics)]))
     return lines
 
 
 def runs_table(runs: list[RunSummary], keys: list[str], metrics: list[str]) -> list[str]:
     """A markdown table: a row per run, its settings, status and metrics (4 significant digits)."""
-    lines = ["| run | " + " | ".join(keys) + " | status | " + " | ".join(metrics) + " |",
-             "|" + " --- |" * (len(keys) + 2 + len(metrics))]
+    lines = _table_head(["run", *keys, "status", *metrics])
     for r in runs:
-        cells = [_cell(r.rate if m == "rate" else r.metrics.get(m), 4) for m in metrics]
-        lines.append(f"| {r.name} | " + " | ".join(r.overrides.get(k, "") for k in keys) + f" | {r.status} | "
-                     + " | ".join(cells) + " |")
+        lines.append(_row([r.name, *(r.overrides.get(k, "") for k in keys), r.status,
+                           *(_cell(r.rate if m == "rate" else r.metrics.get(m), 4) for m in metrics)]))
     return lines
+
+
+def _table_head(columns: list[str]) -> list[str]:
+    return [_row(columns), _row(["---"] * len(columns))]
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _spread_cell(mean: float, sd: float) -> str:
