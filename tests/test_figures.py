@@ -324,6 +324,22 @@ def test_rate_distortion_labels_of_nearby_points_do_not_overlap(tmp_path, checke
     assert not checked_figures, "\n".join(checked_figures)
 
 
+
+def test_a_rate_distortion_point_pooling_seeds_is_not_named_after_one_of_them(tmp_path, monkeypatch):
+    import matplotlib.text
+
+    from vae_lab import sweep
+    from vae_lab.sweep import RunSummary, rate_distortion
+
+    drawn = {}
+    monkeypatch.setattr(sweep, "save", lambda fig, path: drawn.update(figure=fig))
+    runs = [RunSummary(str(seed), tmp_path, {"seed": str(seed)}, "complete",
+                       {"test/recon": 100.0 + seed, "test/kl": 20.0 - seed}) for seed in range(3)]
+    rate_distortion(runs, ["seed"], tmp_path / "rate.png")
+    assert [t.get_text() for t in drawn["figure"].axes[0].findobj(matplotlib.text.Annotation)] == []
+    rate_distortion(runs[1:2], ["seed"], tmp_path / "rate.png")  # a lone run keeps its name
+    assert [t.get_text() for t in drawn["figure"].axes[0].findobj(matplotlib.text.Annotation)] == ["seed=1"]
+
 @pytest.mark.parametrize("panels", range(1, 13))
 def test_training_curves_leave_no_empty_grid_slot(panels):
     from vae_lab.figures.curves import grid_columns

@@ -348,8 +348,11 @@ def rate_distortion(runs: list[RunSummary], keys: list[str], path: Path) -> Path
         seeds = len(group.runs)
         ax.errorbar(rate, recon, xerr=rate_sd if seeds > 1 else None, yerr=recon_sd if seeds > 1 else None,
                     fmt="o", markersize=5, color="C0", capsize=3)
-        label = ", ".join(f"{_short(k)}={v}" for k, v in group.settings.items()) or _label(group.runs[0], keys)
-        labels.append((rate, recon, label))
+        # A lone run is named by its settings, seed included; seeds pooled into one point by the rest.
+        label = _label(group.runs[0], keys) if seeds == 1 else ", ".join(
+            f"{_short(k)}={v}" for k, v in group.settings.items())
+        if label:
+            labels.append((rate, recon, label))
     rates = [r.rate for r in runs if r.rate is not None and r.rate > 0]
     if rates and max(rates) / min(rates) > 30:
         ax.set_xscale("log")  # beta 0 next to beta 10: rates hundreds of times apart
