@@ -1,5 +1,5 @@
 """Animations: an interpolation through the codes of several digits (seeds/004), and the latent space
-and reconstructions over training, one frame per epoch (seeds/003)."""
+and reconstructions over training, one frame per epoch up to EVOLUTION_FRAMES (seeds/003)."""
 
 from pathlib import Path
 
