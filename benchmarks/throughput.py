@@ -33,10 +33,11 @@ from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
 from vae_lab import threads
-from vae_lab.loop import Member, PopulationTrainer
+from vae_lab.loop import Loop, Member
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
-from vae_lab.training import resolve_device, seed_everything
+from vae_lab.precision import resolve_device
+from vae_lab.preflight import seed_everything
 
 
 class ClassicVAE(nn.Module):
@@ -92,15 +93,15 @@ class ClassicLoop:
 class VaeLabLoop:
     """vae-lab's own loop, training ``len(configs)`` models as one population."""
 
-    def __init__(self, configs, splits, device):
+    def __init__(self, configs, splits, device, tick):
         members = []
         for config in configs:
             seed_everything(config.seed)
             # Left at PyTorch's default initialisation, as the classic model is (no start_at_mean_image),
             # so that both loops train the same thing and their test losses agree.
             model = build_model(config.model, config.backbone, splits.image_shape).to(device)
-            members.append(Member(config, RunDir(os.devnull), model, splits))
-        self.trainer = PopulationTrainer(members, splits)
+            members.append(Member(config, RunDir(os.devnull), model))
+        self.trainer = Loop(members, splits, callbacks=[], tick=tick)
         self.splits, self.device, self.members = splits, device, members
 
     def epoch(self) -> float:
@@ -138,7 +139,7 @@ def main():
     configs = [train_config([*overrides, f"seed={seed}"]) for seed in range(max(int(k) for k in args.members.split(",")))]
     config = configs[0]
     device = resolve_device(config.trainer.device)
-    threads.govern(args.free_cores and threads.free_to_choose(None, device))
+    governor = threads.ThreadGovernor(args.free_cores and threads.free_to_choose(None, device))
     splits = load_splits(config.data, device)
     print(f"device {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
           f"{len(splits.train):,} training images, {args.epochs} epochs each")
@@ -146,7 +147,7 @@ def main():
     loops = {} if args.skip_classic else {
         "classic": ClassicLoop(config.data.root, splits.train.index.tolist(), device, config.seed)}
     for k in (int(k) for k in args.members.split(",")):
-        loops[f"vae-lab K={k}"] = VaeLabLoop(configs[:k], splits, device)
+        loops[f"vae-lab K={k}"] = VaeLabLoop(configs[:k], splits, device, governor.tick)
     # Epochs alternate between the loops, so a machine that speeds up or slows down (shared VMs do)
     # affects both alike; the median epoch is reported.
     speeds = {name: [] for name in loops}

@@ -107,12 +107,13 @@ def test_a_selector_that_matches_two_configurations_is_missing_not_mixed():
 
 def test_quick_mode_runs_one_seed_of_each_configuration():
     """`seed=0` on the command line replaces the seeds an experiment's sweep lists."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vae_lab.preflight import grid
 
     params = ["seed=0,1,2", "model.latent_dim=2,4,16"]
     overrides = OverridesParser.create().parse_overrides([*params, *QUICK_OVERRIDES])
-    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    jobs = grid(overrides)
     assert len(jobs) == 3 and all("seed=0" in job for job in jobs)
 
 

@@ -18,7 +18,7 @@ import torch
 from conftest import N_TRAIN, make_tiny_mnist, write_idx
 from test_cli import QUICK_EVAL
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
-from vae_lab.runs import RunDir, claimed, remove_temporary_files
+from vae_lab.runs import Claims, RunDir, claimed, remove_temporary_files
 
 TINY = ("trainer.epochs=1", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false")
 
@@ -214,8 +214,9 @@ def test_a_folder_has_one_writer_and_a_dead_writer_leaves_no_stale_lock(tmp_path
             pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with claimed(folder):  # the kernel released the dead holder's lock
-        with claimed(folder):  # and a holder may claim again
+    claims = Claims()
+    with claims.hold(folder):  # the kernel released the dead holder's lock
+        with claims.hold(folder):  # and a holder may claim again
             pass
 
 
@@ -249,17 +250,17 @@ def test_resume_on_other_data_is_refused_and_on_a_moved_copy_continues(tiny_run,
 
 
 def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, monkeypatch):
-    from vae_lab.loop import PopulationTrainer
+    from vae_lab.loop import Loop
 
     folder, run_training = tiny_run
-    original = PopulationTrainer.train_epoch
+    original = Loop.train_epoch
 
     def poisoned(self):  # the weights blow up in the second epoch
         with torch.no_grad():
             next(iter(self.population.params.values())).fill_(float("nan"))
         return original(self)
 
-    monkeypatch.setattr(PopulationTrainer, "train_epoch", poisoned)
+    monkeypatch.setattr(Loop, "train_epoch", poisoned)
     with pytest.raises(RunFailed) as caught:
         run_training(folder, "trainer.epochs=3", "trainer.resume=true")
     message = str(caught.value)

@@ -141,9 +141,9 @@ def test_a_unet_with_both_losses_trains_and_plots_them(train_config, tmp_path):
 
 
 def test_a_resumed_run_continues_the_discriminators_game(train_config, tmp_path, monkeypatch):
-    import vae_lab.training
+    import vae_lab.reporting
 
-    monkeypatch.setattr(vae_lab.training, "finish", lambda *args: {})  # the epochs are what is compared
+    monkeypatch.setattr(vae_lab.reporting, "finish", lambda *args: {})  # the epochs are what is compared
 
     def epochs(folder: str, *overrides: str) -> list[dict]:
         train(train_config(*SMALL_CONV, *ADVERSARIAL, *overrides), str(tmp_path / folder))
@@ -159,11 +159,11 @@ def test_a_resumed_run_continues_the_discriminators_game(train_config, tmp_path,
 
 def test_settings_of_a_loss_that_is_off_do_not_make_a_run_different(train_config):
     from vae_lab.config import as_dict
-    from vae_lab.training import NOT_TRAINING, config_differences
+    from vae_lab.runs import SAME_RUN, differences as config_differences
 
     def differences(*before: str, now: tuple = ()) -> list[str]:
         return [key for key, _, _ in config_differences(as_dict(train_config(*before)), as_dict(train_config(*now)),
-                                                        ignore=NOT_TRAINING)]
+                                                        SAME_RUN)]
 
     assert differences("loss.adversarial.start_step=5") == []
     assert differences("loss.adversarial.enabled=true", "loss.adversarial.start_step=5",

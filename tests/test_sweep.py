@@ -241,7 +241,7 @@ def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_on
 
 
 def test_the_joblib_launcher_runs_as_many_jobs_at_once_as_it_is_given_or_one_per_core():
-    from vae_lab.cli import jobs_at_once, threads_per_job
+    from vae_lab.compose import jobs_at_once, threads_per_job
 
     cores = os.cpu_count()
     assert jobs_at_once(OmegaConf.create({"n_jobs": 3})) == 3
@@ -274,3 +274,21 @@ def test_the_time_estimate_of_a_resumed_sweep_takes_this_sweeps_pace_and_the_epo
     assert "an epoch takes 9.0 s" in line and "(12 epochs) will take about 2 min" in line, line
     os.utime(tmp_path / "1" / "metrics.jsonl", (started - 3600, started - 3600))
     assert SweepProgress(tmp_path, jobs=2, epochs=10, started=started).first_epoch() is None  # no epoch yet
+
+
+@pytest.mark.parametrize("overrides", [
+    ["seed=0,1,2", "model.latent_dim=2,4"],
+    ["model=continuous,discrete", "seed=0,1", "trainer.epochs=3"],
+    ["seed=0,1,2", "model.latent_dim=2,16", "seed=0"],  # the last value given for a key wins
+    ["model.beta=choice(0,1,10)", "+extra=x"],
+])
+def test_the_sweep_grid_is_the_basic_sweepers(overrides):
+    """vae-lab checks the jobs of a sweep before Hydra runs them: they must be the very jobs, in the
+    very order, of Hydra's basic sweeper (which numbers the job folders)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vae_lab.preflight import grid
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    assert grid(parsed) == BasicSweeper.split_arguments(parsed, None)[0]

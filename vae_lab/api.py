@@ -55,13 +55,7 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     ``data_root``: read MNIST from there instead of the run's data.root."""
     if weights not in WEIGHTS:
         raise UserError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
-    run = RunDir(path)
-    if not run.path.is_dir():
-        raise UserError(f"{path}: no such folder; give the folder of a vae-lab train run")
-    for checkpoint_file in {run.best_checkpoint, run.last_checkpoint if weights == "last" else run.best_checkpoint}:
-        if not checkpoint_file.is_file():
-            raise UserError(f"{path}: no checkpoints/{checkpoint_file.name} there; give the folder of a vae-lab "
-                            "train run that has finished at least one epoch")
+    run = RunDir.open(path, weights)
     config = train_config_from_dict(run.read_config())
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())
@@ -81,7 +75,8 @@ def train(config_overrides: Sequence[str] = (), run_dir: Optional[str | Path] = 
     import shutil
     from datetime import datetime
 
-    from vae_lab.training import resolve_device, train as train_run
+    from vae_lab.precision import resolve_device
+    from vae_lab.training import train as train_run
 
     config = train_config(list(config_overrides))
     folder = Path(run_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")).expanduser().resolve()

@@ -3,8 +3,9 @@ model and backbone imported), the config folder, and composing typed configs. co
 holds the schemas and their checks and imports nothing that knows a model.
 """
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -37,6 +38,35 @@ def typed(cfg: DictConfig) -> Any:
     config = OmegaConf.to_object(cfg)
     validate(config)
     return config
+
+
+def job_config(cfg: DictConfig, hydra_config: Any) -> TrainConfig:
+    """The typed config of one training job Hydra runs: threads shared out among the jobs a
+    launcher runs side by side, and in a sweep the sweep's folder (trackers nest its runs under it)."""
+    from hydra.types import RunMode
+
+    config = typed(cfg)
+    if config.trainer.threads is None:
+        config.trainer.threads = threads_per_job(hydra_config.launcher)
+    if hydra_config.mode == RunMode.MULTIRUN:
+        config.logger.sweep = str(Path(hydra_config.sweep.dir).resolve())
+    return config
+
+
+def threads_per_job(launcher: Any) -> Optional[int]:
+    """Torch threads for one job, so that parallel jobs x threads never exceed the cores: the joblib
+    launcher's jobs share this machine's cores; a submitit job gets its cpus_per_task."""
+    if launcher.get("n_jobs"):
+        return max(1, (os.cpu_count() or 1) // jobs_at_once(launcher))
+    return launcher.get("cpus_per_task") or None
+
+
+def jobs_at_once(launcher) -> int:
+    """How many jobs the launcher runs side by side on this machine: joblib's n_jobs (-1: one per core)."""
+    if not launcher.get("n_jobs"):
+        return 1
+    cores = os.cpu_count() or 1
+    return max(1, launcher.n_jobs if launcher.n_jobs > 0 else cores + 1 + launcher.n_jobs)
 
 
 def train_config_from_dict(values: dict) -> TrainConfig:

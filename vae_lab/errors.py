@@ -4,8 +4,9 @@ This module imports nothing of vae-lab, so every layer can raise them.
 """
 
 import dataclasses
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 class UserError(Exception):
@@ -72,3 +73,9 @@ def one_line(error: Exception) -> str:
         return f"{key}={cause.value}: {message}" if cause.value is not None else f"{key}: {message}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """End the command with one line on stderr (status 2: bad input; 1: a run that failed)."""
+    print(f"vae-lab: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)

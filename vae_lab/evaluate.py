@@ -3,7 +3,7 @@
 import contextlib
 import logging
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -97,12 +97,13 @@ def each_model(models: list[VAE], seeds: list[int], compute) -> list[dict]:
     return [result for model, seed in zip(models, seeds) for result in compute(Population([model]), [seed])]
 
 
-def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict]:
+def final_metrics(models: list[VAE], splits: Splits, configs: list,
+                  tick: Callable[[], None] = lambda: None) -> list[dict]:
     """Every metric of each trained model: the same numbers for the same seed, at the end of training
     (for a whole population at once) and in `vae-lab eval` (for one). Loss terms, likelihood and
     reconstruction quality are computed in one stacked pass where that pays (:func:`each_model`);
     the rest model by model. Test-split metrics are named ``test/...``, sample metrics
-    ``samples/...``. The caller's random state is left as it was."""
+    ``samples/...``. The caller's random state is left as it was. ``tick``: see vae_lab/threads.py."""
     settings = configs[0].eval  # the same for every member of a population
     seeds = [config.seed for config in configs]
     cuda = [models[0].device] if models[0].device.type == "cuda" else []
@@ -128,7 +129,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list) -> list[dict
             precision = resolve_precision(settings.precision, models[0].device)
             section(f"importance-sampled NLL ({settings.is_samples} samples, {precision})", "test",
                     lambda: each_model(models, seeds, lambda population, s: importance_sampled_nll(
-                        population, s, splits.test, settings.is_samples, settings.is_rows, precision)))
+                        population, s, splits.test, settings.is_samples, settings.is_rows, precision, tick)))
         section("image quality", "test", lambda: each_model(
             models, seeds, lambda population, s: population_reconstruction_quality(population, splits.test,
                                                                                  settings.batch_size)))

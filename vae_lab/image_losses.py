@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from vae_lab.config import LossConfig, UserError
+from vae_lab.loop import LossHook
 
 
 # ---- the adversarial loss ---------------------------------------------------------------------
@@ -133,14 +134,18 @@ class VGGPerceptual(nn.Module):
 # ---- both, in training ------------------------------------------------------------------------
 
 
-class ImageLosses:
-    """The image-space losses of one training run: ``generator_terms`` for the VAE's objective, and
-    the discriminator with its own Adam optimizer, trained after each VAE step by
-    ``train_discriminator``. The discriminator joins (and its term is logged) from optimizer step
-    ``loss.adversarial.start_step`` on, once the VAE's reconstructions are worth judging."""
+class ImageLosses(LossHook):
+    """The image-space losses of one training run, a loss hook of the training loop: ``add_terms``
+    adds the generator's terms to the VAE's objective, and ``after_step`` trains the discriminator
+    with its own Adam optimizer after each VAE step. The discriminator joins (and its term is logged)
+    from optimizer step ``loss.adversarial.start_step`` on, once the VAE's reconstructions are worth
+    judging."""
+
+    name = "image_losses"  # the checkpoint's key for the discriminator and its optimizer
 
     def __init__(self, config: LossConfig, image_shape: tuple[int, int, int], device: torch.device):
         self.config, self.pixels = config, math.prod(image_shape[1:])
+        self.output_weights: Optional[list[torch.Tensor]] = None  # the decoder's output layer, on first use
         adversarial, perceptual = config.adversarial, config.perceptual
         self.perceptual = (VGGPerceptual(perceptual.weights, tuple(perceptual.layers)).to(device)
                            if perceptual.enabled else None)
@@ -154,6 +159,20 @@ class ImageLosses:
     @property
     def enabled(self) -> bool:
         return self.perceptual is not None or self.discriminator is not None
+
+    def add_terms(self, model, images: torch.Tensor, objective: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's terms of this step's reconstructions, and their share of the objective."""
+        terms = self.generator_terms(model.last_reconstruction, images, int(model.step))  # syncs
+        if not terms:
+            return {}
+        if self.output_weights is None:
+            self.output_weights = model.output_layer_weights()
+        return {**terms, **self.objective(terms, objective, self.output_weights)}
+
+    def after_step(self, model, images: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+        """The discriminator's own step, on the reconstructions of the step just taken."""
+        with autocast:
+            return self.train_discriminator(model.last_reconstruction, images, int(model.step) - 1)
 
     def adversarial_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.adversarial.start_step

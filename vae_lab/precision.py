@@ -1,8 +1,15 @@
-"""Numeric precision: where bfloat16 is worth using, and the context that uses it."""
+"""Where a run computes and in what precision: the device ``auto`` means, where bfloat16 is worth
+using, and the context that uses it."""
 
 import contextlib
 
 import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def native_bf16(device: torch.device) -> bool:

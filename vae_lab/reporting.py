@@ -1,22 +1,25 @@
 """What a trained model leaves behind: final test metrics and figures, at the end of training and
 again, from the run folder alone, in `vae-lab eval`."""
 
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 
-from vae_lab.config import EvalConfig, TrainConfig
-
 from vae_lab.compose import train_config_from_dict
+from vae_lab.config import EvalConfig, TrainConfig
 from vae_lab.data import Splits, load_splits
-from vae_lab.evaluate import final_metrics
+from vae_lab.errors import DamagedFile, RunFailed
+from vae_lab.evaluate import evaluating, final_metrics
 from vae_lab.figures import draw_figures
+from vae_lab.loop import Member
 from vae_lab.models import VAE, build_model
-from vae_lab.errors import DamagedFile, UserError
-from vae_lab.runs import RunDir, write_json
+from vae_lab.runs import RunDir, record_failure, write_json
+from vae_lab.trackers import Embedding
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,7 @@ def load_best_model(run: RunDir, config: TrainConfig, device: torch.device) -> t
 def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
                  data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
     """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
-    run = RunDir(run_dir)
-    if not run.best_checkpoint.is_file():
-        raise UserError(f"run_dir={run_dir}: no checkpoints/best.pt there; give the folder of a "
-                        "vae-lab train run that has finished at least one epoch")
+    run = RunDir.open(run_dir, key="run_dir")
     config = train_config_from_dict(run.read_config())
     config.eval = eval_config
     if data_root is not None:
@@ -83,3 +83,72 @@ def training_record(run: RunDir) -> tuple[list[dict], list[dict]]:
         except DamagedFile as damaged:
             log.warning("%s: no training animation", damaged)
     return history, snapshots
+
+
+# ---- the end of training ------------------------------------------------------------------------
+
+
+def conclude(members: list[Member], splits: Splits, logs=None,
+             tick: Callable[[], None] = lambda: None) -> dict[Member, object]:
+    """Each trained member's final metrics, or the failure that ended it (recorded in error.txt).
+    The best weights of every member that finished are evaluated together; each then draws its
+    figures and writes its metrics.json. ``logs``: a population's MemberLogs (vae_lab/stacking.py),
+    so that each member's report goes to its own train.log."""
+    outcomes: dict[Member, object] = {}
+    finished: list[tuple[Member, VAE, dict]] = []
+    for member in members:
+        try:
+            if member.failure is not None:
+                raise member.failure
+            finished.append((member, *load_best_model(member.run, member.config, member.model.device)))
+        except RunFailed as failure:
+            record_failure(member.run, failure)
+            outcomes[member] = failure
+        except Exception as error:  # noqa: BLE001  reported by the caller (the CLI, or the launcher)
+            outcomes[member] = error
+    if not finished:
+        return outcomes
+    try:
+        metrics = final_metrics([model for _, model, _ in finished], splits, [m.config for m, _, _ in finished], tick)
+    except Exception as error:  # noqa: BLE001
+        return {**outcomes, **{member: error for member, _, _ in finished}}
+    for (member, model, best), mine in zip(finished, metrics):
+        with logs.working_for(member.run.path) if logs is not None else contextlib.nullcontext():
+            try:
+                outcomes[member] = finish(member, splits, model, best, mine)
+            except Exception as error:  # noqa: BLE001
+                outcomes[member] = error
+    return outcomes
+
+
+def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict) -> dict:
+    """The figures of the best weights, then metrics.json."""
+    config, run, history = member.config, member.run, member.history
+    # The best epoch's validation numbers: what a hyperparameter search may select on (never test/).
+    validation = next(({k: v for k, v in row.items() if k.startswith("val/")}
+                       for row in history if row["epoch"] == best["epoch"]), {})
+    metrics = report(model, splits, config, history, member.snapshots, run.metrics, run.figures, metrics=metrics, extra={
+        **validation,
+        "best_epoch": best["epoch"],
+        "epochs": len(history),
+        "train/images_per_s": float(np.mean([row["train/images_per_s"] for row in history])),
+        "train_s": float(sum(row["epoch_s"] for row in history)),
+    })
+    member.log("test/nelbo %.2f nats (best epoch %d of %d)", metrics["test/nelbo"], best["epoch"], len(history))
+    figures = sorted(run.figures.glob("*.*")) if run.figures.is_dir() else []
+    member.trackers.finish(metrics, figures, lambda: projector_points(model, splits, config))
+    return metrics
+
+
+def projector_points(model: VAE, splits: Splits, config: TrainConfig) -> Embedding:
+    """The first test images' codes for an embedding projector, with their digit (and hue bin)."""
+    test = splits.test
+    count = min(len(test), config.logger.tensorboard.projector_images)
+    batch = test.batch(torch.arange(count, device=test.device))
+    with evaluating(model):
+        codes = torch.cat([model.embed(batch.images[i:i + config.eval.batch_size]).float()
+                           for i in range(0, count, config.eval.batch_size)])
+    labels = {"digit": batch.labels.tolist(), "test image": list(range(count))}
+    if batch.hue_bins is not None:
+        labels["hue bin"] = batch.hue_bins.tolist()
+    return Embedding(codes.cpu(), batch.images.cpu(), labels)

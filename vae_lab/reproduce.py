@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import torch
 
 from vae_lab.compose import config_dir
+from vae_lab.errors import UserError, fail
 from vae_lab.runs import atomic_write
 from vae_lab.sweep import (SEED, Measured, RunSummary, read_runs, seed_groups, seeds_table, summarize,
                            swept_keys)
@@ -126,13 +127,13 @@ def sweeps(write_up: WriteUp, folder: Path, extra: list[str]) -> list[list[str]]
 def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
     """Compose every job of every sweep to be run, as `vae-lab sweep` would before its first job, so
     that a bad override ends the command with one line (exit 2) before anything trains."""
-    from vae_lab.cli import check_before_work
     from vae_lab.compose import store_schemas
+    from vae_lab.preflight import check_command
 
     store_schemas()
     for write_up in chosen:
         for arguments in sweeps(write_up, root / write_up.experiment, extra):
-            check_before_work("train", ["--multirun", "trainer.resume=true", *arguments])
+            check_command("train", ["--multirun", "trainer.resume=true", *arguments])
 
 
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
@@ -286,7 +287,10 @@ def main(argv: list[str]) -> None:
     extra = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
     chosen = [w for w in write_ups() if args.only is None or w.experiment in args.only]
-    check_sweeps(chosen, root, extra)
+    try:
+        check_sweeps(chosen, root, extra)
+    except UserError as error:
+        fail(str(error))
     known = {w.experiment: seconds_spent(root / w.experiment) for w in chosen}
     if all(known.values()):
         cost = f"they took {sum(known.values()) / 60:.0f} min here before, a rerun skips what is complete"

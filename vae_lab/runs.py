@@ -12,15 +12,16 @@
 
 Every file is written to a temporary name in the same folder and renamed over the old one, so a
 reader (or a crash) never sees half a file; the temporaries a killed process leaves behind are
-removed by the next process that claims the folder. A folder is written by one process at a time:
-:func:`claimed` holds an exclusive ``flock`` on its ``.lock`` file, which the kernel releases when
-the holder exits, however it exits, so a lock is never stale.
+removed by the next process that claims the folder. A folder is written by one process at a time
+(:class:`Claims`).
 
-The policy of the folder lives here too: what counts as a run (anything vae-lab would write over),
-and whether a run may be continued (same training config, same data).
+The identity of a run lives here too: what counts as a run (anything vae-lab would write over), and
+one table (:data:`ROLES`) of which settings tell runs apart, which a resume may change and which may
+differ between the members of one population, with one comparer over it (:func:`differences`).
 """
 
 import contextlib
+import enum
 import fcntl
 import io
 import json
@@ -149,48 +150,78 @@ def _literal(value: Any) -> Any:
     return value
 
 
-# ---- the folder ---------------------------------------------------------------------------------
+# ---- one writer per folder ---------------------------------------------------------------------
 
 
-_claims: dict[Path, list] = {}  # folder -> [lock file descriptor, depth]: re-entrant within a process
+class Claims:
+    """The folders one command holds as their only writer. Each folder is held through an exclusive
+    ``flock`` on its ``.lock`` file, which the kernel releases when the holder exits, however it
+    exits, so a lock is never stale. Holding a folder the same Claims holds already is allowed (the
+    command claims a run folder, then its training claims it again); a second Claims, in this
+    process or another, is refused."""
 
+    def __init__(self) -> None:
+        self._held: dict[Path, list] = {}  # folder -> [lock file descriptor, depth]
 
-@contextlib.contextmanager
-def claimed(folder: Path, what: str = "run folder") -> Iterator[None]:
-    """Hold ``folder`` as its only writer for the block, or refuse with one line if another process
-    does. Re-entrant: a process that holds a folder may claim it again."""
-    folder = Path(folder).expanduser().resolve()
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder: choose a folder for the {what}")
-    if folder in _claims:
-        _claims[folder][1] += 1
+    @contextlib.contextmanager
+    def hold(self, folder: Path, what: str = "run folder") -> Iterator[None]:
+        """Hold ``folder`` for the block, or refuse with one line if another writer does."""
+        folder = Path(folder).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder} is a file, not a folder: choose a folder for the {what}")
+        if folder in self._held:
+            self._held[folder][1] += 1
+            try:
+                yield
+            finally:
+                self._held[folder][1] -= 1
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{folder} is in use by {owner}: a {what} has one writer at a time; wait for it "
+                            "to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._held[folder] = [fd, 1]
         try:
             yield
         finally:
-            _claims[folder][1] -= 1
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise UserError(f"{folder} is in use by {owner}: a {what} has one writer at a time; wait for it "
-                        "to finish, or choose another folder") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    _claims[folder] = [fd, 1]
-    try:
-        yield
-    finally:
-        del _claims[folder]
-        os.close(fd)  # releases the lock; the file stays, so no two processes race to create it
+            del self._held[folder]
+            os.close(fd)  # releases the lock; the file stays, so no two processes race to create it
+
+
+def claimed(folder: Path, what: str = "run folder") -> contextlib.AbstractContextManager:
+    """Hold ``folder`` for the block as its only writer (see :class:`Claims`)."""
+    return Claims().hold(folder, what)
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().resolve()
+
+    @classmethod
+    def open(cls, path: str | Path, weights: str = "best", key: Optional[str] = None) -> "RunDir":
+        """A run folder to read: one that holds config.yaml and the checkpoint of ``weights`` (best or
+        last), or one line saying what is missing. ``key``: the option that named it, for the message."""
+        named = f"{key}={path}" if key else str(path)
+        run = cls(path)
+        if run.path.is_file():
+            raise UserError(f"{named} is a file, not a folder: give the folder of a vae-lab train run")
+        if not run.path.is_dir():
+            raise UserError(f"{named}: no such folder; give the folder of a vae-lab train run")
+        checkpoints = [run.best_checkpoint] + ([run.last_checkpoint] if weights == "last" else [])
+        for checkpoint in checkpoints:
+            if not checkpoint.is_file():
+                raise UserError(f"{named}: no checkpoints/{checkpoint.name} there; give the folder of a vae-lab "
+                                "train run that has finished at least one epoch")
+        if not run.config.is_file():
+            raise UserError(f"{named}: no config.yaml there; give the folder of a vae-lab train run")
+        return run
 
     config = property(lambda self: self.path / "config.yaml")
     metrics_per_epoch = property(lambda self: self.path / "metrics.jsonl")
@@ -201,9 +232,6 @@ class RunDir:
     figures = property(lambda self: self.path / "figures")
     eval = property(lambda self: self.path / "eval")
     error = property(lambda self: self.path / "error.txt")
-
-    def claimed(self) -> contextlib.AbstractContextManager:
-        return claimed(self.path, "run folder")
 
     @property
     def is_complete(self) -> bool:
@@ -276,20 +304,77 @@ def record_failure(run: RunDir, error: BaseException) -> None:
         log.warning("could not write %s: %s", run.error, write_error)
 
 
-# ---- may this run be continued? -----------------------------------------------------------------
-
-# Settings that change nothing the training computes: a finished run with other values of these is
-# still the same run. ("eval." only changes the final metrics, which `vae-lab eval` recomputes.) The
-# data itself is compared by its fingerprint instead of by data.root, so a moved copy still resumes.
-NOT_TRAINING = ("trainer.resume", "trainer.device", "trainer.compile", "trainer.threads", "data.root",
-                "data.download", "eval.", "logger.", "optimized_metric")
-# A resumed run may also be trained for more epochs; any other difference is refused.
-RESUMABLE_CHANGES = NOT_TRAINING + ("trainer.epochs",)
+# ---- run identity: which settings tell runs apart -------------------------------------------------
 
 
-def refuse_other_settings(run: RunDir, before: dict, now: dict, ignore: tuple[str, ...]) -> None:
-    """Raise if the run in ``run`` was made with settings (other than ``ignore``) unlike ``now``."""
-    for key, was, value in config_differences(before, now, ignore):
+class Role(enum.Enum):
+    """What a config key means for a run's identity. A key without a role is what the run *is*: two
+    runs that differ in it are different runs, and members of one population share it."""
+
+    COMMAND = "set by the command itself (a sweep resumes, a sweeper reads a metric): never tells runs apart"
+    SETTING = "how a run is computed, not what: a finished run with another value is the same run"
+    LENGTH = "how long a run trains: a resumed run may train for more epochs"
+    MEMBER = "may differ between the members of one stacked population (vae_lab/population.py)"
+
+
+ROLES: dict[str, Role] = {  # a key, or a prefix ending in '.'
+    "trainer.resume": Role.COMMAND, "optimized_metric": Role.COMMAND, "hydra.": Role.COMMAND,
+    "hydra/": Role.COMMAND, "~hydra.": Role.COMMAND,
+    # The data is compared by its fingerprint instead of by data.root, so a moved copy still resumes;
+    # eval. only changes the final metrics, which `vae-lab eval` recomputes.
+    "trainer.device": Role.SETTING, "trainer.compile": Role.SETTING, "trainer.threads": Role.SETTING,
+    "data.root": Role.SETTING, "data.download": Role.SETTING, "eval.": Role.SETTING, "logger.": Role.SETTING,
+    "trainer.epochs": Role.LENGTH,
+    "seed": Role.MEMBER, "model.beta": Role.MEMBER, "model.beta_warmup_steps": Role.MEMBER,
+    "model.latent_dim": Role.MEMBER, "model.temperature": Role.MEMBER, "model.temperature_min": Role.MEMBER,
+    "model.anneal_rate": Role.MEMBER, "trainer.lr": Role.MEMBER, "trainer.grad_clip": Role.MEMBER,
+}
+SAME_RUN = frozenset({Role.COMMAND, Role.SETTING})  # what a finished run may differ in and stay the run
+RESUMABLE = SAME_RUN | {Role.LENGTH}  # what a resumed run may change
+
+
+def role(key: str) -> Optional[Role]:
+    """The role of a dotted config key (or an override's key), None for one that tells runs apart."""
+    for name, its_role in ROLES.items():
+        if key == name or (name.endswith((".", "/")) and key.startswith(name)) or key == name.rstrip("./"):
+            return its_role
+    return None
+
+
+def differences(before: dict, now: dict, ignoring: frozenset = frozenset()) -> list[tuple[str, Any, Any]]:
+    """(key, before, now) for every dotted key whose value differs, except keys whose role is in
+    ``ignoring``. Nested configs and flat {dotted key: value} dicts (overrides) compare alike; the
+    settings of an image-space loss that is off are no difference."""
+    flat_before, flat_now = flatten(_without_disabled_losses(before)), flatten(_without_disabled_losses(now))
+    return [(key, flat_before.get(key), flat_now.get(key))
+            for key in sorted(flat_before.keys() | flat_now.keys())
+            if flat_before.get(key) != flat_now.get(key) and role(key) not in ignoring]
+
+
+def _without_disabled_losses(values: dict) -> dict:
+    """The config minus what of ``loss`` changes nothing: the settings of image-space losses that are
+    off, and the preset's name."""
+    loss = values.get("loss")
+    if not isinstance(loss, dict):
+        return values
+    return {**values, "loss": {name: part if part.get("enabled") else {"enabled": False}
+                               for name, part in loss.items() if isinstance(part, dict)}}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: value}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def refuse_other_settings(run: RunDir, before: dict, now: dict) -> None:
+    """Raise if the run in ``run`` was made with settings that a resume may not change."""
+    for key, was, value in differences(before, now, RESUMABLE):
         raise ConfigError(key, value, f"the run in {run.path} was trained with {key}={was}; "
                                       "resume it with the same settings, or start a new run")
 
@@ -305,32 +390,3 @@ def refuse_other_data(run: RunDir, before: Optional[dict], now: dict, root: str)
 def describe_data(fingerprint: dict) -> str:
     return (f"{fingerprint['train_images']:,} training and {fingerprint['test_images']:,} test images, "
             f"sha256 {fingerprint['sha256'][:12]}")
-
-
-def config_differences(before: dict, now: dict, ignore: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
-    """(key, before, now) for every dotted key whose value differs, except keys in ``ignore`` (a key,
-    or a prefix ending in '.')."""
-    flat_before, flat_now = flatten(_without_disabled_losses(before)), flatten(_without_disabled_losses(now))
-    return [(key, flat_before.get(key), flat_now.get(key))
-            for key in sorted(flat_before.keys() | flat_now.keys())
-            if flat_before.get(key) != flat_now.get(key)
-            and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in ignore)]
-
-
-def _without_disabled_losses(values: dict) -> dict:
-    """The config minus what of ``loss`` changes nothing: the settings of image-space losses that are
-    off, and the preset's name."""
-    loss = values.get("loss", {})
-    return {**values, "loss": {name: part if part.get("enabled") else {"enabled": False}
-                               for name, part in loss.items() if isinstance(part, dict)}}
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {dotted key: value}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -1,10 +1,9 @@
-"""Which runs of a sweep can train as one population, and how a launcher gathers them.
+"""Which runs of a sweep can train as one population, and each member's own log while they do.
 
-Runs stack when everything but the members' own settings (:data:`MEMBER_KEYS`) is the same and
-their model can be stacked (not M2, no image-space losses, not compiled). The launcher
-(``hydra/launcher=stacked``, in hydra_plugins/vae_lab_stacked_launcher) lets Hydra prepare each job's
-folder as usual, with the job's task in :func:`enlisting` mode: the task hands its typed config and
-folder to :func:`enlist` instead of training, and the launcher trains the group together.
+Runs stack when they differ only in the settings members may differ in (``Role.MEMBER`` in
+vae_lab/runs.py) and their model can be stacked (not M2, no image-space losses, not compiled). The
+stacked launcher (``hydra/launcher=stacked``, hydra_plugins/vae_lab_stacked_launcher) groups a
+sweep's jobs by :func:`stack_key` and trains each group with vae_lab.training.train_population.
 """
 
 import contextlib
@@ -14,21 +13,24 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from vae_lab.config import TrainConfig, as_dict
-from vae_lab.runs import flatten
-
-# What members of one population may differ in.
-MEMBER_KEYS = ("seed", "model.beta", "model.beta_warmup_steps", "model.latent_dim", "model.temperature",
-               "model.temperature_min", "model.anneal_rate", "trainer.lr", "trainer.grad_clip")
-# What never tells runs apart (a sweep sets trainer.resume itself).
-NOT_COMPARED = ("trainer.resume", "optimized_metric")
+from vae_lab.runs import ROLES, Role, flatten, role
 
 
 def stack_key(config: TrainConfig) -> Optional[str]:
     """Runs with the same key train as one population; None for a run that trains alone."""
     if not config.model.stackable() or config.loss.enabled or config.trainer.compile:
         return None
-    shared = {k: v for k, v in flatten(as_dict(config)).items() if k not in MEMBER_KEYS + NOT_COMPARED}
+    shared = {k: v for k, v in flatten(as_dict(config)).items() if role(k) not in (Role.MEMBER, Role.COMMAND)}
     return json.dumps(shared, sort_keys=True, default=str)
+
+
+def refuse_unstackable(configs: list[TrainConfig]) -> None:
+    """Runs trained together must share one stack key (a single run always trains)."""
+    keys = {stack_key(c) for c in configs}
+    if len(configs) > 1 and (None in keys or len(keys) > 1):
+        members = [key for key, its_role in ROLES.items() if its_role is Role.MEMBER]
+        raise ValueError("runs trained together must differ only in " + ", ".join(members)
+                         + ", and their model must stack (vae_lab/stacking.py)")
 
 
 def plan_groups(keys: list[Optional[str]], max_members: int) -> list[list[int]]:
@@ -47,52 +49,49 @@ def plan_groups(keys: list[Optional[str]], max_members: int) -> list[list[int]]:
     return order
 
 
-_enlisted: Optional[list[tuple[TrainConfig, str]]] = None
+class MemberLogs:
+    """Each member's lines into its own <run>/train.log while a population trains, in place of the
+    log file of the job Hydra set up last. A record belongs to a member when it says so
+    (``extra={"run": path}``) or is made while :meth:`working_for` it (its final evaluation);
+    records of no member in particular go to every member's log."""
 
+    def __init__(self, run_dirs: list[str], formatter: logging.Formatter):
+        self.paths = [Path(run_dir).resolve() for run_dir in run_dirs]
+        self.formatter = formatter
+        self.current: Optional[Path] = None
+        self.handlers: list[logging.FileHandler] = []
+        self.replaced: list[logging.Handler] = []
 
-@contextlib.contextmanager
-def enlisting() -> Iterator[list[tuple[TrainConfig, str]]]:
-    """While active, a training task hands its (config, run folder) over instead of training."""
-    global _enlisted
-    _enlisted = []
-    try:
-        yield _enlisted
-    finally:
-        _enlisted = None
+    def __enter__(self) -> "MemberLogs":
+        root = logging.getLogger()
+        self.replaced = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+        for path in self.paths:
+            handler = logging.FileHandler(path / "train.log")
+            handler.setFormatter(self.formatter)
+            handler.addFilter(lambda record, path=path: getattr(record, "run", self.current or path) == path)
+            self.handlers.append(handler)
+        for handler in self.replaced:
+            root.removeHandler(handler)
+        for handler in self.handlers:
+            root.addHandler(handler)
+        return self
 
+    def __exit__(self, *exc) -> None:
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in self.replaced:
+            root.addHandler(handler)
 
-def enlist(config: TrainConfig, run_dir: str) -> bool:
-    """Hand a run to the launcher that is gathering a population; False when none is."""
-    if _enlisted is None:
-        return False
-    _enlisted.append((config, run_dir))
-    return True
-
-
-_working_for: Optional[Path] = None  # the member whose report is being made (see working_for)
-
-
-@contextlib.contextmanager
-def working_for(run_dir: Path) -> Iterator[None]:
-    """Attribute every log record of the block to one member's run (its final evaluation)."""
-    global _working_for
-    _working_for = Path(run_dir).resolve()
-    try:
-        yield
-    finally:
-        _working_for = None
-
-
-class _OneRun(logging.Filter):
-    """Passes the records of one member (``extra={"run": path}``, or made while working for it) and
-    those of no member in particular."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = path
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "run", _working_for or self.path) == self.path
+    @contextlib.contextmanager
+    def working_for(self, run_dir: Path) -> Iterator[None]:
+        """Attribute every log record of the block to one member's run."""
+        self.current = Path(run_dir).resolve()
+        try:
+            yield
+        finally:
+            self.current = None
 
 
 class MembersOnFile(logging.Filter):
@@ -100,30 +99,3 @@ class MembersOnFile(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "console", True)
-
-
-@contextlib.contextmanager
-def member_logs(run_dirs: list[str], formatter: logging.Formatter) -> Iterator[None]:
-    """Each member's lines into its own <run>/train.log while a population trains, in place of the
-    log file of the job Hydra set up last."""
-    root = logging.getLogger()
-    replaced = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
-    added = []
-    for run_dir in run_dirs:
-        path = Path(run_dir).resolve()
-        handler = logging.FileHandler(path / "train.log")
-        handler.setFormatter(formatter)
-        handler.addFilter(_OneRun(path))
-        added.append(handler)
-    for handler in replaced:
-        root.removeHandler(handler)
-    for handler in added:
-        root.addHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in added:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in replaced:
-            root.addHandler(handler)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from vae_lab.figures.style import label_points, save  # noqa: E402
 from vae_lab.errors import DamagedFile  # noqa: E402
-from vae_lab.runs import RunDir, atomic_write  # noqa: E402
+from vae_lab.runs import Role, RunDir, atomic_write, differences, flatten, role  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -93,35 +93,35 @@ def disagreeing_override(overrides: dict[str, str], config: dict) -> Optional[st
     """``key=value`` of the saved config for the first override it contradicts, else None. Group
     choices (``model=discrete``) are compared with the group's ``name``; keys the config does not
     have (``experiment=...``) and groups without a name (``logger=[tensorboard,mlflow]``) are not
-    compared."""
+    compared, nor are settings of no role in a run's identity (vae_lab/runs.py)."""
+    asked = overridden_values(overrides, config)
+    have = {key: value for key, value in flatten(config).items() if key in asked}
+    found = differences(have, asked, frozenset({Role.COMMAND}))
+    return next((f"{key.removesuffix('.name')}={was}" for key, was, _ in found), None)
+
+
+def overridden_values(overrides: dict[str, str], config: dict) -> dict[str, Any]:
+    """The values overrides set, as {dotted key of the config: value}; a group choice as its ``name``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
+    values = {}
     for key, text in overrides.items():
+        key = key.lstrip("+~")
         node: Any = config
-        for part in key.lstrip("+~").split("."):
+        for part in key.split("."):
             node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
         if node is _ABSENT or (isinstance(node, dict) and "name" not in node):
             continue
         try:
-            wanted = parser.parse_override(f"{key.lstrip('+~')}={text}").value()
+            value = parser.parse_override(f"{key}={text}").value()
         except Exception:  # noqa: BLE001  a sweep expression: nothing single to compare
             continue
-        have = node.get("name") if isinstance(node, dict) else node
-        if not _same_value(have, wanted):
-            return f"{key}={have}"
-    return None
+        values[f"{key}.name" if isinstance(node, dict) else key] = value
+    return values
 
 
 _ABSENT = object()
-
-
-def _same_value(have: Any, wanted: Any) -> bool:
-    if isinstance(have, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(have, bool):
-        return float(have) == float(wanted)
-    if isinstance(have, list) and isinstance(wanted, list):
-        return len(have) == len(wanted) and all(_same_value(a, b) for a, b in zip(have, wanted))
-    return have == wanted or str(have) == str(wanted)
 
 
 def _job_order(overrides_file: Path) -> tuple:
@@ -129,12 +129,10 @@ def _job_order(overrides_file: Path) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-NOT_SWEPT = ("trainer.resume",)  # set by `vae-lab sweep` itself; never what tells runs apart
-
-
 def swept_keys(runs: list[RunSummary]) -> list[str]:
-    """The overrides whose value differs between runs: what the sweep varies."""
-    keys = sorted({k for r in runs for k in r.overrides} - set(NOT_SWEPT))
+    """The overrides whose value differs between runs: what the sweep varies (never what the command
+    sets itself, such as trainer.resume)."""
+    keys = sorted(k for k in {k for r in runs for k in r.overrides} if role(k) is not Role.COMMAND)
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
@@ -430,16 +428,12 @@ def grid_top(image: np.ndarray) -> int:
     return max(0, int(frames[0]) - 2) if len(frames) else 0
 
 
-last_summarized: Optional[Path] = None  # the sweep folder this process summarized last
-
-
 class SummarizeSweep(Callback):
     """Hydra callback: summarize the sweep folder when a multirun ends (in the launching process,
     whichever launcher ran the jobs)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_summarized
-        last_summarized = summarize(config.hydra.sweep.dir)
+        summarize(config.hydra.sweep.dir)
 
 
 def failed_runs(sweep_dir: Path) -> list[str]:

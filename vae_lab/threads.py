@@ -45,7 +45,8 @@ def _own_seconds() -> float:
 
 
 class ThreadGovernor:
-    """Keeps torch's threads to the cores that other processes leave free; call :meth:`tick` often."""
+    """Keeps torch's threads to the cores that other processes leave free; long loops (training,
+    importance sampling) call :meth:`tick` often, which is cheap unless a check is due."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and _busy_seconds() is not None
@@ -80,18 +81,3 @@ def free_to_choose(configured: Optional[int], device: torch.device) -> bool:
     OMP_NUM_THREADS says how many. A thread count that follows the load changes the order of
     floating-point sums, so only a fixed one makes a run reproducible to the last bit."""
     return device.type == "cpu" and configured is None and "OMP_NUM_THREADS" not in os.environ
-
-
-_governor: Optional[ThreadGovernor] = None
-
-
-def govern(enabled: bool) -> None:
-    """Start (or stop) keeping this process's threads to the free cores."""
-    global _governor
-    _governor = ThreadGovernor(enabled) if enabled else None
-
-
-def tick() -> None:
-    """Called often by long loops (training, importance sampling): cheap unless a check is due."""
-    if _governor is not None:
-        _governor.tick()

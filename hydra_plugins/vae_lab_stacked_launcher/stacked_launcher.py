@@ -1,10 +1,11 @@
 """``hydra/launcher=stacked``: a sweep's runs of one architecture trained as one population.
 
-The jobs are grouped by :func:`vae_lab.stacking.stack_key` into populations of at most
-``max_members``. Each job of a group is prepared by Hydra's own ``run_job`` (its folder, its
-``.hydra/`` files, its callbacks), with the task in enlisting mode, so that it hands over its config
-instead of training; the group then trains as one (vae_lab.training.train_together) and every member
-writes the run folder a standalone run writes.
+The jobs are typed here and grouped by :func:`vae_lab.stacking.stack_key` into populations of at
+most ``max_members``. Each job of a group is prepared by Hydra's own ``run_job`` (its folder, its
+``.hydra/`` files, its callbacks) with a task that only notes its folder; the group then trains as
+one (vae_lab.training.train_population) and every member writes the run folder a standalone run
+writes. A job that does not type (a bad value) or cannot stack runs vae-lab's own task, which
+trains it alone or reports why not.
 
 ``executor=local`` trains the populations here, one after another, and runs a job that cannot stack
 as the basic launcher runs it. ``executor=submitit_local`` or ``submitit_slurm`` makes every
@@ -64,14 +65,15 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from vae_lab.stacking import plan_groups
+        from vae_lab.stacking import plan_groups, stack_key
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = [(initial_job_idx + i, list(overrides)) for i, overrides in enumerate(job_overrides)]
         configs = [self._sweep_config(idx, overrides) for idx, overrides in jobs]
-        groups = plan_groups([_stack_key(c) for c in configs], self.max_members)
+        typed = [_typed(c) for c in configs]
+        groups = plan_groups([None if t is None else stack_key(t) for t in typed], self.max_members)
         sizes = sorted((len(g) for g in groups), reverse=True)
         log.info(f"Launching {len(jobs)} jobs as {len(groups)} populations (of {', '.join(map(str, sizes))})")
         returns: dict[int, JobReturn] = {}
@@ -82,7 +84,7 @@ class StackedLauncher(Launcher):
             if self.executor == "local" and len(group) == 1:
                 returns[group[0]] = self._run(configs[group[0]], self.task_function)
                 continue
-            group_returns, members = self._enlist([configs[i] for i in group])
+            group_returns, members = self._prepare([(configs[i], typed[i]) for i in group])
             returns.update(zip(group, group_returns))
             if self.executor == "local":
                 self._report(group_returns, members, _train_here(members))
@@ -103,18 +105,20 @@ class StackedLauncher(Launcher):
         return run_job(hydra_context=self.hydra_context, task_function=task_function, config=sweep_config,
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
-    def _enlist(self, sweep_configs: list[DictConfig]) -> tuple[list[JobReturn], list[tuple[int, Any, str]]]:
-        """Hydra prepares each job with its task enlisting; returns the jobs' JobReturns and the
-        (position, config, run folder) of those that enlisted (a bad value is reported by its task)."""
-        from vae_lab.stacking import enlisting
+    def _prepare(self, jobs: list[tuple[DictConfig, Any]]) -> tuple[list[JobReturn], list[tuple[int, Any, str]]]:
+        """Hydra prepares each job's folder; returns the jobs' JobReturns and each member's
+        (position, config, run folder)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        from vae_lab.compose import job_config
 
         returns, members = [], []
-        with enlisting() as enlisted:
-            for i, sweep_config in enumerate(sweep_configs):
-                before = len(enlisted)
-                returns.append(self._run(sweep_config, self.task_function))
-                if len(enlisted) > before:
-                    members.append((i, *enlisted[-1]))
+        for i, (sweep_config, _) in enumerate(jobs):
+            prepared: list[tuple[Any, str]] = []
+            noted = lambda cfg: prepared.append((job_config(cfg, HydraConfig.get()),  # noqa: E731
+                                                 HydraConfig.get().runtime.output_dir))
+            returns.append(self._run(sweep_config, noted))
+            members += [(i, *member) for member in prepared]
         return returns, members
 
     def _submit(self, members: list[tuple[int, Any, str]]):
@@ -150,19 +154,17 @@ def _train_here(members: list[tuple[int, Any, str]]) -> list:
     return train_population([(config, run_dir) for _, config, run_dir in members]) if members else []
 
 
-def _stack_key(sweep_config: DictConfig) -> Optional[str]:
-    """The job's stack key, or None when its config does not even type (its own run reports why)."""
+def _typed(sweep_config: DictConfig) -> Optional[Any]:
+    """The job's typed config, or None when it does not type (its own run reports why)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from vae_lab.compose import typed
     from vae_lab.errors import UserError
-    from vae_lab.stacking import stack_key
 
     task = copy.deepcopy(sweep_config)
     with read_write(task), open_dict(task):
         del task["hydra"]  # the job's own config, as run_job hands it to the task
     try:
-        config = typed(task)
+        return typed(task)
     except (UserError, OmegaConfBaseException):
         return None
-    return stack_key(config)

@@ -2,28 +2,28 @@
 
 import copy
 import math
+from typing import Callable
 
 import torch
 
-from vae_lab import threads
 from vae_lab.data import ImageSet
 from vae_lab.progress import counting, progress
 from vae_lab.precision import precision_context, resolve_precision
 
 
 def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
-                           precision: str = "fp32") -> list[dict[str, float]]:
+                           precision: str = "fp32", tick: Callable[[], None] = lambda: None) -> list[dict[str, float]]:
     """For each member of a population (vae_lab/population.py; one model is a population of one):
     mean -log p(x) over ``data`` in nats, its standard error over images, the number of importance
     samples per image, and the mean in bits per dimension (see :func:`nll_per_image`)."""
-    nll = nll_per_image(population, seeds, data, n_samples, rows_per_pass, precision)
+    nll = nll_per_image(population, seeds, data, n_samples, rows_per_pass, precision, tick)
     dimensions = math.prod(data.image_shape) * math.log(2)
     return [{"nll": float(mine.mean()), "nll_se": float(mine.std() / math.sqrt(len(mine))),
              "nll_samples": n_samples, "bits_per_dim": float(mine.mean()) / dimensions} for mine in nll]
 
 
 def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
-                  precision: str = "fp32") -> torch.Tensor:
+                  precision: str = "fp32", tick: Callable[[], None] = lambda: None) -> torch.Tensor:
     """-log p(x) of each image of ``data`` for each member, float64 [K, images], estimated from
     ``n_samples`` posterior draws per image (log-mean-exp of the importance weights; an upper bound
     on -log p(x) in expectation that tightens as ``n_samples`` grows).
@@ -32,7 +32,7 @@ def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, 
     does not depend on how images are batched or which population it is computed in.
     ``rows_per_pass`` bounds the decoder passes made at once per member. With ``precision`` bf16
     (or auto, where bf16 is native) the networks run in bfloat16; the log-weights are summed and
-    averaged in float32.
+    averaged in float32. ``tick`` is called at every batch (vae_lab/threads.py).
     """
     chunk = min(n_samples, rows_per_pass)
     images_at_once = max(1, rows_per_pass // chunk)
@@ -46,7 +46,7 @@ def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, 
     bar = progress(desc="importance-sampled NLL", total=len(data), unit="image")
     with torch.no_grad(), bar:
         for batch in counting(data.batches(images_at_once), bar):
-            threads.tick()
+            tick()
             images = batch.images
             draws = [model.draw_noise((len(images), n_samples), g) for model, g in zip(models, generators)]
             log_weights = []

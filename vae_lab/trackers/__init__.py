@@ -10,7 +10,6 @@ the checkpoint it resumes from; MLflow finds the run by its folder and logs the 
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,35 +18,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from vae_lab.config import LoggerConfig, MlflowConfig
-from vae_lab.runs import flatten
+from vae_lab.trackers.base import Embedding, Tracker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Embedding:
-    """What the embedding projector shows: codes of test images, the images and their labels."""
-
-    codes: torch.Tensor  # float [N, D]
-    images: torch.Tensor  # float [N, C, H, W] in [0, 1]
-    labels: dict[str, list]  # column name: one value per image (at least two columns: TensorBoard's rule)
-
-
-class Tracker:
-    """One tracker; each moment does nothing unless the tracker needs it."""
-
-    name = "tracker"
-    wants_images = False  # whether epoch() needs the epoch's images (drawn only then)
-    wants_embedding = False  # whether finish() needs the projector's points (computed only then)
-
-    def epoch(self, row: dict, images: dict[str, torch.Tensor]) -> None:
-        """``row`` is the epoch's line of metrics.jsonl; ``images`` grids float [C, H, W] in [0, 1] by name."""
-
-    def finish(self, metrics: dict, figures: list[Path], embedding: Optional[Embedding]) -> None:
-        """The final metrics (metrics.json), the figures drawn and the projector's points."""
-
-    def close(self, finished: bool) -> None:
-        """Flush; ``finished`` is False for a run that failed or was interrupted."""
 
 
 class Trackers:
@@ -129,25 +102,6 @@ def guarded(call: Callable[[], object], what: str, consequence: str) -> object:
 
         log.warning("%s: %s; %s", what, one_line(error), consequence)
         return _FAILED
-
-
-def parameters(config: dict) -> dict:
-    """The config as {dotted key: value}, each value a number, string or bool (what trackers'
-    parameter tables show); None and lists as their text."""
-    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-            for key, value in flatten(config).items()}
-
-
-def refuse_missing_packages(settings: LoggerConfig) -> None:
-    """Before any work: each tracker asked for must be installed."""
-    from importlib.util import find_spec
-
-    from vae_lab.errors import ConfigError
-
-    for name, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
-        if getattr(settings, name) is not None and find_spec(package) is None:
-            raise ConfigError("logger", name, f"the {package} package is not installed; "
-                                              f"pip install 'vae-lab[{name}]', or leave logger={name} out")
 
 
 def _tensorboard():

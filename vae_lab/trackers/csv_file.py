@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 from vae_lab.runs import atomic_write
-from vae_lab.trackers import Tracker
+from vae_lab.trackers.base import Tracker
 
 
 class CsvTracker(Tracker):

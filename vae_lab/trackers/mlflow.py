@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from vae_lab.config import MlflowConfig
-from vae_lab.trackers import Embedding, Tracker, parameters
+from vae_lab.trackers.base import Embedding, Tracker, parameters
 
 DEFAULT_STORE = Path("outputs") / "mlflow.db"
 RUN_TAG, SWEEP_TAG = "vae_lab.run_dir", "vae_lab.sweep_dir"

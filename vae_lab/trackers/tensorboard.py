@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from vae_lab.config import TensorBoardConfig
-from vae_lab.trackers import Embedding, Tracker, parameters
+from vae_lab.trackers.base import Embedding, Tracker, parameters
 
 FOLDER = "tensorboard"
 # The final metrics the HParams dashboard sets against the config (those a run reports).

@@ -1,0 +1,185 @@
+"""What the training loop does besides training, as callbacks at its named moments (vae_lab/loop.py).
+
+:func:`standard_callbacks` lists them in the order they run: held-out scoring, the epoch's time and
+log line, the divergence check; then per member the snapshot for training_evolution.gif, the
+checkpoints with metrics.jsonl, and the trackers.
+
+After every epoch each member's run folder is brought up to date: ``best.pt`` (if validation
+improved), ``last.pt`` (everything needed to resume: weights, Adam state, generators, history), then
+``metrics.jsonl``. Each write is atomic, so a killed run resumes from ``last.pt`` and ends exactly
+as an uninterrupted one.
+"""
+
+import math
+import time
+
+import torch
+
+from vae_lab.config import as_dict
+from vae_lab.errors import RunFailed
+from vae_lab.evaluate import each_model, evaluating, loss_terms
+from vae_lab.figures.animations import SNAPSHOT_IMAGES, snapshot
+from vae_lab.loop import Callback, Loop, Member, log
+from vae_lab.metrics import population_reconstruction_quality
+from vae_lab.runs import save_checkpoint, write_jsonl
+
+
+def standard_callbacks() -> list[Callback]:
+    return [HeldOutScores(), EpochLog(), DivergenceCheck(), Snapshots(), Checkpoints(), Tracking()]
+
+
+class HeldOutScores(Callback):
+    """Per member: loss terms on validation and test; image quality of reconstructions of the first
+    eval.epoch_images of the training and test splits (the same every epoch)."""
+
+    def on_epoch_end(self, loop: Loop, rows: list[dict]) -> None:
+        settings = loop.members[0].config.eval
+        seeds = [m.config.seed for m in loop.members]
+        models = [m.model for m in loop.members]  # handed back: the weights of this epoch
+        splits = loop.splits
+        results = [(split, each_model(models, seeds, lambda p, s, data=getattr(splits, split):
+                                      loss_terms(p, s, data, settings.batch_size)))
+                   for split in ("val", "test") if len(getattr(splits, split))]
+        results += [(split, each_model(models, seeds, lambda p, s, data=getattr(splits, split):
+                                       population_reconstruction_quality(p, data, settings.batch_size,
+                                                                         settings.epoch_images)))
+                    for split in ("train", "test")]
+        for split, values in results:
+            for name in values[0]:
+                for row, mine in zip(rows, values):
+                    row[f"{split}/{name}"] = mine[name]
+
+
+class EpochLog(Callback):
+    """The epoch's time in each row, and its log lines: one for the population on the terminal (a
+    population of one: its member's line), and each member's in its train.log."""
+
+    def on_epoch_end(self, loop: Loop, rows: list[dict]) -> None:
+        seconds = time.perf_counter() - loop.epoch_started
+        for row in rows:
+            row["epoch_s"] = seconds
+        if len(rows) > 1:
+            losses = [row["val/loss" if "val/loss" in row else "test/loss"] for row in rows]
+            log.info("epoch %d/%d of %d models: %s loss %.2f to %.2f | %.1f s, %s img/s in all",
+                     rows[0]["epoch"], loop.settings.epochs, len(rows), "val" if "val/loss" in rows[0] else "test",
+                     min(losses), max(losses), seconds, f"{len(rows) * rows[0]['train/images_per_s']:,.0f}")
+
+    def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
+        member.log("epoch %d/%d: train/loss %.2f | val/loss %.2f | test/loss %.2f | %.1f s, %s img/s",
+                   row["epoch"], member.config.trainer.epochs, row["train/loss"], row.get("val/loss", math.nan),
+                   row["test/loss"], row["epoch_s"], f"{row['train/images_per_s']:,.0f}",
+                   console=len(loop.members) == 1)
+
+
+class DivergenceCheck(Callback):
+    """Fails a member whose loss was not finite, before anything of that epoch is saved, so
+    checkpoints/last.pt keeps the last finite weights."""
+
+    def on_epoch_end(self, loop: Loop, rows: list[dict]) -> None:
+        for k, (member, row) in enumerate(zip(loop.members, rows)):
+            bad_step = int(loop.first_bad_step[k])
+            broken = sorted(key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value))
+            if bad_step >= 0 or broken:
+                member.failure = diverged(member, row, bad_step, broken)
+
+
+def diverged(member: Member, row: dict, bad_step: int, broken: list[str]) -> RunFailed:
+    where = f"at optimizer step {bad_step + 1}" if bad_step >= 0 else f"({', '.join(broken[:3])} not finite)"
+    kept = (f"Checkpoints/last.pt keeps epoch {member.epoch}, the last finite one" if member.epoch
+            else "No epoch finished, so nothing was saved")
+    settings, model = member.config.trainer, member.config.model
+    remedies = [f"a smaller trainer.lr (now {settings.lr:g})"]
+    if settings.grad_clip is None:
+        remedies.append("trainer.grad_clip=1")
+    if model.likelihood == "gaussian":
+        remedies.append(f"a larger model.obs_std (now {model.obs_std:g})")
+    return RunFailed(f"training diverged in epoch {row['epoch']} {where}: the loss became infinite or NaN. "
+                     f"{kept}. Try {' or '.join(remedies)} in a new run")
+
+
+class Snapshots(Callback):
+    """What training_evolution.gif keeps of each epoch (vae_lab/figures/animations.py)."""
+
+    def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
+        with evaluating(member.model):
+            member.snapshots.append(snapshot(member.model, loop.splits.test))
+
+
+class Checkpoints(Callback):
+    """The run folder after every epoch: best.pt if validation improved, last.pt, metrics.jsonl."""
+
+    def on_fit_start(self, loop: Loop) -> None:
+        for member in loop.members:  # the history the checkpoint holds, and no epoch beyond it
+            write_jsonl(member.run.metrics_per_epoch, member.history)
+
+    def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
+        splits = loop.splits
+        val_loss = row.get("val/loss", -math.inf)  # without a validation split the latest epoch is the best
+        if val_loss <= member.best["val/loss"]:
+            member.best = {"epoch": row["epoch"], "val/loss": val_loss}
+            save_checkpoint(member.run.best_checkpoint, {
+                "epoch": row["epoch"], "model": member.model.state_dict(), "image_shape": list(splits.image_shape),
+                "config": as_dict(member.config), "data": splits.fingerprint})
+        save_checkpoint(member.run.last_checkpoint, resumable_state(member, splits.fingerprint))
+        write_jsonl(member.run.metrics_per_epoch, member.history)
+
+
+def resumable_state(member: Member, fingerprint: dict) -> dict:
+    """checkpoints/last.pt: everything a resumed run needs to end exactly as an uninterrupted one."""
+    cuda = member.model.device.type == "cuda"
+    return {
+        "epoch": member.epoch,
+        "model": member.model.state_dict(),
+        "optimizer": member.optimizer_state,
+        **{hook.name: hook.state_dict() for hook in member.loss_hooks},  # a discriminator and its optimizer
+        "rng": {"torch": torch.get_rng_state(), "shuffle": member.shuffle.get_state(),
+                "noise": member.noise.get_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []},
+        "history": member.history,
+        "snapshots": member.snapshots,
+        "best": member.best,
+        "config": as_dict(member.config),
+        "data": fingerprint,
+    }
+
+
+def resume(member: Member, checkpoint: dict) -> None:
+    """Continue a member from its checkpoints/last.pt. The process's own generators are restored
+    too: only a model that cannot stack draws from them, and such a model trains alone."""
+    member.model.load_state_dict(checkpoint["model"])
+    member.optimizer_state = checkpoint["optimizer"]
+    for hook in member.loss_hooks:
+        hook.load_state_dict(checkpoint.get(hook.name, {}))
+    member.history, member.best = checkpoint["history"], checkpoint["best"]
+    member.snapshots = checkpoint["snapshots"]
+    rng = checkpoint["rng"]
+    member.shuffle.set_state(rng["shuffle"].cpu())
+    if "noise" in rng:
+        member.noise.set_state(rng["noise"].cpu())
+    torch.set_rng_state(rng["torch"].cpu())
+    if member.model.device.type == "cuda" and rng["cuda"]:
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+
+
+class Tracking(Callback):
+    """Each member's epoch in its experiment trackers (vae_lab/trackers/)."""
+
+    def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
+        member.trackers.epoch(row, lambda: tracked_images(member, loop.splits))
+
+
+def tracked_images(member: Member, splits) -> dict[str, torch.Tensor]:
+    """An epoch's pictures for the trackers, as image grids [C, H, W]: the snapshot's test images
+    above their reconstructions, and prior samples drawn from the same noise every epoch."""
+    from torchvision.utils import make_grid  # here: importing torchvision costs every process a second
+
+    test = splits.test
+    originals = test.batch(torch.arange(SNAPSHOT_IMAGES, device=test.device)).images.cpu()
+    rebuilt = member.snapshots[-1]["reconstructions"].float() / 255
+    grids = {"reconstructions": make_grid(torch.cat([originals, rebuilt]), nrow=SNAPSHOT_IMAGES, pad_value=0.5)}
+    tensorboard = member.config.logger.tensorboard
+    if tensorboard is not None and tensorboard.sample_images:
+        noise = torch.Generator(device=member.model.device).manual_seed(0)
+        with evaluating(member.model):
+            samples = member.model.sample(tensorboard.sample_images, noise).float().cpu()
+        grids["prior_samples"] = make_grid(samples, nrow=math.ceil(math.sqrt(len(samples))), pad_value=0.5)
+    return grids
