@@ -32,11 +32,11 @@ from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
-from vae_lab import threads
+from vae_lab import device as threads
 from vae_lab.loop import Loop, Member
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
-from vae_lab.precision import resolve_device
+from vae_lab.device import resolve_device
 from vae_lab.preflight import seed_everything
 
 

@@ -7,8 +7,8 @@ import torch
 from vae_lab.data import load_splits
 from vae_lab.metrics import importance_sampled_nll
 from vae_lab.population import Population
-from vae_lab.precision import resolve_precision
-from vae_lab.reporting import load_best_model
+from vae_lab.device import resolve_precision
+from vae_lab.reporting import load_model
 from vae_lab.runs import RunDir
 
 SHORT = ("trainer.epochs=4", "eval.is_samples=0", "eval.sample_images=0", "eval.figures=false", "eval.probe_images=200")
@@ -42,7 +42,7 @@ def test_importance_sampling_in_bf16_is_within_0_1_nats_of_fp32(both_precisions)
     from vae_lab.compose import train_config_from_dict
 
     config = train_config_from_dict(run.read_config())
-    model, _ = load_best_model(run, config, torch.device("cpu"))
+    model, _ = load_model(run, config, torch.device("cpu"))
     test = load_splits(config.data).test
     population = Population([model])
     nll = {p: importance_sampled_nll(population, [0], test, 100, 500, p)[0]["nll"] for p in ("fp32", "bf16")}

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from vae_lab.config import ConfigError
 from vae_lab.data import Batch, load_splits
-from vae_lab.data.labels import balanced_label_mask
+from vae_lab.data.splits import balanced_label_mask
 from vae_lab.latents import categorical_kl_uniform
 from vae_lab.models import build_model
 

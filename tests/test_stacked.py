@@ -66,7 +66,7 @@ def test_a_padded_member_is_saved_in_its_own_shapes_and_evaluates_alone(together
     best = load_checkpoint(run.best_checkpoint)
     assert best["model"]["head.weight"].shape == (64, 4) and best["model"]["decoder.0.weight"].shape == (2, 64)
     config = train_config(*QUICK, *MEMBERS[0])
-    _, metrics = evaluate_run(str(run.path), torch.device("cpu"), config.eval)
+    _, metrics = evaluate_run(str(run.path), "cpu", config.eval)
     assert metrics["test/nelbo"] == pytest.approx(together[0]["test/nelbo"], rel=1e-6)
 
 

@@ -230,7 +230,7 @@ def test_a_sweep_over_seeds_alone_gets_markdown_tables_with_as_many_cells_as_col
                                                         (2, 3, "(6 at a time)")])
 def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_once, members, expected):
     """Four runs of 10 epochs of 9 s each: 6 min one after another, 3 min two at a time."""
-    from vae_lab.sweep_progress import SweepProgress
+    from vae_lab.progress import SweepProgress
 
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0, "train/members": members}) + "\n")
@@ -251,7 +251,7 @@ def test_the_joblib_launcher_runs_as_many_jobs_at_once_as_it_is_given_or_one_per
 
 
 def test_the_time_estimate_of_a_finished_sweep_is_no_error(tmp_path):
-    from vae_lab.sweep_progress import SweepProgress
+    from vae_lab.progress import SweepProgress
 
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "metrics.jsonl").write_text(json.dumps({"epoch_s": 9.0}) + "\n")
@@ -263,7 +263,7 @@ def test_the_time_estimate_of_a_resumed_sweep_takes_this_sweeps_pace_and_the_epo
     """Job 0 logged 6 fast epochs in an earlier session; job 1 has logged 2 epochs of 9 s since this
     sweep started. Left: 4 + 8 epochs at 9 s, 108 s; the old estimate (job 0's first epoch for all
     ten epochs of both jobs) said 20 s."""
-    from vae_lab.sweep_progress import SweepProgress
+    from vae_lab.progress import SweepProgress
 
     for job, rows in (("0", [{"epoch_s": 1.0}] * 6), ("1", [{"epoch_s": 9.0}] * 2)):
         (tmp_path / job).mkdir()

@@ -1,8 +1,8 @@
-"""Threads kept to the cores other processes leave free (vae_lab/threads.py)."""
+"""Threads kept to the cores other processes leave free (vae_lab/device.py)."""
 
 import torch
 
-import vae_lab.threads as threads
+import vae_lab.device as threads
 
 
 def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):

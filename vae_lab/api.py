@@ -19,7 +19,8 @@ from vae_lab.compose import train_config, train_config_from_dict
 from vae_lab.config import TrainConfig
 from vae_lab.data import Splits, load_splits
 from vae_lab.errors import UserError
-from vae_lab.models import VAE, build_model
+from vae_lab.models import VAE
+from vae_lab.reporting import load_model
 from vae_lab.runs import RunDir
 
 WEIGHTS = ("best", "last")
@@ -60,10 +61,7 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())
     device = torch.device(device)
-    best = run.load_best(device)  # it records the image shape the model was built for
-    checkpoint = best if weights == "best" else run.load_last(device)
-    model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
-    model.load_state_dict(checkpoint["model"])
+    model, checkpoint = load_model(run, config, device, weights)
     return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
                model.eval(), int(checkpoint["epoch"]), device)
 
@@ -75,7 +73,7 @@ def train(config_overrides: Sequence[str] = (), run_dir: Optional[str | Path] = 
     import shutil
     from datetime import datetime
 
-    from vae_lab.precision import resolve_device
+    from vae_lab.device import resolve_device
     from vae_lab.training import train as train_run
 
     config = train_config(list(config_overrides))

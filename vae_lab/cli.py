@@ -120,7 +120,7 @@ def watching(plan):
     """A sweep's progress on stderr while it runs (k of n runs, time left), when its jobs are known."""
     if not plan.sweep or not plan.jobs:
         return contextlib.nullcontext()
-    from vae_lab.sweep_progress import SweepProgress
+    from vae_lab.progress import SweepProgress
 
     return SweepProgress(plan.folder, plan.jobs, plan.epochs, plan.at_once)
 
@@ -228,11 +228,10 @@ def finish_multirun(folder: Path) -> None:
 
 def run_eval(cfg, claims) -> None:
     from vae_lab.compose import typed
-    from vae_lab.precision import resolve_device
     from vae_lab.reporting import evaluate_run
 
     config = typed(cfg)
-    run, metrics = evaluate_run(config.run_dir, resolve_device(config.device), config.eval,
+    run, metrics = evaluate_run(config.run_dir, config.device, config.eval,
                                 config.data_root)
     log.info("test/nelbo %.2f nats; %s in %s", metrics["test/nelbo"],
              "metrics and figures" if config.eval.figures else "metrics", run.eval)

@@ -11,7 +11,7 @@ from vae_lab.data import ImageSet, Splits
 from vae_lab.metrics import (importance_sampled_nll, latent_statistics, population_reconstruction_quality,
                              probe_accuracies, reference_classifier, sample_quality, traversal_control)
 from vae_lab.models import VAE
-from vae_lab.precision import resolve_precision
+from vae_lab.device import resolve_precision
 from vae_lab.progress import counting, progress
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
     (for a whole population at once) and in `vae-lab eval` (for one). Loss terms, likelihood and
     reconstruction quality are computed in one stacked pass where that pays (:func:`each_model`);
     the rest model by model. Test-split metrics are named ``test/...``, sample metrics
-    ``samples/...``. The caller's random state is left as it was. ``tick``: see vae_lab/threads.py."""
+    ``samples/...``. The caller's random state is left as it was. ``tick``: see vae_lab/device.py."""
     settings = configs[0].eval  # the same for every member of a population
     seeds = [config.seed for config in configs]
     cuda = [models[0].device] if models[0].device.type == "cuda" else []

@@ -28,7 +28,7 @@ from vae_lab.errors import RunFailed
 from vae_lab.evaluate import TermMeans
 from vae_lab.models import VAE
 from vae_lab.population import Population
-from vae_lab.precision import precision_context
+from vae_lab.device import precision_context
 from vae_lab.progress import progress
 from vae_lab.runs import RunDir
 
@@ -41,7 +41,7 @@ class LossHook:
     """Terms beyond the model's own objective, for one member (an image-space loss): added before
     the backward pass, with a step of their own after the optimizer's (a discriminator's). Its state
     travels in the member's checkpoint. A member with a loss hook trains in a population of its own
-    (vae_lab/stacking.py never stacks it)."""
+    (vae_lab/population.py never stacks it)."""
 
     name = "loss_hook"  # its key in the checkpoint
 

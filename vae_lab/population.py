@@ -15,9 +15,15 @@ member keeps what makes it itself:
   zero and the latent's ``active`` mask keeps them out of every term (see latents.GaussianLatent).
 
 A population of one whose model cannot be stacked (M2, image-space losses) runs the model itself.
+
+Which runs stack: those that differ only in the settings members may differ in (``Role.MEMBER`` in
+vae_lab/runs.py) and whose model can be stacked (not M2, no image-space losses, not compiled). The
+stacked launcher (``hydra/launcher=stacked``, hydra_plugins/vae_lab_stacked_launcher) groups a
+sweep's jobs by :func:`stack_key` and trains each group as one population.
 """
 
 import copy
+import json
 import math
 from typing import Callable, Optional
 
@@ -26,9 +32,48 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.optim.adam import adam
 
+from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Batch
 from vae_lab.latents import GaussianLatent, JointLatent, Latent
 from vae_lab.models import VAE
+from vae_lab.runs import ROLES, Role, flatten, role
+
+
+# ---- which runs stack ----------------------------------------------------------------------------
+
+
+def stack_key(config: TrainConfig) -> Optional[str]:
+    """Runs with the same key train as one population; None for a run that trains alone."""
+    if not config.model.stackable() or config.loss.enabled or config.trainer.compile:
+        return None
+    shared = {k: v for k, v in flatten(as_dict(config)).items() if role(k) not in (Role.MEMBER, Role.COMMAND)}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def refuse_unstackable(configs: list[TrainConfig]) -> None:
+    """Runs trained together must share one stack key (a single run always trains)."""
+    keys = {stack_key(c) for c in configs}
+    if len(configs) > 1 and (None in keys or len(keys) > 1):
+        members = [key for key, its_role in ROLES.items() if its_role is Role.MEMBER]
+        raise ValueError("runs trained together must differ only in " + ", ".join(members)
+                         + ", and their model must stack (vae_lab/population.py)")
+
+
+def plan_groups(keys: list[Optional[str]], max_members: int) -> list[list[int]]:
+    """Positions of the runs, grouped by key (first appearance first) into populations of at most
+    ``max_members``; a run without a key is a group of its own."""
+    groups: dict[str, list[int]] = {}
+    order: list[list[int]] = []
+    for i, key in enumerate(keys):
+        if key is None:
+            order.append([i])
+            continue
+        if key not in groups or len(groups[key]) >= max_members:
+            groups[key] = []
+            order.append(groups[key])
+        groups[key].append(i)
+    return order
+
 
 ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}  # torch.optim.Adam's defaults
 

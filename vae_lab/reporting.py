@@ -13,6 +13,7 @@ import torch
 from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig
 from vae_lab.data import Splits, load_splits
+from vae_lab.device import resolve_device
 from vae_lab.errors import DamagedFile, RunFailed
 from vae_lab.evaluate import evaluating, final_metrics
 from vae_lab.figures import draw_figures
@@ -39,24 +40,27 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
     return metrics
 
 
-def load_best_model(run: RunDir, config: TrainConfig, device: torch.device) -> tuple[VAE, dict]:
-    """The run's model with its best weights, and the checkpoint they came from."""
-    best = run.load_best(device)
+def load_model(run: RunDir, config: TrainConfig, device: torch.device, weights: str = "best"
+                    ) -> tuple[VAE, dict]:
+    """The run's model with its best (or last) weights, and the checkpoint they came from."""
+    best = run.load_best(device)  # it records the image shape the model was built for
+    checkpoint = best if weights == "best" else run.load_last(device)
     model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
-    model.load_state_dict(best["model"])
-    return model, best
+    model.load_state_dict(checkpoint["model"])
+    return model, checkpoint
 
 
-def evaluate_run(run_dir: str, device: torch.device, eval_config: EvalConfig,
+def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
                  data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
     """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
     run = RunDir.open(run_dir, key="run_dir")
+    device = resolve_device(device_name)
     config = train_config_from_dict(run.read_config())
     config.eval = eval_config
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())
     splits = load_splits(config.data, device)
-    model, best = load_best_model(run, config, device)
+    model, best = load_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
     history, snapshots = training_record(run)
     started = time.perf_counter()
@@ -92,7 +96,7 @@ def conclude(members: list[Member], splits: Splits, logs=None,
              tick: Callable[[], None] = lambda: None) -> dict[Member, object]:
     """Each trained member's final metrics, or the failure that ended it (recorded in error.txt).
     The best weights of every member that finished are evaluated together; each then draws its
-    figures and writes its metrics.json. ``logs``: a population's MemberLogs (vae_lab/stacking.py),
+    figures and writes its metrics.json. ``logs``: a population's MemberLogs (vae_lab/progress.py),
     so that each member's report goes to its own train.log."""
     outcomes: dict[Member, object] = {}
     finished: list[tuple[Member, VAE, dict]] = []
@@ -100,7 +104,7 @@ def conclude(members: list[Member], splits: Splits, logs=None,
         try:
             if member.failure is not None:
                 raise member.failure
-            finished.append((member, *load_best_model(member.run, member.config, member.model.device)))
+            finished.append((member, *load_model(member.run, member.config, member.model.device)))
         except RunFailed as failure:
             record_failure(member.run, failure)
             outcomes[member] = failure

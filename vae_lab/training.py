@@ -18,14 +18,14 @@ from vae_lab import preflight
 from vae_lab.callbacks import resume, standard_callbacks
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
+from vae_lab.device import ThreadGovernor, free_to_choose, resolve_device, resolve_precision
 from vae_lab.errors import one_line
 from vae_lab.image_losses import ImageLosses
 from vae_lab.loop import Member, train_members
-from vae_lab.precision import resolve_device, resolve_precision
+from vae_lab.population import refuse_unstackable
+from vae_lab.progress import MemberLogs
 from vae_lab.reporting import conclude
 from vae_lab.runs import Claims, RunDir, record_failure, remove_temporary_files
-from vae_lab.stacking import MemberLogs, refuse_unstackable
-from vae_lab.threads import ThreadGovernor, free_to_choose
 from vae_lab.trackers import Trackers
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """``hydra/launcher=stacked``: a sweep's runs of one architecture trained as one population.
 
-The jobs are typed here and grouped by :func:`vae_lab.stacking.stack_key` into populations of at
+The jobs are typed here and grouped by :func:`vae_lab.population.stack_key` into populations of at
 most ``max_members``. Each job of a group is prepared by Hydra's own ``run_job`` (its folder, its
 ``.hydra/`` files, its callbacks) with a task that only notes its folder; the group then trains as
 one (vae_lab.training.train_population) and every member writes the run folder a standalone run
@@ -65,7 +65,7 @@ class StackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from vae_lab.stacking import plan_groups, stack_key
+        from vae_lab.population import plan_groups, stack_key
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

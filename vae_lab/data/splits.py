@@ -8,11 +8,11 @@ import torch
 from vae_lab.config import DataConfig
 from vae_lab.errors import ConfigError
 from vae_lab.data.color import sample_tints, tint
-from vae_lab.data.labels import balanced_label_mask
 from vae_lab.data.mnist import read_mnist, resized
 from vae_lab.data.tensors import ImageSet
 
-CLASS_NAMES = tuple(str(d) for d in range(10))
+N_CLASSES = 10
+CLASS_NAMES = tuple(str(d) for d in range(N_CLASSES))
 
 
 @dataclass
@@ -89,3 +89,20 @@ def binarized_once(data: ImageSet, seed: int) -> ImageSet:
     probabilities = data.images.float() / 255
     pixels = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
     return replace(data, images=pixels)
+
+
+
+def balanced_label_mask(labels: torch.Tensor, n_labels: int, seed: int) -> torch.Tensor:
+    """A bool mask over ``labels`` keeping ``n_labels // N_CLASSES`` images of each class, chosen by a
+    permutation drawn from ``seed``: the same images for the same seed and training split."""
+    per_class = n_labels // N_CLASSES
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for digit in range(N_CLASSES):
+        rows = order[labels[order] == digit][:per_class]
+        if len(rows) < per_class:
+            raise ConfigError("data.n_labels", n_labels,
+                              f"the training split has only {len(rows)} images of digit {digit}, "
+                              f"fewer than the {per_class} per class asked for")
+        mask[rows] = True
+    return mask

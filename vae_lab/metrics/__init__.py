@@ -1,7 +1,7 @@
 """Metrics: functions of (model, data) that return numbers, each testable on its own."""
 
+from vae_lab.metrics.codes import latent_statistics
 from vae_lab.metrics.images import population_reconstruction_quality, reconstruction_quality
-from vae_lab.metrics.latent import latent_statistics
 from vae_lab.metrics.likelihood import importance_sampled_nll
 from vae_lab.metrics.probes import probe_accuracies
 from vae_lab.metrics.reference import reference_classifier

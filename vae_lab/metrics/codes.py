@@ -1,4 +1,6 @@
-"""What a categorical code says about the data: the digit it clusters by, and the information it carries.
+"""How a model uses its latent code: active units, KL per dimension and variable, the categories it
+uses (:func:`latent_statistics`); and what a categorical code says about the data: the digit it
+clusters by, and the information it carries.
 
 ``kl_disc`` alone cannot tell: a code that puts every image on the same category pays ln K nats of KL
 against the uniform prior while saying nothing. The mutual information between image and code,
@@ -7,6 +9,38 @@ and surely.
 """
 
 import torch
+
+from vae_lab.data import ImageSet
+
+ACTIVITY_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d]) exceeds this
+
+
+def latent_statistics(model, data: ImageSet, batch_size: int) -> dict:
+    """``active_units`` and each unit's activity (variance of its posterior mean across images),
+    mean KL per Gaussian dimension and per categorical variable, and for categorical variables the
+    perplexity of their aggregate posterior (how many categories the data really uses, out of K)."""
+    codes, details = [], {}
+    for batch in data.batches(batch_size):
+        codes.append(model.embed(batch.images).float())
+        for name, values in model.kl_details(batch.images).items():
+            details.setdefault(name, []).append(values.float())
+    codes = torch.cat(codes)
+    spec = model.spec
+    stats: dict = {f"{name}": torch.cat(values).mean(0).tolist() for name, values in details.items()}
+    if spec.continuous:
+        activity = codes[:, spec.continuous_slice].var(0)
+        stats["active_units"] = int((activity > ACTIVITY_THRESHOLD).sum())
+        stats["unit_activity"] = activity.tolist()
+    if spec.discrete:
+        perplexities, offset = [], spec.continuous
+        for n_vars, n_cats in spec.discrete:
+            usage = codes[:, offset:offset + n_vars * n_cats].view(-1, n_vars, n_cats).mean(0)
+            entropy = -(usage * usage.clamp_min(1e-12).log()).sum(-1)
+            perplexities += entropy.exp().tolist()
+            offset += n_vars * n_cats
+        stats["code_perplexity"] = sum(perplexities) / len(perplexities)
+        stats["code_perplexity_per_var"] = perplexities
+    return stats
 
 
 def categorical_probabilities(codes: torch.Tensor, spec) -> list[torch.Tensor]:

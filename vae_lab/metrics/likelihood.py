@@ -8,7 +8,7 @@ import torch
 
 from vae_lab.data import ImageSet
 from vae_lab.progress import counting, progress
-from vae_lab.precision import precision_context, resolve_precision
+from vae_lab.device import precision_context, resolve_precision
 
 
 def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
@@ -32,7 +32,7 @@ def nll_per_image(population, seeds: list[int], data: ImageSet, n_samples: int, 
     does not depend on how images are batched or which population it is computed in.
     ``rows_per_pass`` bounds the decoder passes made at once per member. With ``precision`` bf16
     (or auto, where bf16 is native) the networks run in bfloat16; the log-weights are summed and
-    averaged in float32. ``tick`` is called at every batch (vae_lab/threads.py).
+    averaged in float32. ``tick`` is called at every batch (vae_lab/device.py).
     """
     chunk = min(n_samples, rows_per_pass)
     images_at_once = max(1, rows_per_pass // chunk)

@@ -25,8 +25,7 @@ from torch import nn
 
 from vae_lab.backbones import Dense
 from vae_lab.config import at_least, one_of
-from vae_lab.data import Batch
-from vae_lab.data.labels import N_CLASSES
+from vae_lab.data import N_CLASSES, Batch
 from vae_lab.latents import GaussianLatent, LatentSpec, categorical_kl_uniform
 from vae_lab.models.base import MODELS, VAE
 from vae_lab.models.continuous import ContinuousConfig

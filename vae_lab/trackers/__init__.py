@@ -9,6 +9,7 @@ A resumed run continues its tracker runs: TensorBoard discards what a killed pro
 the checkpoint it resumes from; MLflow finds the run by its folder and logs the epochs it lacks.
 """
 
+import csv
 import logging
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from vae_lab.config import LoggerConfig, MlflowConfig
+from vae_lab.runs import atomic_write
 from vae_lab.trackers.base import Embedding, Tracker
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,8 @@ class Trackers:
     def open(settings: LoggerConfig, run_path: Path, config: dict, history: list[dict]) -> "Trackers":
         """Start the trackers ``settings`` names for the run in ``run_path`` (``config`` as saved),
         continuing after ``history`` (the epochs already trained)."""
-        from vae_lab.trackers import csv_file
-
         openers: dict[str, Callable[[], Tracker]] = {
-            "csv": lambda: csv_file.CsvTracker(run_path / settings.csv.file, history),
+            "csv": lambda: CsvTracker(run_path / settings.csv.file, history),
             "tensorboard": lambda: _tensorboard().TensorBoardTracker(settings.tensorboard, run_path, config, history),
             "mlflow": lambda: _mlflow().MlflowTracker(settings.mlflow, settings.sweep, run_path, config, history),
         }
@@ -68,6 +68,32 @@ class Trackers:
 
     def _guarded(self, name: str, call: Callable[[], object]) -> object:
         return guarded(call, f"{name} tracking stopped for {self.run_path}", "the run goes on; its folder has everything")
+
+
+class CsvTracker(Tracker):
+    """Rewritten whole (atomically) each epoch from the run's history, so a resumed run's file has
+    each epoch once; columns are every metric any epoch has, in order of first appearance."""
+
+    name = "csv"
+
+    def __init__(self, path: Path, history: list[dict]):
+        self.path, self.rows = path, list(history)
+        if self.rows:
+            self._write()
+
+    def epoch(self, row: dict, images: dict) -> None:
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+
+        def write(file) -> None:
+            writer = csv.DictWriter(file, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+        atomic_write(self.path, write)
 
 
 class SweepTracking(Callback):

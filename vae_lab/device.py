@@ -1,14 +1,17 @@
-"""How many CPU threads a run uses: as many as the cores other processes leave free.
+"""Where a run computes: the device ``auto`` means, the precision (where bfloat16 is worth using,
+and the context that uses it), and how many CPU threads.
 
 OpenMP's threads spin while they wait for work. Alone that is the fastest way to run small models,
 but beside another busy process they spin on cores they do not get, and both slow down many times
 over (README, "Sharing the machine": two 2-thread trainings side by side ran at 4.7k images/s each,
 against 27k each at one thread). With ``trainer.threads`` unset, a run on the CPU therefore looks,
 every few seconds, at how much of the machine other processes use, and sets torch's threads to the
-cores left (at least one). A set ``trainer.threads`` (or OMP_NUM_THREADS) is used as it is, and
-makes a run reproducible to the last bit, which a thread count that follows the load does not.
+cores left (at least one) (:class:`ThreadGovernor`). A set ``trainer.threads`` (or OMP_NUM_THREADS)
+is used as it is, and makes a run reproducible to the last bit, which a thread count that follows
+the load does not.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -17,6 +20,42 @@ from typing import Optional
 import torch
 
 log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a GPU that supports it, or a CPU with AVX-512
+    BF16 or AMX (elsewhere bf16 is emulated, and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16: the forward pass autocast to bfloat16 (matrix products and convolutions; losses and
+    KL terms are computed in float32 by the models themselves)."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---- CPU threads ---------------------------------------------------------------------------------
 
 CHECK_EVERY_S = 2.0  # how often the other processes' load is looked at (a check costs ~50 microseconds)
 
