@@ -2,14 +2,16 @@
 write-up's observation from the numbers (so a verdict can come out either way)."""
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from vae_lab.compose import config_dir, store_schemas
-from vae_lab.reproduce import QUICK_OVERRIDES, Measured, Missing, Runs, load_write_up, section, write_ups
-from vae_lab.sweep import RunSummary
+from vae_lab.reproduce import QUICK_OVERRIDES, section
+from vae_lab.sweep import Measured, RunSummary
+from vae_lab.write_ups import Claim, Missing, Runs, judge, load_write_up, write_ups
 
 
 def sweep_jobs(experiment: str) -> list[list[str]]:
@@ -26,8 +28,8 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
 
 LITERATURE_RECIPES = ("burda2016", "jointvae", "kingma2014_m2")  # experiment configs from papers, not from a write-up
 WRITE_UPS = write_ups()
-verdict_seed003 = load_write_up("seed003_latent_sizes").verdict
-verdict_seed004 = load_write_up("seed004_latent_and_beta").verdict
+SEED003 = load_write_up("seed003_latent_sizes")
+SEED004 = load_write_up("seed004_latent_and_beta")
 
 
 def test_every_experiment_config_has_a_write_up_and_the_other_way_round():
@@ -72,20 +74,24 @@ def run(name: str, metrics: dict, seed: int = 0, **overrides: str) -> RunSummary
 
 
 def latent_sizes(mse: tuple, ssim: tuple, noise: float = 0.0) -> Runs:
-    """Three seeds per latent size, each metric the given value plus -noise, 0, +noise."""
-    return Runs([run(f"{d}-{seed}", {"test/mse": m + (seed - 1) * noise, "test/ssim": s, "test/psnr": 20.0}, seed,
-                     latent_dim=d)
+    """Three seeds per latent size, MSE the given value times 1 - noise, 1 and 1 + noise; PSNR from it."""
+    return Runs([run(f"{d}-{seed}", {"test/mse": m * (1 + (seed - 1) * noise), "test/ssim": s,
+                                     "test/psnr": -10 * math.log10(m * (1 + (seed - 1) * noise))}, seed, latent_dim=d)
                  for seed in range(3) for d, m, s in zip(("2", "4", "16"), mse, ssim)])
 
 
 def test_a_verdict_follows_the_numbers():
-    assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))).startswith("Holds")
-    assert verdict_seed003(latent_sizes((0.05, 0.06, 0.01), (0.6, 0.7, 0.9))).startswith("Does not hold")
+    assert judge(SEED003, latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))).summary == "Holds"
+    worse = judge(SEED003, latent_sizes((0.05, 0.06, 0.01), (0.6, 0.7, 0.9)))  # latent 4 worse than 2
+    assert worse.summary == "Holds in part"
+    assert [j.holds for j in worse.claims] == [False, True, True, True, False, True]  # its MSE and PSNR
 
 
 def test_a_verdict_holds_only_beyond_the_spread_over_seeds():
-    assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.005)).startswith("Holds")
-    assert verdict_seed003(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.02)).startswith("Does not hold")
+    assert judge(SEED003, latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.1)).summary == "Holds"
+    spread = judge(SEED003, latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9), noise=0.5))
+    assert [j.holds for j in spread.claims] == [False, False, True, True, False, False]  # MSE and PSNR within it
+    assert spread.summary == "Holds in part"
 
 
 def test_measured_compares_beyond_both_standard_deviations():
@@ -124,57 +130,153 @@ def test_quick_mode_keeps_each_recipes_importance_samples(train_config):
         assert train_config(f"experiment={write_up.experiment}", *QUICK_OVERRIDES).eval.is_samples <= 100
 
 
-def test_seed000s_verdict_names_the_coordinates_that_control_hue_and_digit(tmp_path):
-    import json
+# ---- every write-up's claims, judged both ways ----------------------------------------------------
 
-    def model_runs(model: str, probe: float, nelbo: float, **extra: str) -> list[RunSummary]:
+MARGIN = 0.1
+
+
+def _sides(claim: Claim) -> list:
+    """The claim's two sides as (selector, metric) keys, or a number."""
+    return [side if not isinstance(side, dict) else (tuple(sorted((k, v) for k, v in side.items() if k != "metric")),
+                                                     side.get("metric", claim.metric))
+            for side in (claim.side, claim.than)]
+
+
+def satisfying(claims: tuple[Claim, ...]) -> dict:
+    """Numbers for every (configuration, metric) a write-up's claims name, such that every claim holds
+    by MARGIN: constraints relaxed until none is violated."""
+    values: dict = {}
+    for claim in claims:
+        values.update({side: 0.5 for side in _sides(claim) if isinstance(side, tuple)})
+    for _ in range(100):
+        changed = False
+        for claim in claims:
+            mine, theirs = _sides(claim)
+            value = lambda side: values[side] if isinstance(side, tuple) else float(side)  # noqa: E731
+            sign = 1 if claim.direction == "higher" else -1
+            if sign * (value(mine) - value(theirs)) < MARGIN:
+                if isinstance(mine, tuple):
+                    values[mine] = value(theirs) + sign * 2 * MARGIN
+                else:
+                    values[theirs] = value(mine) - sign * 2 * MARGIN
+                changed = True
+        if not changed:
+            return values
+    raise AssertionError("the claims contradict one another")
+
+
+def runs_with(values: dict, seeds: tuple[int, ...] = (0, 1, 2)) -> Runs:
+    """A run per configuration and seed with these metric values (seed s adds (s - 1) * 1e-3)."""
+    configurations: dict = {}
+    for (selector, metric), value in values.items():
+        configurations.setdefault(selector, {})[metric] = value
+    return Runs([RunSummary(f"{i}-{seed}", Path("/nowhere"), {"seed": str(seed), **{f"model.{k}": str(v)
+                                                                                 for k, v in selector if v is not None}},
+                            "complete", {m: v + (seed - 1) * 1e-3 for m, v in metrics.items()})
+                 for i, (selector, metrics) in enumerate(configurations.items()) for seed in seeds])
+
+
+@pytest.mark.parametrize("write_up", WRITE_UPS, ids=lambda w: w.experiment)
+def test_each_claim_of_every_write_up_is_judged_either_way(write_up):
+    """Numbers where every claim holds give "Holds"; turning any one claim round makes that claim
+    "does not hold" and the write-up no longer "Holds"."""
+    values = satisfying(write_up.claims)
+    holding = judge(write_up, runs_with(values))
+    assert holding.summary == "Holds", holding.markdown()
+    assert all(j.holds for j in holding.claims)
+    for number, claim in enumerate(write_up.claims):
+        mine, theirs = _sides(claim)
+        sign = 1 if claim.direction == "higher" else -1
+        turned = dict(values)
+        if isinstance(mine, tuple):
+            turned[mine] = (turned[theirs] if isinstance(theirs, tuple) else float(theirs)) - sign * MARGIN
+        else:
+            turned[theirs] = float(mine) + sign * MARGIN
+        verdict = judge(write_up, runs_with(turned))
+        assert verdict.claims[number].holds is False, (claim.says, verdict.markdown())
+        assert verdict.summary in ("Holds in part", "Does not hold"), verdict.markdown()
+        assert "- does not hold: " + claim.says in verdict.markdown()
+
+
+@pytest.mark.parametrize("write_up", WRITE_UPS, ids=lambda w: w.experiment)
+def test_one_seed_never_holds(write_up):
+    """Quick mode's one seed can tell no difference from the spread: never "Holds"."""
+    verdict = judge(write_up, runs_with(satisfying(write_up.claims), seeds=(0,)))
+    assert verdict.summary == "Not judged" and "Holds" not in verdict.markdown()
+    assert f"agrees on seed 0: {write_up.claims[0].says}" in verdict.markdown()
+
+
+def test_seed000s_control_claims_fail_where_no_coordinate_turns_the_hue():
+    """Probes that read the hue are not enough: a coordinate must turn it, more than the digit's
+    coordinate does incidentally."""
+    write_up = load_write_up("seed000_three_latents")
+    values = satisfying(write_up.claims)
+    control = next(i for i, c in enumerate(write_up.claims) if c.side.get("metric") == "test/hue_control")
+    mine, theirs = _sides(write_up.claims[control])
+    values[mine] = values[theirs] = 3.0  # no coordinate turns the hue by more than a few degrees
+    verdict = judge(write_up, runs_with(values))
+    assert verdict.claims[control].holds is False and verdict.summary == "Holds in part"
+
+
+def test_seed001s_claims_need_separation_and_digits_on_request():
+    write_up = load_write_up("seed001_conv_semi")
+
+    def runs(semi_knn: float, label_acc: float) -> Runs:
+        return Runs([RunSummary(f"{m}-{seed}", Path("/nowhere"), {"seed": str(seed), "model": m}, "complete",
+                                {"test/knn_acc": knn + 0.01 * seed, "samples/label_acc": label_acc + 0.01 * seed})
+                     for m, knn in (("continuous", 0.60), ("semi", semi_knn)) for seed in range(3)])
+
+    assert judge(write_up, runs(0.90, 0.95)).summary == "Holds"
+    assert [j.holds for j in judge(write_up, runs(0.61, 0.95)).claims] == [False, True]  # within the spread
+    assert judge(write_up, runs(0.61, 0.2)).summary == "Does not hold"
+
+
+def test_seed002s_whitening_claim_reads_the_samples_chroma():
+    write_up = load_write_up("seed002_fc_color")
+    metrics = {"continuous": (0.021, 0.48, 0.35), "discrete": (0.013, 0.83, 0.80), "both": (0.014, 0.83, 0.6)}
+
+    def runs(continuous_chroma: float) -> Runs:
         found = []
-        for seed in range(3):
-            metrics = {"test/probe_acc": 0.95, "test/color_probe_acc": probe + 0.01 * seed, "test/nelbo": nelbo,
-                       "test/hue_control": 90.0, "test/hue_control_digit_change": 0.05,
-                       "test/digit_control": 0.6, "test/digit_control_hue_change": 4.0}
-            path = tmp_path / f"{model}{''.join(extra.values())}-{seed}"
-            path.mkdir(exist_ok=True)
-            (path / "metrics.json").write_text(json.dumps({**metrics, "test/hue_control_by": "z7",
-                                                           "test/digit_control_by": "z2"}))
-            found.append(RunSummary(path.name, path, {"seed": str(seed), "model": model, **extra}, "complete", metrics))
-        return found
+        for model, (mse, probe, chroma) in metrics.items():
+            chroma = continuous_chroma if model == "continuous" else chroma
+            found += [RunSummary(f"{model}-{seed}", Path("/nowhere"), {"seed": str(seed), "model": model}, "complete",
+                                 {"test/mse": mse, "test/color_probe_acc": probe + 0.005 * seed,
+                                  "samples/stroke_chroma": chroma + 0.01 * seed}) for seed in range(3)]
+        return Runs(found)
 
-    verdict = load_write_up("seed000_three_latents").verdict
-    for probe, holds in ((0.95, "Holds"), (0.5, "Does not hold")):
-        runs = Runs([*model_runs("continuous", probe, 270.0), *model_runs("discrete", probe, 300.0),
-                     *model_runs("combined", probe, 260.0), *model_runs("combined", probe, 262.0,
-                                                                         **{"model.share_encoder": "False"})])
-        text = verdict(runs)
-        assert text.startswith(holds), text
-        assert "(z7 in the first seed) turns the hue by 90 ± 0 degrees" in text and "(z2)" in text
-        assert "the combined model beats the continuous one" in text
+    assert judge(write_up, runs(0.35)).summary == "Holds"
+    colorful = judge(write_up, runs(0.85))
+    assert colorful.summary == "Holds in part" and colorful.claims[-1].holds is False
 
 
-def test_seed004s_verdict_judges_each_of_its_three_claims():
+def test_seed004s_verdict_judges_each_of_its_claims():
     def runs(beta0_fd: float) -> Runs:
         metrics = {("2", "1"): (0.05, 500, 2.0), ("64", "0"): (0.01, beta0_fd, 2.2),
                    ("64", "1"): (0.02, 200, 2.2), ("64", "10"): (0.06, 300, 1.5)}
-        return Runs([run(f"{d}-{b}", {"test/mse": m, "samples/fd": fd, "samples/class_entropy": h,
-                                      "test/knn_acc": 0.9 if d == "64" else 0.7}, latent_dim=d, beta=b)
-                     for (d, b), (m, fd, h) in metrics.items()])
+        return Runs([run(f"{d}-{b}-{seed}", {"test/mse": m, "samples/fd": fd + seed, "samples/class_entropy": h,
+                                             "test/knn_acc": 0.9 if d == "64" else 0.7}, seed, latent_dim=d, beta=b)
+                     for (d, b), (m, fd, h) in metrics.items() for seed in range(3)])
 
-    assert verdict_seed004(runs(beta0_fd=900)).startswith("Holds:")
-    assert verdict_seed004(runs(beta0_fd=100)).startswith("Holds in part")
+    assert judge(SEED004, runs(beta0_fd=900)).summary == "Holds"
+    partly = judge(SEED004, runs(beta0_fd=100))
+    assert partly.summary == "Holds in part" and [j.holds for j in partly.claims] == [True, True, False, True, True]
 
 
-def test_a_missing_run_is_reported_not_judged(tmp_path):
+def test_a_configuration_missing_a_seeds_run_is_not_judged(tmp_path):
     runs = latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))
     unfinished = runs.all[-1]
     runs.all[-1] = RunSummary(unfinished.name, unfinished.path, unfinished.overrides, "incomplete (3/10 epochs)", {})
-    with pytest.raises(Missing, match="incomplete"):  # one seed short: not judged on the other two
-        verdict_seed003(runs)
-    runs.all.pop()
-    with pytest.raises(Missing):  # a configuration with no run at all
-        verdict_seed003(Runs([r for r in runs.all if r.overrides["model.latent_dim"] != "16"]))
-    write_up = next(w for w in WRITE_UPS if w.experiment == "seed003_latent_sizes")
-    text = "\n".join(section(write_up, tmp_path, [], tmp_path / "docs"))
-    assert "Not measured" in text and "not drawn" in text
+    verdict = judge(SEED003, runs)
+    assert verdict.summary == "Not judged" and "incomplete" in verdict.markdown()
+    runs.all.pop()  # seed 2 of latent 16 never ran: the other two seeds are not judged alone
+    verdict = judge(SEED003, Runs(runs.all, seeds=("0", "1", "2")))
+    assert verdict.summary == "Not judged" and "seed 2's run" in verdict.markdown()
+    judged = [j for j in verdict.claims if j.holds is not None]
+    assert len(judged) == 3 and all("latent_dim=16" not in j.detail for j in judged)  # 2 -> 4 of each metric
+    verdict = judge(SEED003, Runs(runs.all))  # without the planned seeds: every seed the sweep has
+    assert verdict.summary == "Not judged" and "seed 2's run" in verdict.markdown()
+    text = "\n".join(section(SEED003, tmp_path, [], tmp_path / "docs"))
+    assert "Not judged" in text and "not drawn" in text
 
 
 def test_reproduce_only_rewrites_its_own_section_and_figures(tmp_path):
@@ -196,7 +298,7 @@ def test_reproduce_only_rewrites_its_own_section_and_figures(tmp_path):
     empty.mkdir(parents=True)
     write_results(docs, {second.experiment: empty}, [], quick=True, only={second.experiment})
     text = (docs / "results.md").read_text()
-    assert "\n".join(kept) in text and "old verdict" not in text and "Not measured" in text
+    assert "\n".join(kept) in text and "old verdict" not in text and "Not judged" in text
     assert text.index(first.title) < text.index(second.title)
     assert kept_figure.read_bytes() == b"an earlier figure" and not stale_figure.exists()
 

@@ -279,3 +279,34 @@ def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(da
     accuracy = float(re.search(r"test/cluster_acc ([0-9.]+)", scored.stdout).group(1))
     kl = float(re.search(r"kl_disc ([0-9.]+)", scored.stdout).group(1))
     assert 0 < accuracy <= 1 and 0 <= kl <= math.log(10)
+
+
+class Whitened(Resampler):
+    """Test images with their color mixed toward grey by ``whiteness`` (1: every stroke grey)."""
+
+    def __init__(self, data: ImageSet, whiteness: float):
+        super().__init__(data)
+        self.whiteness = whiteness
+
+    def sample(self, n, generator=None):
+        images = super().sample(n, generator)
+        grey = images.mean(-3, keepdim=True).expand_as(images)
+        return (1 - self.whiteness) * images + self.whiteness * grey
+
+
+def test_stroke_chroma_is_one_for_the_data_and_falls_as_strokes_whiten(train_config):
+    """Chroma (max - min of a stroke's mean color) is linear in a mix with grey, so a quarter toward
+    grey keeps three quarters of it; grey strokes have none."""
+    config = train_config("data=color_mnist", "data.hue_bins=6")
+    splits = load_splits(config.data)
+    reference = reference_classifier(config.data, splits, torch.device("cpu"))
+    with torch.no_grad():
+        chroma = {w: sample_quality(Whitened(splits.test, w), reference, splits.test, len(splits.test), 200, 0)
+                  ["stroke_chroma"] for w in (0.0, 0.25, 1.0)}
+    assert chroma[0.0] == pytest.approx(1, rel=1e-5)
+    assert chroma[0.25] == pytest.approx(0.75, rel=1e-3)
+    assert chroma[1.0] == pytest.approx(0, abs=1e-6)
+    plain = train_config()  # grey MNIST: no colors to measure
+    plain_splits = load_splits(plain.data)
+    assert "stroke_chroma" not in sample_quality(Resampler(plain_splits.test), reference_classifier(
+        plain.data, plain_splits, torch.device("cpu")), plain_splits.test, 100, 100, 0)

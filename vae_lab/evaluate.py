@@ -171,6 +171,8 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     samples = []
     if settings.sample_images:
         samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
+        if splits.train.hue_bins is not None:
+            samples.append("stroke_chroma")
     if settings.sample_images and settings.traversal_images:
         test.append("digit_control")
         if splits.train.hue_bins is not None:

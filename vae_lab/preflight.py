@@ -11,6 +11,7 @@ Two levels, both before the first write:
 What a check refuses is a :class:`vae_lab.errors.UserError`; the CLI prints it as one line.
 """
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -41,6 +42,7 @@ class Plan:
     jobs: int = 0  # a sweep's jobs, when known before it starts (the basic sweeper's grid)
     epochs: int = 0  # of each job
     at_once: int = 1  # jobs the launcher runs side by side (joblib's n_jobs)
+    grid: list[list[str]] = dataclasses.field(default_factory=list)  # a basic sweep's jobs' overrides
 
     @property
     def sweep(self) -> bool:
@@ -99,6 +101,8 @@ def check_command(config_name: str, args: list[str]) -> Plan:
             if parsed.cfg:
                 return Plan(args)  # prints the config; writes nothing
             plan = folder_plan(config_name, args, parsed.multirun, base)
+            if parsed.multirun and basic_sweeper:
+                plan.grid = jobs
             if parsed.multirun and basic_sweeper and plan.folder is not None:
                 refuse_another_grid(plan.folder, jobs)
                 plan.jobs, plan.epochs = len(jobs), int(base.trainer.epochs)

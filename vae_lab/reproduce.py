@@ -1,119 +1,37 @@
-"""Rerun the five write-ups (conf/experiment/) and report on them in docs/results.md.
+"""Rerun the write-ups (conf/experiment/) and report on them in docs/results.md.
 
 ``vae-lab reproduce`` (``make reproduce``) runs each write-up's sweep into
 ``outputs/reproduce/<experiment>/``, resuming whatever an earlier call left unfinished, then writes
 ``docs/results.md``: per write-up the commands, the mean ± sd of its metrics over seeds, the figures it
-names (copied to ``docs/results/``) and its verdict (``conf/experiment/<name>.py``).
+names (copied to ``docs/results/``) and the verdict on each of its claims
+(``conf/experiment/<name>.claims.yml``, judged by vae_lab/write_ups.py).
 ``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a
 check that everything runs rather than the write-ups' numbers.
 """
 
 import argparse
 import dataclasses
-import functools
-import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
-from vae_lab.compose import config_dir
 from vae_lab.errors import UserError, fail
 from vae_lab.runs import atomic_write
-from vae_lab.sweep import (SEED, Measured, RunSummary, read_runs, seed_groups, seeds_table, summarize,
-                           swept_keys)
+from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys
+from vae_lab.write_ups import Missing, Runs, WriteUp, judge, write_ups
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
 # eval.is_samples stays each recipe's own: at most the default 100, and 0 where a recipe skips the NLL.
 QUICK_OVERRIDES = ("seed=0", "trainer.epochs=2", "eval.sample_images=2000", "eval.tsne_points=1000",
                    "eval.probe_images=5000")
-
-
-class Missing(Exception):
-    """A number a verdict needs is not there (its run failed or has not finished)."""
-
-
-class Runs:
-    """A sweep's runs, picked by their overrides' short names: ``runs.get("test/mse", latent_dim="2")``
-    is test MSE over the seeds of the runs with latent_dim 2. A selector value ``None`` asks for
-    runs without that override; the seed is never part of a selector."""
-
-    def __init__(self, runs: list[RunSummary]):
-        self.all = runs
-
-    def configuration(self, **selector: Optional[str]) -> list[RunSummary]:
-        """The runs of the one configuration the selector picks, one per seed."""
-        def matches(run: RunSummary) -> bool:
-            short = {key.rsplit(".", 1)[-1]: _spelled(value) for key, value in run.overrides.items()}
-            return all(short.get(name) == (None if value is None else _spelled(str(value)))
-                       for name, value in selector.items())
-
-        found = [r for r in self.all if matches(r)]
-        configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if k != SEED)) for r in found}
-        if len(configurations) != 1:
-            raise Missing(f"{len(configurations)} configurations match {selector}")
-        return found
-
-    def find(self, **selector: Optional[str]) -> RunSummary:
-        """The configuration's first run (lowest seed): the one whose figures are shown."""
-        return min(self.configuration(**selector), key=lambda r: int(r.overrides.get(SEED, "0")))
-
-    def get(self, metric: str, **selector: Optional[str]) -> Measured:
-        runs = self.configuration(**selector)
-        values = tuple(r.metrics[metric] for r in runs if metric in r.metrics)
-        if len(values) < len(runs):
-            lacking = ", ".join(f"{r.name} ({r.status})" for r in runs if metric not in r.metrics)
-            raise Missing(f"{metric} of run(s) {lacking}")
-        return Measured(values)
-
-
-def _spelled(value: str) -> str:
-    """An override's value as compared: Hydra's sweeper writes `false` back as `False`."""
-    return value.lower() if value.lower() in ("true", "false") else value
-
-
-@dataclass(frozen=True)
-class Figure:
-    caption: str
-    file: str                             # under figures/ of the run (or of the sweep folder)
-    run: Optional[dict] = None            # selector of the run; None: the sweep's own figure
-
-
-@dataclass(frozen=True)
-class WriteUp:
-    """A write-up as `vae-lab reproduce` reports it: conf/experiment/<experiment>.py defines one
-    beside the recipe <experiment>.yaml."""
-
-    title: str
-    observation: str                      # what the write-up reports, in our words
-    metrics: tuple[str, ...]              # the table's columns
-    figures: tuple[Figure, ...]
-    verdict: Callable[[Runs], str]        # a sentence from the numbers: "Holds" only beyond the spread
-    extra_runs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder: overrides of an extra sweep
-    experiment: str = ""                  # set from the file's name
-
-
-def load_write_up(experiment: str) -> WriteUp:
-    """The WriteUp that conf/experiment/<experiment>.py defines."""
-    path = config_dir() / "experiment" / f"{experiment}.py"
-    spec = importlib.util.spec_from_file_location(f"vae_lab_write_up_{experiment}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dataclasses.replace(module.WRITE_UP, experiment=experiment)
-
-
-@functools.cache
-def write_ups() -> tuple[WriteUp, ...]:
-    """Every write-up: each conf/experiment/<name>.py beside its recipe, in the order of their names."""
-    return tuple(load_write_up(path.stem) for path in sorted((config_dir() / "experiment").glob("*.py")))
 
 
 def sweeps(write_up: WriteUp, folder: Path, extra: list[str]) -> list[list[str]]:
@@ -134,6 +52,20 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
     for write_up in chosen:
         for arguments in sweeps(write_up, root / write_up.experiment, extra):
             check_command("train", ["--multirun", "trainer.resume=true", *arguments])
+
+
+def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ...]]:
+    """The seeds the write-up's sweep runs each configuration with (None: they cannot be composed)."""
+    from vae_lab.compose import store_schemas
+    from vae_lab.preflight import check_command
+
+    store_schemas()
+    try:
+        plan = check_command("train", ["--multirun", f"experiment={write_up.experiment}", *extra])
+    except UserError:
+        return None
+    seeds = {o.split("=", 1)[1] for job in plan.grid for o in job if o.startswith(f"{SEED}=")}
+    return tuple(sorted(seeds, key=int)) if seeds else ("0",)
 
 
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
@@ -170,13 +102,13 @@ def commands(write_up: WriteUp, extra: list[str]) -> list[str]:
             for overrides in [(), *write_up.extra_runs.values()]]
 
 
-def read_write_up_runs(write_up: WriteUp, folder: Path) -> Runs:
+def read_write_up_runs(write_up: WriteUp, folder: Path, seeds: Optional[tuple[str, ...]] = None) -> Runs:
     """The runs of the write-up's sweep, and of its extra sweeps (named <extra>/<job>)."""
     runs = read_runs(folder)
     for name in write_up.extra_runs:
         if (folder / name).is_dir():
             runs += [dataclasses.replace(r, name=f"{name}/{r.name}") for r in read_runs(folder / name)]
-    return Runs(runs)
+    return Runs(runs, seeds)
 
 
 def _copy_for_the_web(source: Path, target: Path, width: int = 1000) -> None:
@@ -197,14 +129,13 @@ def _slug(selector: dict) -> str:
     return "_".join(f"{k}-{v}" for k, v in selector.items() if v is not None) or "sweep"
 
 
-def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path) -> list[str]:
-    runs = read_write_up_runs(write_up, folder)
+def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
+            seeds: Optional[tuple[str, ...]] = None) -> list[str]:
+    """A write-up's section of results.md: its claims judged over ``seeds`` (the planned ones), the
+    commands, the table over seeds and the figures."""
+    runs = read_write_up_runs(write_up, folder, seeds)
     lines = [f"## {write_up.title}", "", f"*The write-up:* {write_up.observation}", ""]
-    try:
-        verdict = write_up.verdict(runs)
-    except Missing as missing:
-        verdict = f"Not measured: {missing}."
-    lines += [f"**Here:** {verdict}", "", "```", *commands(write_up, extra), "```", ""]
+    lines += ["*Here:*", "", judge(write_up, runs).markdown(), "", "```", *commands(write_up, extra), "```", ""]
     spent = seconds_spent(folder)
     took = f", {spent / 60:.1f} min of training and evaluation here" if spent is not None else ""
     lines += [f"Sweep folder: `{os.path.relpath(folder)}`{took}.", ""]
@@ -242,8 +173,8 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
              f"Written by `vae-lab reproduce` on {platform.machine()} with {torch.get_num_threads()} CPU threads"
              f"{' and ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; each section "
              "says when and in which mode it was rerun. Each write-up is a recipe and a verdict in "
-             "`conf/experiment/` (`<name>.yaml`, `<name>.py`); the verdicts below are computed from the numbers, "
-             "not written by hand, and say \"holds\" only where the difference exceeds the spread over seeds. "
+             "`conf/experiment/` (`<name>.yaml`, `<name>.claims.yml`); every claim below is judged from the numbers, "
+             "not by hand, and \"holds\" only where the difference exceeds the spread over seeds. "
              "Metrics are on the MNIST test split: NELBO and NLL in nats per image, accuracies of probes fit "
              "on latent means, sample metrics from the project's reference classifier (see the README).", ""]
     path = docs / "results.md"
@@ -253,7 +184,7 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
             lines += earlier[write_up.title]  # not rerun: as it was, figures and all
         elif write_up.experiment in folders:
             shutil.rmtree(docs / "results" / write_up.experiment, ignore_errors=True)  # its earlier figures
-            lines += section(write_up, folders[write_up.experiment], extra, docs)
+            lines += section(write_up, folders[write_up.experiment], extra, docs, planned_seeds(write_up, extra))
             lines[-1:-1] = [f"*Rerun on {time.strftime('%Y-%m-%d')} in {mode}.*", ""]
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path

@@ -1,5 +1,6 @@
 """Sample quality, judged by the reference classifier: confidence, digit coverage, a Frechet distance
-in its feature space, and for label-conditioned models whether samples show the requested digit."""
+in its feature space, and for label-conditioned models whether samples show the requested digit; on
+color images, how colorful the samples' strokes are next to the data's."""
 
 import math
 
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import ReferenceClassifier
+from vae_lab.metrics.traversal import stroke_hue
 from vae_lab.progress import counting, progress
 
 
@@ -17,7 +19,9 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     of the digits they are classified as, ln 10 = 2.303 when all ten are equally common. ``fd``: the
     Frechet distance between reference features of the samples and of the test images (torchmetrics'
     FID with this classifier as feature extractor). ``label_acc`` (conditional models): how often the
-    classifier sees the digit that was asked for."""
+    classifier sees the digit that was asked for. ``stroke_chroma`` (color images): the mean chroma of
+    the samples' stroke colors over that of the test images' (1: as colorful as the data; toward 0: the
+    strokes whiten, as a decoder does that averages many tints)."""
     generator = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
     with progress(desc="sample quality", total=2 * n_samples + len(test), unit="image") as bar:
@@ -32,6 +36,9 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
         "class_entropy": -(share * share.clamp_min(1e-12).log()).sum().item(),
         "fd": fd,
     }
+    if samples.shape[-3] == 3:
+        data_chroma = torch.cat([stroke_hue(batch.images.float())[1] for batch in test.batches(batch_size)]).mean()
+        metrics["stroke_chroma"] = (stroke_hue(samples.float())[1].mean() / data_chroma.clamp_min(1e-8)).item()
     if model.conditional:
         labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
         asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])

@@ -1,0 +1,255 @@
+"""The write-ups vae-lab reproduces, as data, and the one judge of their claims.
+
+A write-up is its recipe, ``conf/experiment/<name>.yaml`` (what to train), and beside it its claims,
+``conf/experiment/<name>.claims.yml`` (what the write-up says, on the numbers):
+
+    title: "seeds/004: latent 2 vs 64, beta 0 vs 10"
+    observation: Latent 64 clusters digits better than latent 2; ...   # the write-up, in our words
+    metrics: [test/nelbo, test/knn_acc, ...]                           # the report's table
+    figures:
+      - {caption: Rate and distortion of every run, file: rate_distortion.png}           # the sweep's
+      - {caption: "Latent 2: the plane", file: latent_scatter.png, run: {latent_dim: 2}}  # a run's
+    extra_runs: {separate_encoder: [model=combined, model.share_encoder=false]}          # optional
+    claims:
+      - says: latent 64 clusters digits better than latent 2
+        metric: test/knn_acc
+        higher: {latent_dim: 64, beta: 1}
+        than: {latent_dim: 2, beta: 1}
+
+(``.yml``, not ``.yaml``, so that Hydra does not offer the file as an experiment.) A claim compares
+two sides, ``higher`` (or ``lower``) ``than``: a side is a configuration of the sweep, picked by the
+short names and values of its overrides (``null``: runs without that override) and measured over its
+seeds (a side may name a ``metric`` of its own), or a plain number. ``based_on: NAME`` takes another
+write-up's claims and figures, for a second recipe of the same write-up.
+
+:func:`judge` judges every claim: a claim holds only when the two sides differ beyond the spread
+over seeds (:meth:`Measured.below`). A configuration that lacks a complete run for any planned seed
+is not judged, and neither is a write-up measured on one seed (quick mode): one seed cannot tell a
+difference from the spread.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from omegaconf import OmegaConf
+
+from vae_lab.sweep import SEED, Measured
+
+
+class Missing(Exception):
+    """A number a claim needs is not there (its run failed, has not finished, or never ran)."""
+
+
+class Runs:
+    """A sweep's runs, picked by their overrides' short names: ``runs.get("test/mse", latent_dim="2")``
+    is test MSE over the seeds of the runs with latent_dim 2. A selector value ``None`` asks for runs
+    without that override; the seed is never part of a selector. ``seeds``: the seeds every
+    configuration was planned with (None: whichever it has)."""
+
+    def __init__(self, runs: list, seeds: Optional[tuple[str, ...]] = None):
+        self.all, self.seeds = runs, seeds
+
+    def configuration(self, **selector: Optional[str]) -> list:
+        """The runs of the one configuration the selector picks, one per seed."""
+        def matches(run) -> bool:
+            short = {key.rsplit(".", 1)[-1]: _spelled(value) for key, value in run.overrides.items()}
+            return all(short.get(name) == (None if value is None else _spelled(str(value)))
+                       for name, value in selector.items())
+
+        found = [r for r in self.all if matches(r)]
+        configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if k != SEED)) for r in found}
+        if len(configurations) != 1:
+            raise Missing(f"{len(configurations)} configurations match {_shown(selector)}")
+        return found
+
+    def find(self, **selector: Optional[str]):
+        """The configuration's first run (lowest seed): the one whose figures are shown."""
+        return min(self.configuration(**selector), key=lambda r: int(r.overrides.get(SEED, "0")))
+
+    def get(self, metric: str, **selector: Optional[str]) -> Measured:
+        runs = self.configuration(**selector)
+        lacking = [f"run {r.name} ({r.status})" for r in runs if metric not in r.metrics]
+        have = {r.overrides.get(SEED) for r in runs}
+        lacking += [f"seed {seed}'s run" for seed in (self.seeds or ()) if seed not in have and
+                    not (seed == "0" and None in have)]  # a run without a seed override has seed 0
+        if lacking:
+            raise Missing(f"{metric} of {_shown(selector)}: no number from {', '.join(lacking)}")
+        return Measured(tuple(r.metrics[metric] for r in runs))
+
+
+def _spelled(value: str) -> str:
+    """An override's value as compared: Hydra's sweeper writes `false` back as `False`."""
+    return value.lower() if value.lower() in ("true", "false") else value
+
+
+def _shown(selector: dict) -> str:
+    return ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in selector.items()) or "the sweep"
+
+
+# ---- a write-up -----------------------------------------------------------------------------------
+
+Side = Union[dict, float]
+
+
+@dataclass(frozen=True)
+class Claim:
+    says: str
+    metric: Optional[str]
+    direction: str  # "higher" or "lower"
+    side: Side
+    than: Side
+
+    @staticmethod
+    def parse(entry: dict, where: str) -> "Claim":
+        directions = [d for d in ("higher", "lower") if d in entry]
+        unknown = set(entry) - {"says", "metric", "higher", "lower", "than"}
+        if len(directions) != 1 or "than" not in entry or "says" not in entry or unknown:
+            raise ValueError(f"{where}: a claim has `says`, one of `higher`/`lower`, and `than` "
+                             f"(and may have `metric`); got {sorted(entry)}")
+        return Claim(entry["says"], entry.get("metric"), directions[0], entry[directions[0]], entry["than"])
+
+    def measure(self, runs: Runs, side: Side) -> tuple[Measured, str]:
+        """A side's numbers, and the metric they are of ("" for a plain number)."""
+        if not isinstance(side, dict):
+            return Measured((float(side),)), ""
+        selector = {k: (None if v is None else str(v)) for k, v in side.items() if k != "metric"}
+        metric = side.get("metric", self.metric)
+        return runs.get(metric, **selector), metric
+
+
+@dataclass(frozen=True)
+class Judged:
+    claim: Claim
+    holds: Optional[bool]  # None: not judged
+    detail: str  # the numbers, or why not judged
+
+
+@dataclass(frozen=True)
+class Verdict:
+    summary: str  # "Holds", "Holds in part", "Does not hold", "Not judged"
+    claims: tuple[Judged, ...]
+    seeds: tuple[str, ...]
+
+    def markdown(self) -> str:
+        marks = {True: "holds", False: "does not hold", None: "not judged"}
+        if len(self.seeds) == 1 and all(j.holds is not None for j in self.claims):
+            marks = {True: f"agrees on seed {self.seeds[0]}", False: f"disagrees on seed {self.seeds[0]}"}
+        lines = [f"**{self.summary}**" + self._why(), ""]
+        lines += [f"- {marks[j.holds]}: {j.claim.says} ({j.detail})" for j in self.claims]
+        return "\n".join(lines)
+
+    def _why(self) -> str:
+        judged = [j for j in self.claims if j.holds is not None]
+        if len(judged) < len(self.claims):
+            return f": {len(self.claims) - len(judged)} of {len(self.claims)} claims lack their runs."
+        if len(self.seeds) == 1:
+            return ": one seed, so no difference can be told from the spread over seeds."
+        held = sum(bool(j.holds) for j in judged)
+        return f" ({held} of {len(judged)} claims beyond the spread over seeds {', '.join(self.seeds)})."
+
+
+@dataclass(frozen=True)
+class Figure:
+    caption: str
+    file: str  # under figures/ of the run (or of the sweep folder)
+    run: Optional[dict] = None  # selector of the run; None: the sweep's own figure
+
+
+@dataclass(frozen=True)
+class WriteUp:
+    experiment: str
+    title: str
+    observation: str
+    metrics: tuple[str, ...]
+    figures: tuple[Figure, ...]
+    claims: tuple[Claim, ...]
+    extra_runs: dict = field(default_factory=dict)  # folder: overrides of an extra sweep
+
+    def judge(self, runs: Runs) -> Verdict:
+        return judge(self, runs)
+
+
+def claims_file(experiment: str, folder: Optional[Path] = None) -> Path:
+    from vae_lab.compose import config_dir
+
+    return (folder or config_dir() / "experiment") / f"{experiment}.claims.yml"
+
+
+def load_write_up(experiment: str, folder: Optional[Path] = None) -> WriteUp:
+    """The write-up whose claims are conf/experiment/<experiment>.claims.yml."""
+    path = claims_file(experiment, folder)
+    data = OmegaConf.to_container(OmegaConf.load(path))
+    if "based_on" in data:
+        base = load_write_up(data.pop("based_on"), folder)
+        data = {"title": base.title, "observation": base.observation, "metrics": list(base.metrics),
+                "figures": [vars(f) for f in base.figures], "claims": [], "extra_runs": base.extra_runs,
+                **data, "_claims": base.claims}
+    claims = tuple(Claim.parse(c, f"{path}, claim {i + 1}") for i, c in enumerate(data.get("claims", [])))
+    return WriteUp(experiment, data["title"], data["observation"], tuple(data["metrics"]),
+                   tuple(Figure(**f) for f in data.get("figures", [])), claims or data.get("_claims", ()),
+                   dict(data.get("extra_runs", {})))
+
+
+def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
+    """Every write-up: each conf/experiment/<name>.claims.yml beside its recipe, in the order of names."""
+    from vae_lab.compose import config_dir
+
+    found = sorted((folder or config_dir() / "experiment").glob("*.claims.yml"))
+    return tuple(load_write_up(path.name.removesuffix(".claims.yml"), folder) for path in found)
+
+
+# ---- the judge ------------------------------------------------------------------------------------
+
+
+def judge(write_up: WriteUp, runs: Runs) -> Verdict:
+    """Every claim of the write-up judged on ``runs``, each configuration over every planned seed
+    (``runs.seeds``; else every seed any run of the sweep has)."""
+    seeds = runs.seeds or tuple(sorted({r.overrides.get(SEED, "0") for r in runs.all}, key=_seed_order))
+    runs = Runs(runs.all, seeds)
+    judged = tuple(judge_claim(claim, runs) for claim in write_up.claims)
+    if any(j.holds is None for j in judged) or len(seeds) < 2:
+        summary = "Not judged"
+    elif all(j.holds for j in judged):
+        summary = "Holds"
+    elif any(j.holds for j in judged):
+        summary = "Holds in part"
+    else:
+        summary = "Does not hold"
+    return Verdict(summary, judged, seeds)
+
+
+def judge_claim(claim: Claim, runs: Runs) -> Judged:
+    try:
+        (mine, metric), (theirs, other_metric) = claim.measure(runs, claim.side), claim.measure(runs, claim.than)
+    except Missing as missing:
+        return Judged(claim, None, str(missing))
+    holds = mine.above(theirs) if claim.direction == "higher" else mine.below(theirs)
+    shown = metric or other_metric
+    detail = f"{_side_name(claim.side, claim.metric)} {_value(mine, shown)} against " \
+             f"{_side_name(claim.than, claim.metric)} {_value(theirs, shown)}"
+    return Judged(claim, holds, detail)
+
+
+def _side_name(side: Side, metric: Optional[str]) -> str:
+    if not isinstance(side, dict):
+        return "the threshold"
+    selector = ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in side.items() if k != "metric")
+    named_metric = side.get("metric")
+    return f"{named_metric} of {selector}" if named_metric and named_metric != metric else selector or "the sweep"
+
+
+def _seed_order(seed: str) -> tuple:
+    return (0, int(seed), "") if seed.isdigit() else (1, 0, seed)
+
+
+PERCENT = ("_acc", "digit_control", "digit_change")  # metrics that are fractions of images
+
+
+def _value(measured: Measured, metric: str) -> str:
+    """Fractions of images as percentages, anything else to four significant digits."""
+    if metric.endswith(PERCENT):
+        return f"{measured:%}"
+    digits = 4 - int(math.floor(math.log10(abs(measured.mean)))) - 1 if measured.mean else 3
+    return format(measured, f".{min(max(digits, 0), 6)}f")
