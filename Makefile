@@ -8,12 +8,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-# Where MNIST is read from (data.root): $VAE_LAB_DATA if set; else this team's offline copy in
-# ../shared/data when it exists; else ./data, where torchvision downloads it on first use.
+# Where MNIST is read from (data.root): $VAE_LAB_DATA if set; else ../shared/data when it exists (the
+# developers' offline copy); else ./data, where torchvision downloads it on first use.
 VAE_LAB_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export VAE_LAB_DATA
 
-.PHONY: install train test bench reproduce clean
+.PHONY: install train test docs bench reproduce clean
 
 install: $(VENV)/.installed
 
@@ -33,14 +33,17 @@ $(VENV)/.installed: pyproject.toml
 train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")
 	$(BIN)/vae-lab train $(ARGS)
 
-test: install  ## the whole test suite, one worker per core (about 5 minutes on 2 CPU cores)
+test: install  ## the whole test suite, one worker per core (about 6 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -n auto --dist loadgroup
+
+docs: install  ## the documentation site, from docs/ into site/ (strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
-reproduce: install  ## rerun the five write-ups into outputs/reproduce/ and write docs/results.md (QUICK=1: seed 0, 2 epochs)
+reproduce: install  ## rerun the write-ups into outputs/reproduce/ and write docs/findings/results.md (QUICK=1: seed 0, 2 epochs)
 	$(BIN)/vae-lab reproduce $(if $(QUICK),--quick) $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

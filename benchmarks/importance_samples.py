@@ -8,7 +8,7 @@ first two runs.
 
     python benchmarks/importance_samples.py RUN [RUN ...] [--data-root PATH]
 
-The README's table used runs 4, 7 and 10 (latent 8, 20, 64 at beta 1) of `benchmarks/sweep.py`'s basic sweep.
+docs/findings/performance.md's table used runs 4, 7 and 10 (latent 8, 20, 64 at beta 1) of `benchmarks/sweep.py`'s basic sweep.
 """
 
 import argparse

@@ -95,7 +95,7 @@ def test_the_yaml_configs_are_complete():
 
 
 def test_eval_estimates_the_likelihood_with_ten_times_the_samples_of_training():
-    """100 importance samples after `train` (cheap, README "Evaluation"), 1000 in `vae-lab eval`."""
+    """100 importance samples after `train` (cheap, docs/findings/performance.md), 1000 in `vae-lab eval`."""
     from hydra import compose, initialize_config_dir
 
     from vae_lab.compose import store_schemas

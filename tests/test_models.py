@@ -67,7 +67,7 @@ def test_warmup_and_capacity_control_together_are_refused(train_config):
 
 def test_capacity_control_with_the_mean_image_start_is_refused(train_config):
     """Capacity control holds the code near 0 nats at first; a decoder that already draws the mean image
-    then only learns to ignore the code (README, "Results: JointVAE")."""
+    then only learns to ignore the code (docs/findings/jointvae.md)."""
     with pytest.raises(ConfigError) as error:
         train_config("model=combined", "model.capacity.enabled=true")
     assert error.value.key == "trainer.start_at_mean_image"

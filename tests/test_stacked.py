@@ -58,6 +58,18 @@ def test_a_member_trains_in_a_population_exactly_as_alone(together_and_alone):
 
 
 @pytest.mark.xdist_group("population")
+def test_a_members_cost_is_its_share_of_the_population(together_and_alone):
+    """cost_s counts each epoch once over the population (a member pays its share), where train_s is
+    the population's own time; alone, a run pays all of its epochs and its evaluation."""
+    root, together, alone = together_and_alone
+    for i in range(len(MEMBERS)):
+        shares = sum(row["epoch_s"] / 3 for row in history(root / f"together{i}"))
+        assert together[i]["train_s"] == pytest.approx(3 * shares)
+        assert shares < together[i]["cost_s"] < together[i]["train_s"] + 60  # plus evaluation and figures
+        assert alone[i]["cost_s"] > alone[i]["train_s"]
+
+
+@pytest.mark.xdist_group("population")
 def test_a_padded_member_is_saved_in_its_own_shapes_and_evaluates_alone(together_and_alone, train_config):
     from vae_lab.reporting import evaluate_run
 

@@ -292,3 +292,20 @@ def test_the_sweep_grid_is_the_basic_sweepers(overrides):
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     assert grid(parsed) == BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def test_a_summary_csv_reads_back_as_the_runs_it_was_written_from(tmp_path):
+    """The results a report publishes are checked against the summary.csv committed beside them."""
+    from vae_lab.sweep import RunSummary, read_summary_csv, write_summary_csv
+
+    runs = [RunSummary("0", tmp_path / "0", {"seed": "0", "model.latent_dim": "2"}, "complete",
+                       {"test/nelbo": 101.23456789012345, "test/kl": 4.5, "test/probe_acc": 0.875}),
+            RunSummary("separate/1", tmp_path / "separate" / "1", {"seed": "1", "model.share_encoder": "False"},
+                       "failed: diverged", {}),
+            RunSummary("2", tmp_path / "2", {"seed": "2", "model.latent_dim": "16"}, "complete",
+                       {"test/nelbo": 99.5, "test/kl_disc": 1.0})]
+    write_summary_csv(tmp_path / "summary.csv", runs)
+    back = read_summary_csv(tmp_path / "summary.csv")
+    assert [(r.name, r.overrides, r.status, r.metrics) for r in back] == [
+        (r.name, r.overrides, r.status, r.metrics) for r in runs]
+    assert [r.rate for r in back] == [4.5, None, 1.0]

@@ -141,8 +141,7 @@ class TintedDecoder(nn.Module):
     color a stroke only once its feature maps draw the stroke with the color in it: a product of shape
     and color it has to learn. The tint gives it that product from the first step. It matters where
     the code holds no color for KL warm-up to keep while the decoder learns it: a categorical code
-    starts empty and fills with the shape the decoder can already draw (README, "Color that every seed
-    learns")."""
+    starts empty and fills with the shape the decoder can already draw (docs/findings/color.md)."""
 
     # Every channel starts at sigmoid(2) = 88% of the trunk's brightness: near the plain decoder, and
     # where the tint's slope is still 40% of its steepest.
@@ -288,7 +287,7 @@ class PixelBias(nn.Module):
     on mostly black images. From 0.5 the decoder spends its first epoch learning the background with
     the code ignored (conv, grey MNIST: KL 2.7 nats after one epoch). Started per channel instead, at
     the mean tint, conv decoders on color MNIST drew grey digits for most of ten epochs in every seed
-    (README, "Initialisation")."""
+    (docs/findings/initialisation.md)."""
 
     def __init__(self, image_shape: ImageShape):
         super().__init__()

@@ -28,7 +28,7 @@ commands:
   eval    re-evaluate a finished run:  vae-lab eval run_dir=outputs/2026-01-01/12-00-00
   sweep   train many and summarize:    vae-lab sweep sweep=latent_dims hydra/launcher=joblib
           (re)summarize a sweep:       vae-lab sweep summarize outputs/multirun/2026-01-01/12-00-00
-  reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/results.md)
+  reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/findings/results.md)
 
 `vae-lab COMMAND --help` lists the config groups and the main keys with their defaults."""
 

@@ -284,8 +284,8 @@ class TrainConfig:
         if self.trainer.start_at_mean_image and self.model.code_starts_empty():
             raise ConfigError("trainer.start_at_mean_image", True,
                               "with capacity control the code starts out holding nothing, and a decoder that "
-                              "already draws the mean image then learns to shut the code out for good (README, "
-                              "\"Results: JointVAE\"); set trainer.start_at_mean_image=false")
+                              "already draws the mean image then learns to shut the code out for good (docs/findings/"
+                              "jointvae.md); set trainer.start_at_mean_image=false")
         if self.trainer.compile and self.loss.adversarial.enabled and self.loss.adversarial.adaptive:
             # Measured with torch 2.15 on CPU: after a retain_graph=True gradient through a compiled
             # model, the step's backward gave the output layer a gradient of norm 2.2 instead of 48.

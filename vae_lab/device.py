@@ -3,8 +3,7 @@ and the context that uses it), and how many CPU threads.
 
 OpenMP's threads spin while they wait for work. Alone that is the fastest way to run small models,
 but beside another busy process they spin on cores they do not get, and both slow down many times
-over (README, "Sharing the machine": two 2-thread trainings side by side ran at 4.7k images/s each,
-against 27k each at one thread). With ``trainer.threads`` unset, a run on the CPU therefore looks,
+over (docs/findings/performance.md). With ``trainer.threads`` unset, a run on the CPU therefore looks,
 every few seconds, at how much of the machine other processes use, and sets torch's threads to the
 cores left (at least one) (:class:`ThreadGovernor`). A set ``trainer.threads`` (or OMP_NUM_THREADS)
 is used as it is, and makes a run reproducible to the last bit, which a thread count that follows

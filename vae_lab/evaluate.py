@@ -83,7 +83,7 @@ def loss_terms(population, seeds: list[int], data: ImageSet, batch_size: int) ->
 def stack_evaluation(device: torch.device) -> bool:
     """Whether evaluating many models is faster stacked than one by one: on a GPU, where one small
     model leaves most of the device idle. On a CPU each model's evaluation already keeps the cores
-    busy, and stacked it was slower (README, "Many models at once")."""
+    busy, and stacked it was slower (docs/findings/performance.md)."""
     return device.type == "cuda"
 
 
@@ -147,7 +147,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
 
 
 # What `finish` adds to the metrics of final_metrics.
-RUN_METRICS = ("best_epoch", "epochs", "train/images_per_s", "train_s")
+RUN_METRICS = ("best_epoch", "epochs", "train/images_per_s", "train_s", "cost_s")
 
 
 def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:

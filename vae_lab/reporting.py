@@ -30,12 +30,15 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
            metrics: Optional[dict] = None) -> dict:
     """Every metric (``metrics`` when computed already, with the rest of a population) and, unless
     ``eval.figures`` is off, every figure of ``model``; metrics.json is written last (its presence
-    means done)."""
+    means done). A ``cost_s`` in ``extra`` grows by the time the figures took."""
     metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config])[0]), **(extra or {})}
     if config.eval.figures:
         started = time.perf_counter()
         drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
-        log.info("figures (%d): %.1f s", len(drawn), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info("figures (%d): %.1f s", len(drawn), seconds)
+        if "cost_s" in metrics:
+            metrics["cost_s"] += seconds
     write_json(metrics_path, metrics)
     return metrics
 
@@ -113,20 +116,24 @@ def conclude(members: list[Member], splits: Splits, logs=None,
     if not finished:
         return outcomes
     try:
+        started = time.perf_counter()
         metrics = final_metrics([model for _, model, _ in finished], splits, [m.config for m, _, _ in finished], tick)
+        evaluation_share = (time.perf_counter() - started) / len(finished)
     except Exception as error:  # noqa: BLE001
         return {**outcomes, **{member: error for member, _, _ in finished}}
     for (member, model, best), mine in zip(finished, metrics):
         with logs.working_for(member.run.path) if logs is not None else contextlib.nullcontext():
             try:
-                outcomes[member] = finish(member, splits, model, best, mine)
+                outcomes[member] = finish(member, splits, model, best, mine, evaluation_share)
             except Exception as error:  # noqa: BLE001
                 outcomes[member] = error
     return outcomes
 
 
-def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict) -> dict:
-    """The figures of the best weights, then metrics.json."""
+def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict, evaluation_s: float = 0.0) -> dict:
+    """The figures of the best weights, then metrics.json. ``cost_s`` is the compute the run took: its
+    share of each epoch of its population (of all its attempts), of the final evaluation
+    (``evaluation_s``) and its figures."""
     config, run, history = member.config, member.run, member.history
     # The best epoch's validation numbers: what a hyperparameter search may select on (never test/).
     validation = next(({k: v for k, v in row.items() if k.startswith("val/")}
@@ -137,6 +144,7 @@ def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict
         "epochs": len(history),
         "train/images_per_s": float(np.mean([row["train/images_per_s"] for row in history])),
         "train_s": float(sum(row["epoch_s"] for row in history)),
+        "cost_s": float(sum(row["epoch_s"] / row.get("train/members", 1) for row in history)) + evaluation_s,
     })
     member.log("test/nelbo %.2f nats (best epoch %d of %d)", metrics["test/nelbo"], best["epoch"], len(history))
     figures = sorted(run.figures.glob("*.*")) if run.figures.is_dir() else []

@@ -1,9 +1,10 @@
-"""Rerun the write-ups (conf/experiment/) and report on them in docs/results.md.
+"""Rerun the write-ups (conf/experiment/) and report on them in docs/findings/results.md.
 
 ``vae-lab reproduce`` (``make reproduce``) runs each write-up's sweep into
 ``outputs/reproduce/<experiment>/``, resuming whatever an earlier call left unfinished, then writes
-``docs/results.md``: per write-up the commands, the mean ± sd of its metrics over seeds, the figures it
-names (copied to ``docs/results/``) and the verdict on each of its claims
+``docs/findings/results.md``: per write-up the commands, the mean ± sd of its metrics over seeds, the
+figures it names and the numbers of every run (copied to ``docs/findings/results/<experiment>/``) and
+the verdict on each of its claims
 (``conf/experiment/<name>.claims.yml``, judged by vae_lab/write_ups.py).
 ``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a
 check that everything runs rather than the write-ups' numbers.
@@ -24,7 +25,7 @@ import torch
 
 from vae_lab.errors import UserError, fail
 from vae_lab.runs import atomic_write
-from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys
+from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys, write_summary_csv
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, write_ups
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
@@ -69,31 +70,20 @@ def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ..
 
 
 def run_write_up(write_up: WriteUp, folder: Path, extra: list[str]) -> None:
-    """Train what is missing of one write-up (any extra runs, then the sweep) and summarize it. The
-    time it took is added up in <folder>/SPENT_FILE, over calls that resume it."""
-    started, complete = time.perf_counter(), _complete_runs(write_up, folder)
+    """Train what is missing of one write-up (any extra runs, then the sweep) and summarize it."""
     for arguments in sweeps(write_up, folder, extra):
         # check=False: a failed job is reported in the results; the other write-ups go on
         subprocess.run([sys.executable, "-m", "vae_lab", "sweep", *arguments], check=False)
     summarize(folder)
-    if _complete_runs(write_up, folder) > complete:  # a call that only re-reads finished runs costs nothing
-        before = seconds_spent(folder) or 0.0
-        atomic_write(folder / SPENT_FILE, lambda f: f.write(f"{before + time.perf_counter() - started:.1f}\n"))
 
 
-def _complete_runs(write_up: WriteUp, folder: Path) -> int:
-    return sum(r.status == "complete" for r in read_write_up_runs(write_up, folder).all) if folder.is_dir() else 0
-
-
-SPENT_FILE = "reproduce_seconds.txt"
-
-
-def seconds_spent(folder: Path) -> Optional[float]:
-    """What reproducing a write-up into ``folder`` has cost so far, over every call (None: nothing yet)."""
-    try:
-        return float((folder / SPENT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+def cost(runs: Runs) -> tuple[float, int, int]:
+    """What a write-up's complete runs cost, from their own records (metrics.json's ``cost_s``: each
+    run's share of its population's epochs and evaluation, and its figures), so that neither resumed
+    calls nor runs replaced since are counted; and how many of the complete runs recorded it."""
+    complete = [r for r in runs.all if r.status == "complete"]
+    recorded = [r.metrics["cost_s"] for r in complete if "cost_s" in r.metrics]
+    return float(sum(recorded)), len(recorded), len(complete)
 
 
 def commands(write_up: WriteUp, extra: list[str]) -> list[str]:
@@ -136,16 +126,19 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     runs = read_write_up_runs(write_up, folder, seeds)
     lines = [f"## {write_up.title}", "", f"*The write-up:* {write_up.observation}", ""]
     lines += ["*Here:*", "", judge(write_up, runs).markdown(), "", "```", *commands(write_up, extra), "```", ""]
-    spent = seconds_spent(folder)
-    took = f", {spent / 60:.1f} min of training and evaluation here" if spent is not None else ""
+    seconds, counted, complete = cost(runs)
+    took = (f"; its complete runs took {seconds / 60:.1f} min of training and evaluation"
+            + (f" ({counted} of the {complete} recorded it)" if counted < complete else "") if counted else "")
     lines += [f"Sweep folder: `{os.path.relpath(folder)}`{took}.", ""]
     keys = swept_keys(runs.all)
     complete = sum(r.status == "complete" for r in runs.all)
     seeds = sorted({r.overrides.get(SEED, "") for r in runs.all})
-    lines += [f"{complete} of {len(runs.all)} runs complete; mean ± standard deviation over seeds "
-              f"{', '.join(seeds)} (every run: `summary.md` in the sweep folder).", "",
-              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if k != SEED], list(write_up.metrics)), ""]
     target = docs / "results" / write_up.experiment
+    data = keep_the_data(write_up, folder, runs, target)
+    lines += [f"{complete} of {len(runs.all)} runs complete; mean ± standard deviation over seeds "
+              f"{', '.join(seeds)}. Every run's numbers: [{data.name}]({data.relative_to(docs).as_posix()}), "
+              f"and each run's metrics.json beside it.", "",
+              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if k != SEED], list(write_up.metrics)), ""]
     for figure in write_up.figures:
         try:
             source = (folder if figure.run is None else runs.find(**figure.run).path) / "figures" / figure.file
@@ -162,9 +155,23 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     return lines
 
 
+def keep_the_data(write_up: WriteUp, folder: Path, runs: Runs, target: Path) -> Path:
+    """The numbers behind a section, kept beside its figures so that a reader can check every one:
+    summary.csv of the write-up's runs (its sweep and any extra sweeps) and each complete run's
+    metrics.json as runs/<run>.json. Returns summary.csv."""
+    summary = target / "summary.csv"
+    write_summary_csv(summary, runs.all)
+    for run in runs.all:
+        if run.status == "complete":
+            copy = target / "runs" / f"{run.name.replace('/', '-')}.json"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run.path / "metrics.json", copy)
+    return summary
+
+
 def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick: bool,
                   only: Optional[set[str]] = None) -> Path:
-    """docs/results.md: a section per write-up with results in ``folders``. With ``only``, the other
+    """results.md in ``docs``: a section per write-up with results in ``folders``. With ``only``, the other
     write-ups' sections and figures stay exactly as an earlier report left them."""
     mode = ("quick mode (`make reproduce QUICK=1`): 2 epochs and a lighter evaluation, a check that "
             "everything runs rather than the write-ups' numbers" if quick else
@@ -176,7 +183,8 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
              "`conf/experiment/` (`<name>.yaml`, `<name>.claims.yml`); every claim below is judged from the numbers, "
              "not by hand, and \"holds\" only where the difference exceeds the spread over seeds. "
              "Metrics are on the MNIST test split: NELBO and NLL in nats per image, accuracies of probes fit "
-             "on latent means, sample metrics from the project's reference classifier (see the README).", ""]
+             "on latent means, sample metrics from the project's reference classifier "
+             "([Evaluation](../guide/evaluation.md)).", ""]
     path = docs / "results.md"
     earlier = previous_sections(path)
     for write_up in write_ups():
@@ -184,8 +192,8 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
             lines += earlier[write_up.title]  # not rerun: as it was, figures and all
         elif write_up.experiment in folders:
             shutil.rmtree(docs / "results" / write_up.experiment, ignore_errors=True)  # its earlier figures
-            lines += section(write_up, folders[write_up.experiment], extra, docs, planned_seeds(write_up, extra))
-            lines[-1:-1] = [f"*Rerun on {time.strftime('%Y-%m-%d')} in {mode}.*", ""]
+            rerun = section(write_up, folders[write_up.experiment], extra, docs, planned_seeds(write_up, extra))
+            lines += [*rerun[:2], f"*Rerun on {time.strftime('%Y-%m-%d')} in {mode}.*", "", *rerun[2:]]
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path
 
@@ -210,7 +218,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=[w.experiment for w in write_ups()],
                         help="rerun these write-ups only (the report still covers every one that has results)")
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where the sweep folders go")
-    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where results.md goes")
+    parser.add_argument("--docs", type=Path, default=Path("docs/findings"),
+                        help="where results.md and its figures and numbers (results/) go")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="Hydra overrides for every sweep, before --only: hydra/launcher=joblib trains two runs "
                              "at a time on two cores, hydra/launcher=stacked many at once on a GPU")
@@ -222,12 +231,8 @@ def main(argv: list[str]) -> None:
         check_sweeps(chosen, root, extra)
     except UserError as error:
         fail(str(error))
-    known = {w.experiment: seconds_spent(root / w.experiment) for w in chosen}
-    if all(known.values()):
-        cost = f"they took {sum(known.values()) / 60:.0f} min here before, a rerun skips what is complete"
-    else:
-        cost = "each write-up's sweep says what it will cost as it starts"
-    print(f"vae-lab: reproducing {len(chosen)} write-up(s) into {root}; {cost}", file=sys.stderr, flush=True)
+    print(f"vae-lab: reproducing {len(chosen)} write-up(s) into {root}; each write-up's sweep says what it will "
+          "cost as it starts, and a rerun skips what is complete", file=sys.stderr, flush=True)
     for number, write_up in enumerate(chosen, start=1):
         print(f"vae-lab: write-up {number} of {len(chosen)}: {write_up.experiment}", file=sys.stderr, flush=True)
         run_write_up(write_up, root / write_up.experiment, extra)

@@ -202,7 +202,7 @@ def summarize(sweep_dir: str | Path) -> Path:
         raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
     keys = swept_keys(runs) or sorted({k for r in runs for k in r.overrides})
     groups = seed_groups(runs, keys) if SEED in keys else []
-    _write_csv(sweep_dir / "summary.csv", runs)
+    write_summary_csv(sweep_dir / "summary.csv", runs)
     if groups:
         _write_seed_csv(sweep_dir / "summary_over_seeds.csv", groups)
     _write_markdown(sweep_dir / "summary.md", runs, keys, groups)
@@ -220,7 +220,8 @@ def summarize(sweep_dir: str | Path) -> Path:
     return sweep_dir
 
 
-def _write_csv(path: Path, runs: list[RunSummary]) -> None:
+def write_summary_csv(path: Path, runs: list[RunSummary]) -> None:
+    """A row per run: its name, status, overrides, rate and every final number at full precision."""
     override_keys = sorted({k for r in runs for k in r.overrides})
     metric_keys = sorted({k for r in runs for k in r.metrics})
     header = ["run", "status", *override_keys, "rate", *metric_keys]
@@ -233,6 +234,21 @@ def _write_csv(path: Path, runs: list[RunSummary]) -> None:
                              _cell(r.rate), *(_cell(r.metrics.get(k)) for k in metric_keys)])
 
     atomic_write(path, write)
+
+
+def read_summary_csv(path: Path) -> list[RunSummary]:
+    """The runs a summary.csv (:func:`write_summary_csv`) describes, with their overrides, status and
+    numbers, as :func:`read_runs` reads them from the run folders."""
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    header, body = rows[0], rows[1:]
+    rate = header.index("rate")
+    runs = []
+    for row in body:
+        overrides = {key: value for key, value in zip(header[2:rate], row[2:rate]) if value != ""}
+        metrics = {key: float(value) for key, value in zip(header[rate + 1:], row[rate + 1:]) if value != ""}
+        runs.append(RunSummary(row[0], path.parent / row[0], overrides, row[1], metrics))
+    return runs
 
 
 def _write_seed_csv(path: Path, groups: list[SeedGroup]) -> None:

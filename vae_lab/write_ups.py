@@ -137,7 +137,7 @@ class Verdict:
         if len(self.seeds) == 1 and all(j.holds is not None for j in self.claims):
             marks = {True: f"agrees on seed {self.seeds[0]}", False: f"disagrees on seed {self.seeds[0]}"}
         lines = [f"**{self.summary}**" + self._why(), ""]
-        lines += [f"- {marks[j.holds]}: {j.claim.says} ({j.detail})" for j in self.claims]
+        lines += [f"- {marks[j.holds]}: {j.claim.says}: {j.detail}" for j in self.claims]
         return "\n".join(lines)
 
     def _why(self) -> str:
