@@ -18,7 +18,8 @@ FIGURES = ("reconstructions.png", "samples.png", "samples_posterior.png", "laten
            "latent_ranges.png", "latent_traversal.png", "training_curves.png", "interpolation.gif",
            "training_evolution.gif")
 QUICK_EVAL = ("eval.is_samples=16", "eval.sample_images=200", "eval.traversal_images=16", "eval.probe_images=500",
-              "eval.epoch_images=200", "eval.tsne_points=0")
+              "eval.epoch_images=200", "eval.tsne_points=0", "eval.disentanglement_train=300",
+              "eval.disentanglement_test=200")
 FAST = ("trainer.batch_size=64", *QUICK_EVAL)
 
 

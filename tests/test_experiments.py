@@ -350,3 +350,27 @@ def test_a_write_ups_cost_is_what_its_complete_runs_recorded():
                  RunSummary("2", Path("/nowhere"), {"seed": "2"}, "complete", {"test/nelbo": 100.0}),  # older run
                  RunSummary("3", Path("/nowhere"), {"seed": "3"}, "incomplete (3/10 epochs)", {})])
     assert cost(runs) == (180.0, 2, 3)
+
+
+def test_a_ranking_names_the_best_configuration_only_beyond_the_spread():
+    from vae_lab.write_ups import configurations, rankings
+
+    write_up = load_write_up("seed000_three_latents")
+
+    def runs(discrete_mig: float) -> Runs:
+        found = [RunSummary(f"{model}-{seed}", Path("/nowhere"), {"seed": str(seed), "model": model, **extra},
+                            "complete", {"test/mig": mig + 0.01 * seed})
+                 for model, mig, extra in (("continuous", 0.10, {}), ("discrete", discrete_mig, {}),
+                                           ("combined", 0.12, {}), ("combined", 0.11, {"model.share_encoder": "False"}))
+                 for seed in range(3)]
+        return Runs(found)
+
+    assert configurations(runs(0.3)) == [{"model": "continuous", "share_encoder": None},
+                                         {"model": "discrete", "share_encoder": None},
+                                         {"model": "combined", "share_encoder": None},
+                                         {"model": "combined", "share_encoder": "False"}]
+    clear = rankings(write_up, runs(0.3))[0]
+    assert clear.startswith("test/mig (higher is better): model=discrete, share_encoder=(unset) best beyond the spread")
+    close = rankings(write_up, runs(0.125))[0]
+    assert "model=discrete, share_encoder=(unset) highest mean, within the spread of another" in close
+    assert rankings(write_up, runs(0.3))[1] == "test/sap: fewer than two configurations measured"

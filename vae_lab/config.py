@@ -200,6 +200,9 @@ class EvalConfig:
     sample_images: int = at_least(0)
     traversal_images: int = at_least(0)  # test codes swept for traversal control (0: skip)
     tsne_points: int = at_least(0)
+    disentanglement_train: int = at_least(0, default=2000)  # training images SAP and DCI fit on (0: skip)
+    disentanglement_test: int = at_least(10, default=5000)  # test images MIG, SAP and DCI score
+    dci_estimator: str = one_of("gbt", "lasso", default="gbt")
     figures: bool = MISSING
 
 

@@ -8,8 +8,9 @@ from typing import Callable, Iterator
 import torch
 
 from vae_lab.data import ImageSet, Splits
-from vae_lab.metrics import (importance_sampled_nll, latent_statistics, population_reconstruction_quality,
-                             probe_accuracies, reference_classifier, sample_quality, traversal_control)
+from vae_lab.metrics import (disentanglement_metrics, importance_sampled_nll, latent_statistics,
+                             population_reconstruction_quality, probe_accuracies, reference_classifier, sample_quality,
+                             traversal_control)
 from vae_lab.models import VAE
 from vae_lab.device import resolve_precision
 from vae_lab.progress import counting, progress
@@ -136,6 +137,10 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
         section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)))
         section("probes", "test", each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
                                                                      settings.probe_images)))
+        if settings.disentanglement_train and splits.train.hue_bins is not None:
+            section("disentanglement", "test", each(lambda m, c: disentanglement_metrics(
+                m, splits.train, splits.test, settings.batch_size, settings.disentanglement_train,
+                settings.disentanglement_test, settings.dci_estimator)))
         if settings.sample_images:
             reference = reference_classifier(configs[0].data, splits, models[0].device)
             section("sample quality", "samples", each(lambda m, c: sample_quality(
@@ -164,6 +169,8 @@ def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
         test += ["nll", "nll_se", "nll_samples", "bits_per_dim"]
     if splits.train.hue_bins is not None:
         test.append("color_probe_acc")
+        if settings.disentanglement_train:
+            test += ["mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness"]
     if model.spec.continuous:
         test.append("active_units")
     if model.spec.discrete:

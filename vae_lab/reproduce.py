@@ -26,7 +26,7 @@ import torch
 from vae_lab.errors import UserError, fail
 from vae_lab.runs import atomic_write
 from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys, write_summary_csv
-from vae_lab.write_ups import Missing, Runs, WriteUp, judge, write_ups
+from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
@@ -125,7 +125,11 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     commands, the table over seeds and the figures."""
     runs = read_write_up_runs(write_up, folder, seeds)
     lines = [f"## {write_up.title}", "", f"*The write-up:* {write_up.observation}", ""]
-    lines += ["*Here:*", "", judge(write_up, runs).markdown(), "", "```", *commands(write_up, extra), "```", ""]
+    lines += ["*Here:*", "", judge(write_up, runs).markdown(), ""]
+    if write_up.ranked:
+        lines += ["*Ranked by each measure, mean ± sd over seeds:*", "",
+                  *(f"- {line}" for line in rankings(write_up, runs)), ""]
+    lines += ["```", *commands(write_up, extra), "```", ""]
     seconds, counted, complete = cost(runs)
     took = (f"; its complete runs took {seconds / 60:.1f} min of training and evaluation"
             + (f" ({counted} of the {complete} recorded it)" if counted < complete else "") if counted else "")

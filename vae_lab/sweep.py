@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # The metrics a summary table shows, in this order, when the runs have them.
 TABLE_METRICS = ("test/nelbo", "test/nll", "test/recon", "test/kl", "test/kl_disc", "test/mse", "test/ssim",
                  "test/probe_acc", "test/cluster_acc", "test/code_mi", "test/class_acc", "samples/fd",
-                 "samples/label_acc")
+                 "samples/label_acc", "test/mig", "test/sap", "test/dci_disentanglement", "test/dci_completeness",
+                 "test/dci_informativeness")
 PLOTTED_METRICS = ("test/nelbo", "test/nll", "test/recon", "rate", "test/ssim", "test/probe_acc", "samples/fd",
                    "test/active_units")
 

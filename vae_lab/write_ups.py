@@ -10,6 +10,7 @@ A write-up is its recipe, ``conf/experiment/<name>.yaml`` (what to train), and b
       - {caption: Rate and distortion of every run, file: rate_distortion.png}           # the sweep's
       - {caption: "Latent 2: the plane", file: latent_scatter.png, run: {latent_dim: 2}}  # a run's
     extra_runs: {separate_encoder: [model=combined, model.share_encoder=false]}          # optional
+    ranked: {higher: [test/mig]}  # optional: name the configuration best at these, beyond the spread
     claims:
       - says: latent 64 clusters digits better than latent 2
         metric: test/knn_acc
@@ -166,6 +167,7 @@ class WriteUp:
     figures: tuple[Figure, ...]
     claims: tuple[Claim, ...]
     extra_runs: dict = field(default_factory=dict)  # folder: overrides of an extra sweep
+    ranked: dict = field(default_factory=dict)  # "higher" / "lower" (the better way): metrics to rank by
 
     def judge(self, runs: Runs) -> Verdict:
         return judge(self, runs)
@@ -185,11 +187,11 @@ def load_write_up(experiment: str, folder: Optional[Path] = None) -> WriteUp:
         base = load_write_up(data.pop("based_on"), folder)
         data = {"title": base.title, "observation": base.observation, "metrics": list(base.metrics),
                 "figures": [vars(f) for f in base.figures], "claims": [], "extra_runs": base.extra_runs,
-                **data, "_claims": base.claims}
+                "ranked": base.ranked, **data, "_claims": base.claims}
     claims = tuple(Claim.parse(c, f"{path}, claim {i + 1}") for i, c in enumerate(data.get("claims", [])))
     return WriteUp(experiment, data["title"], data["observation"], tuple(data["metrics"]),
                    tuple(Figure(**f) for f in data.get("figures", [])), claims or data.get("_claims", ()),
-                   dict(data.get("extra_runs", {})))
+                   dict(data.get("extra_runs", {})), dict(data.get("ranked", {})))
 
 
 def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
@@ -230,6 +232,48 @@ def judge_claim(claim: Claim, runs: Runs) -> Judged:
     detail = f"{_side_name(claim.side, claim.metric)} {_value(mine, shown)} against " \
              f"{_side_name(claim.than, claim.metric)} {_value(theirs, shown)}"
     return Judged(claim, holds, detail)
+
+
+def rankings(write_up: WriteUp, runs: Runs) -> list[str]:
+    """A line per metric the write-up ranks its configurations by (``ranked``)."""
+    found = configurations(runs)
+    return [ranking(runs, metric, better, found) for better in ("higher", "lower")
+            for metric in write_up.ranked.get(better, [])]
+
+
+def configurations(runs: Runs) -> list[dict]:
+    """A selector for each configuration of the runs: the short names of the overrides that vary
+    between runs (but the seed), None where a configuration lacks one."""
+    from vae_lab.sweep import swept_keys
+
+    keys = [k for k in swept_keys(runs.all) if k != SEED]
+    found: list[dict] = []
+    for run in runs.all:
+        selector = {key.rsplit(".", 1)[-1]: run.overrides.get(key) for key in keys}
+        if selector not in found:
+            found.append(selector)
+    return found
+
+
+def ranking(runs: Runs, metric: str, better: str, configurations: list[dict]) -> str:
+    """Which of ``configurations`` is best at ``metric`` (``better``: "higher" or "lower"), and
+    whether it is so beyond the spread over seeds against every other one."""
+    measured = []
+    for selector in configurations:
+        try:
+            measured.append((selector, runs.get(metric, **selector)))
+        except Missing:
+            pass
+    if len(measured) < 2:
+        return f"{metric}: fewer than two configurations measured"
+    sign = 1 if better == "higher" else -1
+    measured.sort(key=lambda pair: -sign * pair[1].mean)
+    (best, top), rest = measured[0], measured[1:]
+    clear = all(top.above(m) if better == "higher" else top.below(m) for _, m in rest)
+    shown = ", ".join(f"{_side_name(s, metric)} {_value(m, metric)}" for s, m in measured)
+    verdict = ("best beyond the spread" if clear else
+               f"{'highest' if better == 'higher' else 'lowest'} mean, within the spread of another")
+    return f"{metric} ({better} is better): {_side_name(best, metric)} {verdict} ({shown})"
 
 
 def _side_name(side: Side, metric: Optional[str]) -> str:
