@@ -1,10 +1,14 @@
 """The figures of a run: present, legible, not blank, and animations with the right frames."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank, gif_frames
+from test_cli import FIGURES, QUICK_EVAL, assert_figure_is_not_blank
+from vae_lab.data import load_splits
 from vae_lab.metrics.traversal import coordinates
 from vae_lab.training import train
 
@@ -27,9 +31,22 @@ def test_every_figure_is_written_and_not_blank(color_run, name):
     assert_figure_is_not_blank(color_run / name)
 
 
+def gif(path) -> list[np.ndarray]:
+    """Every frame of an animation as an RGB array."""
+    image = Image.open(path)
+    frames = []
+    for number in range(image.n_frames):
+        image.seek(number)
+        frames.append(np.asarray(image.convert("RGB"), dtype=np.float64))
+    return frames
+
+
 @pytest.mark.xdist_group("color_run")
-def test_the_training_evolution_has_one_frame_per_epoch(color_run):
-    assert gif_frames(color_run / "training_evolution.gif") == 3
+def test_the_training_evolution_has_one_frame_per_epoch_and_each_shows_its_own(color_run):
+    frames = gif(color_run / "training_evolution.gif")
+    assert len(frames) == 3
+    for earlier, later in zip(frames, frames[1:]):  # the codes and reconstructions move from epoch to epoch
+        assert np.abs(later - earlier).mean() > 0.5
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 39, 40, 41, 160, 1000])
@@ -43,24 +60,79 @@ def test_a_long_runs_evolution_shows_at_most_40_epochs_evenly_spaced_first_and_l
 
 
 @pytest.mark.xdist_group("color_run")
-def test_the_interpolation_visits_several_digits(color_run):
-    assert gif_frames(color_run / "interpolation.gif") >= 3 * 16
+def test_the_interpolation_is_a_path_through_several_digits(color_run):
+    """A segment of INTERPOLATION_STEPS frames per pair of digits: within one, the decoded image moves
+    by small steps; from one segment to the next, the pair shown changes at once."""
+    from vae_lab.figures.animations import INTERPOLATION_STEPS
+
+    frames = gif(color_run / "interpolation.gif")
+    assert len(frames) >= 3 * INTERPOLATION_STEPS and len(frames) % INTERPOLATION_STEPS == 0
+    change = [np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]
+    boundaries = set(range(INTERPOLATION_STEPS - 1, len(frames) - 1, INTERPOLATION_STEPS))
+    within = [c for i, c in enumerate(change) if i not in boundaries]
+    between = [c for i, c in enumerate(change) if i in boundaries]
+    assert 0 < max(within) < min(between)
+    assert sum(c > 0 for c in within) > 0.9 * len(within)  # the decoded image moves at nearly every step
 
 
-@pytest.mark.xdist_group("color_run")
-def test_the_scatter_has_pca_and_tsne_rows_with_a_tint_column(color_run):
-    width, height = Image.open(color_run / "latent_scatter.png").size
-    assert width > height * 1.1  # two columns: digit and tint; two rows: PCA and t-SNE
-    assert height > 1000
+def drawn(monkeypatch, module) -> list:
+    """The figures a module draws, kept open for inspection instead of saved."""
+    figures = []
+    monkeypatch.setattr(module, "save", lambda fig, path: figures.append(fig) or path)
+    return figures
 
 
-def test_a_two_dimensional_latent_gets_the_full_decoded_grid(train_config, tmp_path):
-    config = train_config("model.latent_dim=2", "trainer.epochs=1", *QUICK_EVAL)
-    train(config, str(tmp_path))
-    width, height = Image.open(tmp_path / "figures" / "latent_traversal.png").size
-    assert abs(width - height) < 0.1 * width  # a square grid over (z1, z2)
-    assert_figure_is_not_blank(tmp_path / "figures" / "latent_scatter.png")
+def test_the_scatter_has_pca_and_tsne_rows_by_digit_and_by_each_images_own_tint(train_config, monkeypatch):
+    import matplotlib.pyplot as plt
 
+    from vae_lab.figures import latent
+    from vae_lab.models import build_model
+
+    config = train_config("data=color_mnist", "model.latent_dim=6")
+    test = load_splits(config.data).test
+    model = build_model(config.model, config.backbone, test.image_shape).eval()
+    figures = drawn(monkeypatch, latent)
+    with torch.no_grad():
+        latent.latent_scatter(model, test, Path("unused.png"), "caption", tsne_points=200)
+    axes = np.array(figures[0].axes).reshape(2, -1)
+    assert axes.shape == (2, 2)
+    assert "PCA" in axes[0, 0].get_title() and "t-SNE" in axes[1, 0].get_title()
+    assert all("by digit" in ax.get_title() for ax in axes[:, 0])
+    assert all("tint" in ax.get_title() for ax in axes[:, 1])
+    tinted = axes[0, 1].collections[0]
+    shown = len(tinted.get_offsets())
+    colors = tinted.get_facecolors()[:, :3]
+    order = np.random.default_rng(0).permutation(len(test))[:shown]  # the points the figure shows
+    np.testing.assert_allclose(colors, test.colors[order].numpy(), atol=1e-6)
+    assert sum(len(c.get_offsets()) for c in axes[1, 0].collections) == 200
+    plt.close("all")
+
+
+def test_a_two_dimensional_latent_gets_the_full_decoded_grid(train_config, monkeypatch):
+    """The grid over (-2, 2)^2: its top-left image is the decoding of (-2, 2), its bottom-right of (2, -2)."""
+    import matplotlib.pyplot as plt
+
+    from vae_lab.figures import latent
+    from vae_lab.models import build_model
+
+    config = train_config("model.latent_dim=2")
+    test = load_splits(config.data).test
+    model = build_model(config.model, config.backbone, test.image_shape).eval()
+    figures = drawn(monkeypatch, latent)
+    with torch.no_grad():
+        latent.latent_traversal(model, test, Path("unused.png"), "caption")
+        corners = model.decode(torch.tensor([[-2.0, 2.0], [2.0, -2.0]]))
+    ax = figures[0].axes[0]
+    grid = ax.get_images()[0].get_array()
+    assert ax.get_images()[0].get_extent() == [-2, 2, -2, 2]
+    assert ax.get_xlabel() == "$z_1$" and ax.get_ylabel() == "$z_2$"
+    cell = (grid.shape[0] - 2) // 15  # 15 x 15 images of 28 pixels, each with a 2-pixel border
+    assert cell == 30 and grid.shape[:2] == (15 * cell + 2, 15 * cell + 2)
+    top_left = grid[2:2 + 28, 2:2 + 28, 0]
+    bottom_right = grid[-30:-2, -30:-2, 0]
+    np.testing.assert_allclose(top_left, corners[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(bottom_right, corners[1, 0].numpy(), atol=1e-6)
+    plt.close("all")
 
 
 def test_points_that_do_not_differ_are_refused_before_pca_or_tsne():

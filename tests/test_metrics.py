@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,8 +262,9 @@ def test_cluster_accuracy_maps_each_category_to_its_majority_digit_on_training_i
     assert found["code_mi"] == pytest.approx(sum(found["code_mi_per_var"]) / 2)
 
 
-def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(data_root, tmp_path):
-    """examples/score_released_jointvae.py on a model file with the released one's keys and shapes."""
+def _released_layout(tmp_path: Path, head_bias: torch.Tensor = None) -> Path:
+    """A model file with the released JointVAE's keys and shapes: random weights, or a categorical
+    head that ignores the image (weight 0) and puts all its mass on the category ``head_bias`` picks."""
     shapes = {"img_to_features.0": (32, 1, 4, 4), "img_to_features.2": (64, 32, 4, 4),
               "img_to_features.4": (64, 64, 4, 4), "features_to_hidden.0": (256, 1024),
               "fc_mean": (10, 256), "fc_log_var": (10, 256), "fc_alphas.0": (10, 256)}
@@ -271,14 +273,61 @@ def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(da
     for name, shape in shapes.items():
         state[f"{name}.weight"] = torch.randn(shape, generator=generator) * 0.1
         state[f"{name}.bias"] = torch.zeros(shape[0])
-    torch.save(state, tmp_path / "model.pt")
+    if head_bias is not None:
+        state["fc_alphas.0.weight"].zero_()
+        state["fc_alphas.0.bias"] = head_bias
+    path = tmp_path / ("constant.pt" if head_bias is not None else "model.pt")
+    torch.save(state, path)
+    return path
+
+
+def train_config_for(data_root: Path, *overrides: str):
+    from vae_lab.compose import train_config
+
+    return train_config([f"data.root={data_root}", *overrides])
+
+
+def _score(model_file: Path, data_root: Path) -> dict[str, float]:
     script = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
-    scored = subprocess.run([sys.executable, str(script), str(tmp_path / "model.pt"), str(data_root)],
+    scored = subprocess.run([sys.executable, str(script), str(model_file), str(data_root)],
                             capture_output=True, text=True, timeout=120)
     assert scored.returncode == 0, scored.stderr
-    accuracy = float(re.search(r"test/cluster_acc ([0-9.]+)", scored.stdout).group(1))
-    kl = float(re.search(r"kl_disc ([0-9.]+)", scored.stdout).group(1))
-    assert 0 < accuracy <= 1 and 0 <= kl <= math.log(10)
+    return {name: float(re.search(rf"{name} ([0-9.]+)", scored.stdout).group(1))
+            for name in ("test/cluster_acc", "test/code_mi", "kl_disc")}
+
+
+def test_the_released_jointvae_scorer_gives_a_constant_code_the_commonest_digits_share(data_root, tmp_path):
+    """A code that puts every image on category 3 reads every test image as the digit most training
+    images have: its accuracy is that digit's share of the test set, its information 0, its KL ln 10."""
+    scored = _score(_released_layout(tmp_path, torch.eye(10)[3] * 50), data_root)
+    splits = load_splits(train_config_for(data_root, "data.image_size=32").data)
+    commonest = int(torch.bincount(splits.train.labels).argmax())
+    share = float((splits.test.labels == commonest).float().mean())
+    assert scored["test/cluster_acc"] == pytest.approx(share, abs=1e-4)
+    assert scored["test/code_mi"] == pytest.approx(0, abs=1e-3)
+    assert scored["kl_disc"] == pytest.approx(math.log(10), abs=1e-3)
+
+
+def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(data_root, tmp_path):
+    """The scorer's accuracy for a random encoder in the paper's layout, against a count by hand: each
+    category read as its commonest training digit, then scored on the test images."""
+    import importlib.util
+
+    model_file = _released_layout(tmp_path)
+    scored = _score(model_file, data_root)
+    spec = importlib.util.spec_from_file_location("scorer", Path(__file__).resolve().parents[1] / "examples"
+                                                  / "score_released_jointvae.py")
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+    encoder = scorer.released_encoder(torch.load(model_file, weights_only=False))
+    splits = load_splits(train_config_for(data_root, "data.image_size=32").data)
+    with torch.no_grad():
+        train, test = (torch.cat([encoder(b.images) for b in split.batches(500)]).argmax(1).numpy()
+                       for split in (splits.train, splits.test))
+    train_labels, test_labels = splits.train.labels.numpy(), splits.test.labels.numpy()
+    digit_of = {c: np.bincount(train_labels[train == c], minlength=10).argmax() for c in set(train)}
+    expected = np.mean([digit_of.get(c, -1) == label for c, label in zip(test, test_labels)])
+    assert scored["test/cluster_acc"] == pytest.approx(expected, abs=1e-4)
 
 
 class Whitened(Resampler):
