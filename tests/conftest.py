@@ -14,6 +14,10 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 N_TRAIN = 1200  # of scikit-learn's 1,797 bundled 8x8 digits; the rest are the test split
+# What a test that compares two runs to the last bit pins: the CPU (on a GPU machine device=auto would
+# take CUDA, whose sums are not ordered alike from run to run) and one thread (a count that follows
+# the load changes the order of sums; xdist's one thread per worker is not there when a file runs alone).
+EXACT = ("trainer.device=cpu", "trainer.threads=1")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Parallel test workers share the cores: one thread each (also in the `vae-lab` they start), or

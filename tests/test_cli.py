@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import EXACT
 from vae_lab.runs import load_checkpoint
 
 FIGURES = ("reconstructions.png", "samples.png", "samples_posterior.png", "latent_scatter.png",
@@ -165,7 +166,7 @@ def test_an_existing_run_is_never_overwritten(finished_run, vae_lab):
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(vae_lab, vae_lab_command,
                                                                           data_root, tmp_path):
-    settings = ("trainer.epochs=6", *FAST)
+    settings = ("trainer.epochs=6", *FAST, *EXACT)
     whole = tmp_path / "whole"
     vae_lab("train", *settings, "eval.figures=false", f"hydra.run.dir={whole}")
 

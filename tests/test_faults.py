@@ -372,18 +372,6 @@ def test_a_busy_run_folder_is_refused_before_hydra_writes_into_it(vae_lab, tmp_p
         holder.kill()
 
 
-def test_ctrl_c_while_starting_is_one_line(vae_lab_command, data_root, tmp_path):
-    folder = tmp_path / "run"
-    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
-    process = subprocess.Popen([*vae_lab_command, "train", f"hydra.run.dir={folder}", *TINY], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # importing torch and composing the config
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    result = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
-    assert one_line_error(result, status=130).startswith("vae-lab")
-
-
 def test_a_damaged_checkpoint_on_resume_and_eval_is_one_line(tiny_run, vae_lab, tmp_path):
     folder, _ = tiny_run
     marker = tmp_path / "code-ran"
@@ -444,3 +432,199 @@ def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tm
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers), "the sweep's workers went on training after it was killed"
+
+
+# ---- round two: what a fault campaign still found -------------------------------------------------
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_its_metrics_row_resumes_to_agreeing_records(tiny_run):
+    """The kill lands after the final epoch's last.pt is written and before metrics.jsonl gets its
+    row: the resumed run has nothing left to train, and its records must still agree."""
+    folder, run_training = tiny_run
+    run_training(folder, "trainer.epochs=3", "trainer.resume=true")
+    run = RunDir(folder)
+    rows = run.history()
+    run.metrics_per_epoch.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    run.metrics.unlink()
+    final = run_training(folder, "trainer.epochs=3", "trainer.resume=true")
+    assert final["epochs"] == 3 and run.history() == rows == run.load_last()["history"]
+    again = run_training(folder, "trainer.epochs=3", "trainer.resume=true")  # complete: read back
+    assert again == final and run.history() == rows
+
+
+@pytest.mark.parametrize("override, key, closest", [
+    ("+model.foo=1", "model.foo", None),
+    ("+foo=1", "foo", None),
+    ("++trainer.nonexistent=1", "trainer.nonexistent", None),
+    ("+model.latnt_dim=4", "model.latnt_dim", "model.latent_dim"),
+    ("latent_dim=4", "latent_dim", "model.latent_dim"),
+    ("model.latnt_dim=4", "model.latnt_dim", "model.latent_dim"),
+])
+def test_a_key_that_does_not_exist_is_refused_with_the_closest_real_one(vae_lab, tmp_path, override, key, closest):
+    """With + or ++ Hydra adds a key the schema does not have, and typing the config dropped it: the
+    run trained the default model without a word."""
+    message = one_line_error(vae_lab("train", override, f"hydra.run.dir={tmp_path / 'never'}", *TINY, check=False))
+    assert message.startswith(f"vae-lab: error: {key}") and "no such key; the closest is " in message
+    assert closest is None or message.endswith(f"the closest is {closest}")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_complete_run_without_its_last_checkpoint_is_never_trained_over(tiny_run):
+    folder, run_training = tiny_run
+    run = RunDir(folder)
+    run.last_checkpoint.unlink()
+    before = {p: p.read_bytes() for p in (run.metrics, run.best_checkpoint, run.metrics_per_epoch)}
+    with pytest.raises(UserError, match="has finished epochs .*best.pt, metrics.json.* but no checkpoints/last.pt"):
+        run_training(folder, "trainer.epochs=3", "trainer.resume=true")
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_eval_of_a_folder_without_its_config_is_one_line(tiny_run, vae_lab):
+    folder, _ = tiny_run
+    (folder / "config.yaml").unlink()
+    assert "no config.yaml there" in one_line_error(vae_lab("eval", f"run_dir={folder}", check=False))
+
+
+def test_a_config_edited_to_an_unknown_model_is_one_line_that_names_it(tiny_run, vae_lab):
+    folder, _ = tiny_run
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("name: continuous", "name: gumbel"))
+    message = one_line_error(vae_lab("eval", f"run_dir={folder}", check=False))
+    assert str(config) in message and "model=gumbel" in message
+
+
+def test_a_config_that_disagrees_with_its_checkpoint_is_one_line_that_names_both(tiny_run, vae_lab):
+    folder, _ = tiny_run
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("latent_dim: 20", "latent_dim: 4"))
+    message = one_line_error(vae_lab("eval", f"run_dir={folder}", check=False))
+    assert "model.latent_dim=4" in message and "model.latent_dim=20" in message and "best.pt" in message
+
+
+def test_a_discriminator_deeper_than_the_image_allows_is_refused_before_any_work(train_config):
+    with pytest.raises(ConfigError, match="loss.adversarial.layers=10: a 28x28 image allows at most 3"):
+        train_config("loss.adversarial.enabled=true", "loss.adversarial.layers=10")
+    with pytest.raises(ConfigError, match="a 32x32 image allows at most 3"):
+        train_config("loss.adversarial.enabled=true", "loss.adversarial.layers=4", "data.image_size=32")
+    train_config("loss.adversarial.enabled=true", "loss.adversarial.layers=3")
+
+
+def test_absurd_but_finite_losses_are_divergence(train_config, tmp_path):
+    """lr 1e4 with clipping keeps the loss finite near 1e27 nats: a run that means nothing."""
+    from vae_lab.training import train
+
+    with pytest.raises(RunFailed, match="diverged in epoch 1 at optimizer step .* over 1e\\+10 nats per image"):
+        train(train_config(*TINY, "trainer.lr=1e4", "trainer.grad_clip=1"), str(tmp_path / "run"))
+    assert RunDir(tmp_path / "run").error.read_text().startswith("training diverged")
+
+
+def test_a_figure_that_cannot_be_drawn_costs_only_itself(train_config, tmp_path, monkeypatch, caplog):
+    from vae_lab.figures import images
+    from vae_lab.training import train
+
+    def broken(*args, **kwargs):
+        raise ValueError("the PCA of an absurd code")
+
+    monkeypatch.setattr(images, "samples", broken)
+    metrics = train(train_config(*TINY, "eval.figures=true"), str(tmp_path / "run"))
+    run = RunDir(tmp_path / "run")
+    assert run.final_metrics() == metrics and not run.error.exists()
+    drawn = {p.name for p in run.figures.iterdir()}
+    assert "samples.png" not in drawn and {"reconstructions.png", "latent_scatter.png"} <= drawn
+    assert "samples.png could not be drawn: the PCA of an absurd code" in caplog.text
+
+
+def test_any_folder_name_a_filesystem_takes_is_a_run_folder(vae_lab, tmp_path):
+    """Letters of any script, =, commas, quotes and brackets: vae-lab hands the folder back to Hydra."""
+    folder = tmp_path / "résumé=1, it's [x]"
+    from vae_lab.preflight import hydra_value
+
+    result = vae_lab("train", f"hydra.run.dir={hydra_value(str(folder))}", *TINY)
+    assert result.stdout.strip().splitlines()[-1] == str(folder)
+    assert (folder / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("module", ["torch", "vae_lab.sweep", "sklearn.manifold"])
+def test_ctrl_c_in_the_middle_of_an_import_at_start_up_is_one_line(data_root, tmp_path, module):
+    """Ctrl-C lands exactly while a heavy module is being imported (a finder sends SIGINT to the
+    process as the import starts): held, then raised where the work begins, it ends in one line,
+    never in a half-imported module's RecursionError, Hydra's 'Error locating target' or a run that
+    trains on."""
+    script = (f"import os, signal, sys\n"
+              f"class Interrupting:\n"
+              f"    def find_spec(self, name, path=None, target=None):\n"
+              f"        if name == {module!r}:\n"
+              f"            sys.meta_path.remove(self)\n"
+              f"            os.kill(os.getpid(), signal.SIGINT)\n"
+              f"sys.meta_path.insert(0, Interrupting())\n"
+              f"from vae_lab.cli import main\n"
+              f"main(['train', 'hydra.run.dir={tmp_path / 'run'}', *{list(TINY)!r}])\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "VAE_LAB_DATA": str(data_root)})
+    assert one_line_error(result, status=130) == "vae-lab: interrupted"
+    assert not (tmp_path / "run").exists()  # refused-before-work cleanup: it held nothing
+
+
+def test_a_held_ctrl_c_is_raised_only_when_released():
+    import signal as signals
+
+    from vae_lab.errors import HeldInterrupt
+
+    before = signals.getsignal(signals.SIGINT)
+    try:
+        HeldInterrupt.hold()
+        os.kill(os.getpid(), signals.SIGINT)
+        time.sleep(0.05)  # delivered, and only noted
+        with pytest.raises(KeyboardInterrupt):
+            HeldInterrupt.release()
+        assert signals.getsignal(signals.SIGINT) is signals.default_int_handler
+        HeldInterrupt.release()  # released already: nothing more
+    finally:
+        signals.signal(signals.SIGINT, before)
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_ctrl_c_at_start_up_never_claims_an_epoch_was_saved(vae_lab_command, data_root, tmp_path, delay):
+    folder = tmp_path / "run"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    process = subprocess.Popen([*vae_lab_command, "train", f"hydra.run.dir={folder}", *TINY], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    last = one_line_error(subprocess.CompletedProcess(process.args, process.returncode, "", stderr), status=130)
+    saved = (folder / "checkpoints" / "last.pt").is_file()
+    assert ("Continue with" in stderr) == saved  # never "every finished epoch is saved" when none was
+    assert saved or last.startswith("vae-lab: interrupted")
+
+
+def test_a_bit_flipped_checkpoint_is_damaged_not_a_foreign_object(tiny_run):
+    """A flipped bit in the weights loaded without a word: the zip's checksums say it is damaged."""
+    folder, _ = tiny_run
+    run = RunDir(folder)
+    data = bytearray(run.last_checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0x10  # in the middle of the weights
+    run.last_checkpoint.write_bytes(bytes(data))
+    with pytest.raises(DamagedFile, match="damaged: .* fails its checksum"):
+        run.load_last()
+
+
+def test_messages_say_what_a_setting_means(train_config, vae_lab, tmp_path):
+    with pytest.raises(ConfigError, match="trainer.threads=0: expected null \\(automatic"):
+        train_config("trainer.threads=0")
+    result = vae_lab("train", "data.val_fraction=0", f"hydra.run.dir={tmp_path / 'run'}", *TINY)
+    assert "nan" not in result.stderr and "val/loss" not in result.stderr  # no validation split, no number
+
+
+def test_summarizing_runs_that_vary_in_nothing_draws_without_warnings(tmp_path):
+    """Plain runs in one folder: nothing swept, so no plot against a key that never changes."""
+    import warnings
+
+    from vae_lab.sweep import summarize
+
+    for number in range(2):
+        _fake_run(tmp_path / str(number), ["trainer.epochs=1", "eval.is_samples=4"], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summarize(tmp_path)
+    assert not list((tmp_path / "figures").glob("metrics_vs_*.png"))

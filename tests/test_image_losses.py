@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import EXACT
 from test_cli import QUICK_EVAL, assert_figure_is_not_blank
 from vae_lab.config import ConfigError, UserError
 from vae_lab.image_losses import (PatchDiscriminator, VGGPerceptual, discriminator_loss, generator_loss,
@@ -177,7 +178,7 @@ def test_a_resumed_run_continues_the_discriminators_game(train_config, tmp_path,
     monkeypatch.setattr(vae_lab.reporting, "finish", lambda *args: {})  # the epochs are what is compared
 
     def epochs(folder: str, *overrides: str) -> list[dict]:
-        train(train_config(*SMALL_CONV, *ADVERSARIAL, *overrides), str(tmp_path / folder))
+        train(train_config(*SMALL_CONV, *ADVERSARIAL, *EXACT, *overrides), str(tmp_path / folder))
         return [json.loads(line) for line in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
 
     whole = epochs("whole", "trainer.epochs=2")

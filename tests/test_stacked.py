@@ -10,13 +10,15 @@ import time
 import pytest
 import torch
 
+from conftest import EXACT
 from test_cli import QUICK_EVAL
 from test_sweep import read_summary, stamps, sweep_runner
 from vae_lab.models import build_model
 from vae_lab.population import Population, index_maps, pad, unpad
 from vae_lab.runs import RunDir, load_checkpoint
 
-QUICK = ("trainer.epochs=2", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false")
+QUICK = ("trainer.epochs=2", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false",
+         *EXACT)
 # Members that differ in everything a population allows: seed, latent size, beta, learning rate,
 # KL warm-up and gradient clipping.
 MEMBERS = [("seed=1", "model.latent_dim=2", "model.beta=0.5"),

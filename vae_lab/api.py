@@ -57,7 +57,7 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     if weights not in WEIGHTS:
         raise UserError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
     run = RunDir.open(path, weights)
-    config = train_config_from_dict(run.read_config())
+    config = train_config_from_dict(run.read_config(), run.config)
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())
     device = torch.device(device)

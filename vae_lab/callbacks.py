@@ -19,7 +19,7 @@ from vae_lab.config import as_dict
 from vae_lab.errors import RunFailed
 from vae_lab.evaluate import each_model, evaluating, loss_terms
 from vae_lab.figures.animations import SNAPSHOT_IMAGES, snapshot
-from vae_lab.loop import Callback, Loop, Member, log
+from vae_lab.loop import ABSURD_LOSS, Callback, Loop, Member, log
 from vae_lab.metrics import population_reconstruction_quality
 from vae_lab.runs import save_checkpoint, write_jsonl
 
@@ -65,8 +65,9 @@ class EpochLog(Callback):
                      min(losses), max(losses), seconds, f"{len(rows) * rows[0]['train/images_per_s']:,.0f}")
 
     def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
-        member.log("epoch %d/%d: train/loss %.2f | val/loss %.2f | test/loss %.2f | %.1f s, %s img/s",
-                   row["epoch"], member.config.trainer.epochs, row["train/loss"], row.get("val/loss", math.nan),
+        validation = f" | val/loss {row['val/loss']:.2f}" if "val/loss" in row else ""  # none without a split
+        member.log("epoch %d/%d: train/loss %.2f%s | test/loss %.2f | %.1f s, %s img/s",
+                   row["epoch"], member.config.trainer.epochs, row["train/loss"], validation,
                    row["test/loss"], row["epoch_s"], f"{row['train/images_per_s']:,.0f}",
                    console=len(loop.members) == 1)
 
@@ -78,13 +79,14 @@ class DivergenceCheck(Callback):
     def on_epoch_end(self, loop: Loop, rows: list[dict]) -> None:
         for k, (member, row) in enumerate(zip(loop.members, rows)):
             bad_step = int(loop.first_bad_step[k])
-            broken = sorted(key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value))
+            broken = sorted(key for key, value in row.items() if isinstance(value, float)
+                            and not (math.isfinite(value) and abs(value) <= ABSURD_LOSS))
             if bad_step >= 0 or broken:
                 member.failure = diverged(member, row, bad_step, broken)
 
 
 def diverged(member: Member, row: dict, bad_step: int, broken: list[str]) -> RunFailed:
-    where = f"at optimizer step {bad_step + 1}" if bad_step >= 0 else f"({', '.join(broken[:3])} not finite)"
+    where = f"at optimizer step {bad_step + 1}" if bad_step >= 0 else f"({', '.join(broken[:3])} not finite or absurd)"
     kept = (f"Checkpoints/last.pt keeps epoch {member.epoch}, the last finite one" if member.epoch
             else "No epoch finished, so nothing was saved")
     settings, model = member.config.trainer, member.config.model
@@ -93,7 +95,8 @@ def diverged(member: Member, row: dict, bad_step: int, broken: list[str]) -> Run
         remedies.append("trainer.grad_clip=1")
     if model.likelihood == "gaussian":
         remedies.append(f"a larger model.obs_std (now {model.obs_std:g})")
-    return RunFailed(f"training diverged in epoch {row['epoch']} {where}: the loss became infinite or NaN. "
+    return RunFailed(f"training diverged in epoch {row['epoch']} {where}: the loss became infinite, NaN or over "
+                     f"{ABSURD_LOSS:.0e} nats per image. "
                      f"{kept}. Try {' or '.join(remedies)} in a new run")
 
 
@@ -107,10 +110,6 @@ class Snapshots(Callback):
 
 class Checkpoints(Callback):
     """The run folder after every epoch: best.pt if validation improved, last.pt, metrics.jsonl."""
-
-    def on_fit_start(self, loop: Loop) -> None:
-        for member in loop.members:  # the history the checkpoint holds, and no epoch beyond it
-            write_jsonl(member.run.metrics_per_epoch, member.history)
 
     def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
         splits = loop.splits

@@ -7,19 +7,22 @@ value or a busy folder ends the command with one line on stderr and exit status 
 written. Anything Hydra accepts on its own command line works as usual (``--cfg job``,
 ``--multirun``, ``hydra.run.dir=PATH``, ...).
 
-Only the standard library is imported at the top, so that even a Ctrl-C while Python loads the
-rest ends in one line.
+Only the standard library is imported at the top, and a Ctrl-C is held (:class:`HeldInterrupt`)
+until the work begins, so that a Ctrl-C at any moment ends in one line.
 """
 
 import contextlib
 import errno
 import logging
 import os
+import shlex
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
+
+from vae_lab.errors import HeldInterrupt  # the standard library only, as this module
 
 USAGE = """usage: vae-lab COMMAND [KEY=VALUE ...] [hydra options]
 
@@ -47,8 +50,12 @@ def fail(message: str, status: int = 2) -> NoReturn:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    HeldInterrupt.hold()
     try:
-        run_command(sys.argv[1:] if argv is None else list(argv))
+        try:
+            run_command(sys.argv[1:] if argv is None else list(argv))
+        finally:
+            HeldInterrupt.release()  # where no work began (help, a refusal): a Ctrl-C still counts
     except KeyboardInterrupt:
         print("\nvae-lab: interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
@@ -95,6 +102,11 @@ def run_command(argv: list[str]) -> None:
     except UserError as error:
         fail(str(error))
     claims = Claims()  # the folders this command holds as their only writer
+    # The modules of conf/train.yaml's Hydra callbacks, imported here, where a Ctrl-C is a plain
+    # KeyboardInterrupt: imported by Hydra's own start-up, one becomes "Error locating target".
+    import vae_lab.sweep  # noqa: F401
+    import vae_lab.trackers  # noqa: F401
+
     try:
         with claim(plan, claims), watching(plan):
             if plan.sweep:
@@ -153,8 +165,9 @@ def run_train(cfg, claims) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
     from vae_lab.compose import job_config
+    from vae_lab.preflight import hydra_value
     from vae_lab.progress import result
-    from vae_lab.runs import Role, role
+    from vae_lab.runs import Role, RunDir, role
     from vae_lab.training import train
 
     hydra_config = HydraConfig.get()
@@ -164,10 +177,14 @@ def run_train(cfg, claims) -> Optional[float]:
     try:
         metrics = train(config, run_dir, claims)
     except KeyboardInterrupt:
+        if not RunDir(run_dir).last_checkpoint.is_file():
+            print("\nvae-lab: interrupted before its first epoch finished, so none was saved",
+                  file=sys.stderr, flush=True)
+            sys.exit(130)
         kept = [o for o in hydra_config.overrides.task if role(o.split("=", 1)[0]) is not Role.COMMAND]
+        again = [*kept, "trainer.resume=true", f"hydra.run.dir={hydra_value(run_dir)}"]
         print(f"\nvae-lab: interrupted; every finished epoch is saved. Continue with:\n"
-              f"  vae-lab train {' '.join(kept + ['trainer.resume=true', f'hydra.run.dir={run_dir}'])}",
-              file=sys.stderr, flush=True)
+              f"  vae-lab train {' '.join(shlex.quote(a) for a in again)}", file=sys.stderr, flush=True)
         sys.exit(130)
     result(run_dir)
     return metrics[config.optimized_metric] if config.optimized_metric else None
@@ -201,6 +218,7 @@ def summarize_command(args: list[str]) -> None:
     from vae_lab.runs import claimed
     from vae_lab.sweep import summarize
 
+    HeldInterrupt.release()
     if len(args) != 1:
         fail("usage: vae-lab sweep summarize SWEEP_FOLDER")
     folder = Path(args[0]).expanduser().resolve()

@@ -34,8 +34,16 @@ def config_dir() -> Path:
 
 
 def typed(cfg: DictConfig) -> Any:
-    """The composed config as typed dataclasses, every declared check passed."""
+    """The composed config as typed dataclasses, every declared check passed. A key the schemas do
+    not have (``+model.foo=1``: Hydra adds it, and typing would silently drop it) is refused."""
+    from vae_lab.config import as_dict
+    from vae_lab.errors import ConfigError, closest
+    from vae_lab.runs import flatten
+
     config = OmegaConf.to_object(cfg)
+    given, known = flatten(OmegaConf.to_container(cfg, resolve=False)), list(flatten(as_dict(config)))
+    for key in given.keys() - set(known):
+        raise ConfigError(key, given[key], f"no such key; the closest is {closest(key, known)}")
     validate(config)
     return config
 
@@ -69,21 +77,32 @@ def jobs_at_once(launcher) -> int:
     return max(1, launcher.n_jobs if launcher.n_jobs > 0 else cores + 1 + launcher.n_jobs)
 
 
-def train_config_from_dict(values: dict) -> TrainConfig:
-    """Re-type a training config saved by :func:`as_dict` (a run folder's config.yaml). Keys added to
+def train_config_from_dict(values: dict, source: Optional[Path] = None) -> TrainConfig:
+    """Re-type a training config saved by :func:`as_dict` (a run folder's config.yaml, or a
+    checkpoint's record of it: ``source``, named if it no longer makes a config). Keys added to
     vae-lab after the run was made take today's defaults for the same model, backbone and data."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vae_lab.errors import DamagedFile, one_line
 
     values = _renamed_keys(values)
     choices = [f"{group}={values[group]['name']}" for group in ("model", "backbone", "data")]
-    if GlobalHydra.instance().is_initialized():  # inside a vae-lab command: the search path is set
-        defaults = compose("train", overrides=choices)
-    else:
-        store_schemas()
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside a vae-lab command: the search path is set
             defaults = compose("train", overrides=choices)
-    return OmegaConf.to_object(OmegaConf.merge(defaults, values))  # checked when it was trained
+        else:
+            store_schemas()
+            with initialize_config_dir(str(config_dir()), version_base="1.3"):
+                defaults = compose("train", overrides=choices)
+        return OmegaConf.to_object(OmegaConf.merge(defaults, values))  # checked when it was trained
+    except (HydraException, OmegaConfBaseException) as error:
+        if source is None:
+            raise
+        raise DamagedFile(source, f"it no longer makes a vae-lab config: {one_line(error)}",
+                          "it was edited; the run's checkpoints hold the config it was trained with") from None
 
 
 def _renamed_keys(values: dict) -> dict:

@@ -186,7 +186,9 @@ class TrainerConfig:
     compile: bool = MISSING  # torch.compile the model
     grad_clip: Optional[float] = optional_positive()  # max gradient norm
     resume: bool = MISSING  # continue the run in hydra.run.dir from checkpoints/last.pt
-    threads: Optional[int] = optional_positive()  # CPU threads for torch; null: cores / parallel jobs
+    threads: Optional[int] = checked(Check(lambda v: v is None or v >= 1,
+                                           "null (automatic: the cores other processes leave free) or a number >= 1"),
+                                     default=None)  # CPU threads for torch
 
 
 @dataclass
@@ -289,6 +291,12 @@ class TrainConfig:
                               "with capacity control the code starts out holding nothing, and a decoder that "
                               "already draws the mean image then learns to shut the code out for good (docs/findings/"
                               "jointvae.md); set trainer.start_at_mean_image=false")
+        adversarial, size = self.loss.adversarial, self.data.image_size
+        if adversarial.enabled and size // 2 ** adversarial.layers < 3:
+            most = max(layers for layers in range(1, 32) if size // 2 ** layers >= 3)
+            raise ConfigError("loss.adversarial.layers", adversarial.layers,
+                              f"a {size}x{size} image allows at most {most}: each stride-2 layer halves it, and "
+                              "the two layers after them need 3 pixels")
         if self.trainer.compile and self.loss.adversarial.enabled and self.loss.adversarial.adaptive:
             # Measured with torch 2.15 on CPU: after a retain_graph=True gradient through a compiled
             # model, the step's backward gave the output layer a gradient of norm 2.2 instead of 48.

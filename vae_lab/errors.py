@@ -1,9 +1,12 @@
 """The errors vae-lab reports to its user as one line, without a traceback.
 
-This module imports nothing of vae-lab, so every layer can raise them.
+This module imports nothing of vae-lab and only the standard library at its top, so every layer
+can raise them, and the command line can hold a Ctrl-C (:class:`HeldInterrupt`) before it imports
+anything heavy.
 """
 
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,6 +53,26 @@ def show(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def closest(key: str, known: list[str]) -> str:
+    """The known dotted key most like ``key``: by the whole key, else by its last part."""
+    import difflib
+
+    found = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not found:
+        tails = {k.rsplit(".", 1)[-1]: k for k in known}
+        found = [tails[t] for t in difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tails), n=1, cutoff=0.6)]
+    return found[0] if found else difflib.get_close_matches(key, known, n=1, cutoff=0)[0]
+
+
+def missing_key(error: Exception) -> "str | None":
+    """The dotted key an OmegaConf or Hydra error says does not exist, or None."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    return key if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key else None
+
+
 def one_line(error: Exception) -> str:
     """The gist of an error in one line: for a config error, the key, the value and what is wrong."""
     from hydra.errors import MissingConfigException
@@ -79,3 +102,40 @@ def fail(message: str, status: int = 2) -> NoReturn:
     """End the command with one line on stderr (status 2: bad input; 1: a run that failed)."""
     print(f"vae-lab: error: {message}", file=sys.stderr, flush=True)
     sys.exit(status)
+
+
+class HeldInterrupt:
+    """The SIGINT handler while vae-lab starts: a Ctrl-C is noted, not raised. Raised inside an
+    import (torch, numpy, scipy), a KeyboardInterrupt leaves a half-loaded module that fails later
+    in other ways (a RecursionError, "cannot load module more than once"), and raised inside Hydra's
+    start-up it becomes "Error locating target" or is swallowed; so it is raised where the work
+    begins, by :meth:`release`. The handler is the process's own state, held by the signal module."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum, frame) -> None:
+        self.pending = True
+
+    @staticmethod
+    def hold() -> None:
+        signal.signal(signal.SIGINT, HeldInterrupt())
+
+    @staticmethod
+    def release() -> None:
+        """Ctrl-C acts at once from now on; one pressed while it was held is raised here."""
+        held = signal.getsignal(signal.SIGINT)
+        if isinstance(held, HeldInterrupt):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if held.pending:
+                raise KeyboardInterrupt
+
+
+class ReleaseInterrupt:
+    """Hydra callback, first in conf/: the work begins (a run, or a sweep's launcher)."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        HeldInterrupt.release()
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        HeldInterrupt.release()

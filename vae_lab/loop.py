@@ -9,8 +9,8 @@ Everything else happens in callbacks (vae_lab/callbacks.py) at two named moments
 - ``on_member_epoch_end(loop, member, row)``, for each member still healthy, once the row is in its
   history: its snapshot, its checkpoints and metrics.jsonl, its trackers, its log line.
 
-``on_fit_start(loop)`` comes before a population's first epoch. A member that fails leaves the
-population, which goes on without it (:func:`train_members` stacks the rest again).
+A member that fails leaves the population, which goes on without it (:func:`train_members` stacks
+the rest again).
 """
 
 import contextlib
@@ -35,6 +35,9 @@ from vae_lab.runs import RunDir
 log = logging.getLogger("vae_lab.training")
 
 NOISE_STREAM = 2**32  # a member's noise generator is seeded with seed + this: apart from its shuffling
+# A loss beyond this many nats per image is divergence, though finite: no image of these datasets costs
+# it (784 pixels x 3 channels at a cross-entropy of 1e4 each is 2e7), and its figures would not draw.
+ABSURD_LOSS = 1e10
 
 
 class LossHook:
@@ -102,9 +105,6 @@ class Member:
 class Callback:
     """Called by the loop at its named moments; each does nothing unless overridden."""
 
-    def on_fit_start(self, loop: "Loop") -> None:
-        pass
-
     def on_epoch_end(self, loop: "Loop", rows: list[dict]) -> None:
         pass
 
@@ -149,8 +149,6 @@ class Loop:
         self.epoch_started = 0.0
 
     def fit(self, until: int) -> None:
-        for callback in self.callbacks:
-            callback.on_fit_start(self)
         while self.members[0].epoch < until:
             self.epoch_started = time.perf_counter()
             rows = self.train_epoch()
@@ -189,8 +187,8 @@ class Loop:
                     totals["loss"] = totals["loss"] + added.pop("loss")
                 totals.update({name: value.unsqueeze(0) for name, value in added.items()})
             loss = totals["loss"].mean(-1)  # [K]: each member's batch mean
-            self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(loss.detach()),
-                                              population.steps, self.first_bad_step)
+            bad = ~torch.isfinite(loss.detach()) | (loss.detach().abs() > ABSURD_LOSS)
+            self.first_bad_step = torch.where((self.first_bad_step < 0) & bad, population.steps, self.first_bad_step)
             population.zero_grad()
             loss.sum().backward()  # members share no parameter: each gets its own gradient
             population.clip_gradients([m.config.trainer.grad_clip for m in members])

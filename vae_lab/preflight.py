@@ -70,7 +70,7 @@ def check_command(config_name: str, args: list[str]) -> Plan:
     from omegaconf.errors import OmegaConfBaseException
 
     from vae_lab.compose import config_dir, jobs_at_once, typed
-    from vae_lab.errors import one_line
+    from vae_lab.errors import closest, missing_key, one_line
 
     parsed = parse_hydra_arguments(args)
     if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
@@ -111,7 +111,29 @@ def check_command(config_name: str, args: list[str]) -> Plan:
                 plan.jobs, plan.epochs = int(base.hydra.sweeper.n_trials), int(base.trainer.epochs)  # trial k: folder k
             return plan
     except (HydraException, OmegaConfBaseException) as error:
-        raise UserError(one_line(error)) from None
+        unknown = missing_key(error)
+        if unknown is None:
+            raise UserError(one_line(error)) from None
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            known = known_keys(config_name, parsed.overrides)
+        raise UserError(f"{unknown}: no such key; the closest is {closest(unknown, known)}") from None
+
+
+def known_keys(config_name: str, overrides: list[str]) -> list[str]:
+    """Every dotted key of the config that the command line's group choices (model=..., data=...,
+    experiment=...) compose, for naming the closest to one that does not exist."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from vae_lab.runs import flatten
+
+    choices = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0] and not o.startswith(("+", "~"))
+               and "," not in o]
+    try:
+        config = compose(config_name, overrides=choices)
+    except Exception:  # noqa: BLE001  a choice that does not compose either: the defaults' keys
+        config = compose(config_name)
+    return list(flatten(OmegaConf.to_container(config, resolve=False)))
 
 
 def grid(overrides: list) -> list[list[str]]:
@@ -161,7 +183,24 @@ def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{key}={folder} is a file, not a folder: choose a folder for the "
                         f"{'sweep' if multirun else 'run'}")
-    return Plan([a for a in args if not a.startswith(f"{key}=")] + [f"{key}={folder}"], folder, key)
+    return Plan([a for a in args if not a.startswith(f"{key}=")] + [f"{key}={hydra_value(str(folder))}"], folder, key)
+
+
+def hydra_value(value: str) -> str:
+    """``value`` as Hydra's override grammar reads it back unchanged: as it is where it can, else
+    single-quoted, with quotes, the backslashes before them and ``${`` escaped (a folder may be named
+    with anything a filesystem takes: letters of any script, ``=``, ``,``, quotes, brackets)."""
+    import re
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        if OverridesParser.create().parse_override(f"key={value}").value() == value and "${" not in value:
+            return value
+    except Exception:  # noqa: BLE001  the grammar's own errors: quote it
+        pass
+    escaped = re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'").replace("${", "\\${")
+    return f"'{escaped}'"
 
 
 def refuse_another_grid(sweep_dir: Path, jobs: list[list[str]]) -> None:
@@ -259,7 +298,7 @@ def previous_run(run, config, device) -> Optional[PreviousRun]:
                           "to continue it, or choose another hydra.run.dir")
     now = as_dict(config)
     if run.is_complete and run.config.is_file():
-        saved = saved_config(run.read_config())
+        saved = saved_config(run.read_config(), run.config)
         if not differences(saved, now, SAME_RUN):
             try:
                 metrics = run.final_metrics()
@@ -268,20 +307,27 @@ def previous_run(run, config, device) -> Optional[PreviousRun]:
                 log.warning("%s: evaluating the run again", damaged)
     if run.last_checkpoint.is_file():
         checkpoint = run.load_last(device)
-        refuse_other_settings(run, saved_config(checkpoint["config"]), now)
+        refuse_other_settings(run, saved_config(checkpoint["config"], run.last_checkpoint), now)
         return PreviousRun(checkpoint.get("data"), checkpoint, None)
+    finished = [p.name for p in (run.best_checkpoint, run.metrics) if p.is_file()] + (
+        ["metrics.jsonl"] if run.metrics_per_epoch.is_file() and run.metrics_per_epoch.stat().st_size else [])
+    if finished:  # epochs finished, but what would continue them is gone: never trained over
+        raise UserError(f"the run in {run.path} has finished epochs ({', '.join(finished)}) but no "
+                        "checkpoints/last.pt to continue them from; evaluate its best weights with "
+                        f"`vae-lab eval run_dir={run.path}`, or start a new run in another folder")
     if run.config.is_file():  # stopped before its first epoch ended: start it again, same settings
-        refuse_other_settings(run, saved_config(run.read_config()), now)
+        refuse_other_settings(run, saved_config(run.read_config(), run.config), now)
     log.info("no finished epoch in %s: starting its run again", run.path)
     return PreviousRun(None, None, None)
 
 
-def saved_config(values: dict) -> dict:
-    """A run's saved config with today's defaults for keys added since (so an older run still matches)."""
+def saved_config(values: dict, source: Path) -> dict:
+    """A run's saved config (read from ``source``) with today's defaults for keys added since (so an
+    older run still matches)."""
     from vae_lab.compose import train_config_from_dict
     from vae_lab.config import as_dict
 
-    return as_dict(train_config_from_dict(values))
+    return as_dict(train_config_from_dict(values, source))
 
 
 def seed_everything(seed: int) -> None:
@@ -298,10 +344,20 @@ def refuse_what_does_not_fit(config, image_shape: tuple[int, int, int], device) 
     from vae_lab.models import parameter_count
 
     needed = parameter_count(config.model, config.backbone, image_shape) * BYTES_PER_PARAMETER
+    if config.loss.adversarial.enabled:  # the discriminator trains beside the model, with its own Adam
+        import torch
+
+        from vae_lab.image_losses import PatchDiscriminator
+
+        with torch.device("meta"):
+            settings = config.loss.adversarial
+            discriminator = PatchDiscriminator(image_shape[0], settings.channels, settings.layers)
+        needed += sum(p.numel() for p in discriminator.parameters()) * BYTES_PER_PARAMETER
     free = available_memory(device)
     if needed > free:
-        raise UserError(f"model={config.model.name} ({config.model.summary()}) on backbone={config.backbone.name} "
-                        f"would need {needed / 2**30:,.1f} GiB for its weights, gradients and optimizer state, "
+        with_discriminator = " with its discriminator" if config.loss.adversarial.enabled else ""
+        raise UserError(f"model={config.model.name} ({config.model.summary()}) on backbone={config.backbone.name}"
+                        f"{with_discriminator} would need {needed / 2**30:,.1f} GiB for its weights, gradients and optimizer state, "
                         f"more than the {free / 2**30:,.1f} GiB free on {device}; choose smaller sizes")
 
 

@@ -11,15 +11,15 @@ import numpy as np
 import torch
 
 from vae_lab.compose import train_config_from_dict
-from vae_lab.config import EvalConfig, TrainConfig
+from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.device import resolve_device
-from vae_lab.errors import DamagedFile, RunFailed
+from vae_lab.errors import DamagedFile, RunFailed, show
 from vae_lab.evaluate import evaluating, final_metrics
 from vae_lab.figures import draw_figures
 from vae_lab.loop import Member
 from vae_lab.models import VAE, build_model
-from vae_lab.runs import RunDir, record_failure, write_json
+from vae_lab.runs import SAME_RUN, RunDir, differences, record_failure, write_json
 from vae_lab.trackers import Embedding
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,15 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
 
 def load_model(run: RunDir, config: TrainConfig, device: torch.device, weights: str = "best"
                     ) -> tuple[VAE, dict]:
-    """The run's model with its best (or last) weights, and the checkpoint they came from."""
+    """The run's model with its best (or last) weights, and the checkpoint they came from. A
+    config.yaml that no longer says what the weights were trained with is refused, naming both."""
     best = run.load_best(device)  # it records the image shape the model was built for
     checkpoint = best if weights == "best" else run.load_last(device)
+    if "config" in checkpoint:
+        trained = train_config_from_dict(checkpoint["config"], run.best_checkpoint)
+        for key, said, was in differences(as_dict(config), as_dict(trained), SAME_RUN):
+            raise DamagedFile(run.config, f"it says {key}={show(said)}, but checkpoints/{weights}.pt was trained "
+                                          f"with {key}={show(was)}", "it was edited; restore what the checkpoint says")
     model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
     model.load_state_dict(checkpoint["model"])
     return model, checkpoint
@@ -58,7 +64,7 @@ def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
     """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
     run = RunDir.open(run_dir, key="run_dir")
     device = resolve_device(device_name)
-    config = train_config_from_dict(run.read_config())
+    config = train_config_from_dict(run.read_config(), run.config)
     config.eval = eval_config
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())

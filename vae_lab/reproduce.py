@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from vae_lab.errors import UserError, fail
+from vae_lab.errors import HeldInterrupt, UserError, fail
 from vae_lab.runs import atomic_write
 from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys, write_summary_csv
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
@@ -235,6 +235,7 @@ def main(argv: list[str]) -> None:
         check_sweeps(chosen, root, extra)
     except UserError as error:
         fail(str(error))
+    HeldInterrupt.release()  # from here a Ctrl-C stops the sweeps (each resumes when rerun)
     print(f"vae-lab: reproducing {len(chosen)} write-up(s) into {root}; each write-up's sweep says what it will "
           "cost as it starts, and a rerun skips what is complete", file=sys.stderr, flush=True)
     for number, write_up in enumerate(chosen, start=1):

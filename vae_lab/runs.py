@@ -31,6 +31,7 @@ import re
 import socket
 import tempfile
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -117,12 +118,21 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", remedy: str = "") -> dict:
     """A checkpoint holds only tensors and plain Python values, so it loads with weights_only=True:
-    a file that holds anything else (a crafted pickle) is refused before any of it runs."""
+    a file that holds anything else (a crafted pickle) is refused before any of it runs. Its zip
+    checksums are verified first: a flipped bit in the weights would otherwise load without a word."""
     try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise DamagedFile(path, f"damaged: {damaged} fails its checksum",
+                              remedy or "it was changed after vae-lab wrote it")
         state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, DamagedFile):
         raise
-    except Exception as error:  # noqa: BLE001  truncated, not a zip, foreign objects: all one answer
+    except zipfile.BadZipFile:
+        raise DamagedFile(path, "truncated or not a PyTorch file",
+                          remedy or "it was not written by vae-lab, or not completely") from None
+    except Exception as error:  # noqa: BLE001  foreign objects, anything else: all one answer
         raise DamagedFile(path, _load_failure(error), remedy or "it was not written by vae-lab, or not completely") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DamagedFile(path, "not a vae-lab checkpoint", remedy or "it was not written by vae-lab")

@@ -201,7 +201,8 @@ def summarize(sweep_dir: str | Path) -> Path:
     runs = read_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
-    keys = swept_keys(runs) or sorted({k for r in runs for k in r.overrides})
+    swept = swept_keys(runs)
+    keys = swept or sorted({k for r in runs for k in r.overrides})  # runs that vary in nothing: all they set
     groups = seed_groups(runs, keys) if SEED in keys else []
     write_summary_csv(sweep_dir / "summary.csv", runs)
     if groups:
@@ -212,7 +213,7 @@ def summarize(sweep_dir: str | Path) -> Path:
     complete = [r for r in runs if r.status == "complete"]
     if complete:
         rate_distortion(complete, keys, figures / "rate_distortion.png")
-        varied = [k for k in keys if k != SEED]
+        varied = [k for k in swept if k != SEED]  # a plot against a key that never changes says nothing
         for key in varied:
             if _numeric(complete, key):
                 metrics_against(complete, key, [k for k in varied if k != key], figures / f"metrics_vs_{_short(key)}.png")

@@ -25,7 +25,7 @@ from vae_lab.loop import Member, train_members
 from vae_lab.population import refuse_unstackable
 from vae_lab.progress import MemberLogs
 from vae_lab.reporting import conclude
-from vae_lab.runs import Claims, RunDir, record_failure, remove_temporary_files
+from vae_lab.runs import Claims, RunDir, record_failure, remove_temporary_files, write_jsonl
 from vae_lab.trackers import Trackers
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def start(member: Member, checkpoint: Optional[dict], splits: Splits) -> None:
     if checkpoint is not None:
         resume(member, checkpoint)
         member.log("resuming %s after epoch %d", run.path, member.epoch)
+    # metrics.jsonl as last.pt has it: a kill between the two writes of an epoch left it a row short
+    write_jsonl(run.metrics_per_epoch, member.history)
     member.trackers = Trackers.open(config.logger, run.path, as_dict(config), member.history)
     model = member.model
     member.log("training %s on %s (%d train / %d val / %d test images), %s parameters", type(model).__name__,

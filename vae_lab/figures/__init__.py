@@ -3,16 +3,20 @@
 ``spec``. Every figure names its model in its title, labels its axes, and colors by digit (a fixed
 qualitative palette) and, on color_mnist, by each image's own tint."""
 
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from vae_lab.data import Splits
+from vae_lab.errors import one_line
 from vae_lab.data.mnist import IMAGE_SIZE
 from vae_lab.evaluate import evaluating
 from vae_lab.figures import animations, curves, images, latent
 from vae_lab.progress import progress
+
+log = logging.getLogger(__name__)
 
 
 def describe(config: Any) -> str:
@@ -37,7 +41,8 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
                  config: Any, metrics: Optional[dict] = None) -> list[Path]:
     """Every figure of a finished run into ``out_dir`` (the model in eval mode, without gradients);
     the same pictures for the same seed. ``metrics`` (the final ones) add their numbers to the
-    figures that show them. Returns the paths written."""
+    figures that show them. Returns the paths written. A figure that cannot be drawn is skipped with
+    a warning naming it and why (the run's metrics and its other figures do not depend on it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     caption, test, seed = describe(config), splits.test, config.seed
     cuda = [model.device] if model.device.type == "cuda" else []
@@ -65,6 +70,9 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
         torch.manual_seed(seed)
         for name, draw in drawings:
             bar.set_postfix_str(name)
-            paths.append(draw(out_dir / name))
+            try:
+                paths.append(draw(out_dir / name))
+            except Exception as error:  # noqa: BLE001  one picture is never worth the run's numbers
+                log.warning("%s could not be drawn: %s", name, one_line(error))
             bar.update()
     return paths
