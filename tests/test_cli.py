@@ -54,6 +54,7 @@ def test_train_prints_the_absolute_run_folder_last(finished_run):
     run_dir, result = finished_run
     last_line = result.stdout.strip().splitlines()[-1]
     assert Path(last_line).is_absolute() and Path(last_line) == run_dir.resolve()
+    assert "Warning" not in result.stderr, result.stderr  # a user reads every line: none from the libraries
 
 
 @pytest.mark.xdist_group("finished_run")

@@ -29,6 +29,7 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
                for pattern in ("*.yaml", "*.yml") for p in (REPO / "conf").rglob(pattern)}  # .yml: write-up claims
     assert configs and configs <= shipped, sorted(configs - shipped)
     assert "vae_lab/cli.py" in shipped and "vae_lab/models/continuous.py" in shipped
+    assert "vae_lab/explore/static/index.html" in shipped  # the explorer's page
     assert "hydra_plugins/vae_lab_stacked_launcher/stacked_launcher.py" in shipped  # hydra/launcher=stacked
     assert any(name.endswith("entry_points.txt") for name in shipped)
 

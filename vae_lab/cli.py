@@ -32,6 +32,7 @@ commands:
   sweep   train many and summarize:    vae-lab sweep sweep=latent_dims hydra/launcher=joblib
           (re)summarize a sweep:       vae-lab sweep summarize outputs/multirun/2026-01-01/12-00-00
   reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/findings/results.md)
+  explore  the latent space, live:     vae-lab explore outputs/2026-01-01/12-00-00 [--port 8000]
 
 `vae-lab COMMAND --help` lists the config groups and the main keys with their defaults."""
 
@@ -71,6 +72,9 @@ def run_command(argv: list[str]) -> None:
 
         reproduce(args)
         return
+    if command == "explore":
+        explore_command(args)
+        return
     if command == "sweep" and args[:1] == ["summarize"]:
         summarize_command(args[1:])
         return
@@ -81,7 +85,7 @@ def run_command(argv: list[str]) -> None:
         args = ["--multirun", *args]
         command = "train"
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce")
+        fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce, explore")
     if "--help" in args or "-h" in args:
         from vae_lab.help import help_text
 
@@ -211,6 +215,30 @@ def stop_with_the_sweep() -> None:
                 pass  # alive, someone else's: not ours to judge
 
     threading.Thread(target=watch, args=(int(sweep),), daemon=True, name=SWEEP_WATCH).start()
+
+
+def explore_command(args: list[str]) -> None:
+    """`vae-lab explore RUN_OR_SWEEP [--port N]`: serve the latent explorer until Ctrl-C."""
+    import argparse
+
+    from vae_lab.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="vae-lab explore", description="A trained model's latent space, live "
+                                     "in the browser (the explore extra: pip install 'vae-lab[explore]').")
+    parser.add_argument("folder", type=Path, help="a run folder, or a sweep folder (pick and compare its runs)")
+    parser.add_argument("--port", type=int, default=None, help="the port to serve on (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to serve on (default: this machine only)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where the model runs")
+    parser.add_argument("--data-root", default=None, help="read MNIST from here instead of the run's data.root")
+    options = parser.parse_args(args)
+    from vae_lab.explore import serve
+
+    HeldInterrupt.release()
+    try:
+        serve(options.folder, options.port, options.host, options.device, options.data_root,
+              ready=lambda url: print(f"{url}", flush=True))
+    except UserError as error:
+        fail(str(error), error.exit_status)
 
 
 def summarize_command(args: list[str]) -> None:

@@ -132,10 +132,25 @@ class HeldInterrupt:
 
 
 class ReleaseInterrupt:
-    """Hydra callback, first in conf/: the work begins (a run, or a sweep's launcher)."""
+    """Hydra callback, first in conf/: the work begins (a run, or a sweep's launcher). Hydra calls
+    every moment of a callback, so the others are here too, doing nothing (hydra's own Callback
+    base class would be the one import here beyond the standard library)."""
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         HeldInterrupt.release()
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         HeldInterrupt.release()
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        pass
+

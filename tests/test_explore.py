@@ -1,0 +1,303 @@
+"""The latent explorer: its model-side functions against the model's own decode and embed, every
+model type and backbone, the command's one-line refusals, and the page in a real browser (Debian's
+Chromium driven by Playwright, nothing downloaded)."""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from test_cli import QUICK_EVAL
+from vae_lab.api import Run
+from vae_lab.data import load_splits
+from vae_lab.explore.latent import Explorer, slerp
+from vae_lab.models import build_model
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def explorer_of(train_config, *overrides: str, points: int = 300) -> Explorer:
+    """An Explorer of an untrained model (its weights as build_model makes them, in eval mode)."""
+    config = train_config(*overrides)
+    splits = load_splits(config.data)
+    torch.manual_seed(0)
+    model = build_model(config.model, config.backbone, splits.image_shape).eval()
+    return Explorer(Run(Path("/nowhere"), config, [], {}, model, 0, torch.device("cpu"), splits), points)
+
+
+def pixels_of(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# ---- the model side ---------------------------------------------------------------------------------
+
+
+MODELS = [("model=continuous", "model.latent_dim=6"),
+          ("model=discrete", "model.n_vars=3", "model.n_cats=5"),
+          ("model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=5"),
+          ("model=both", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=5"),
+          ("model=semi", "model.variant=m2", "model.latent_dim=4"),
+          ("model=semi", "model.variant=latent_classifier", "model.latent_dim=2")]
+BACKBONES = [("backbone=mlp", "backbone.hidden=[32]"),
+             ("backbone=conv", "backbone.channels=[8,16]", "backbone.hidden=32"),
+             ("backbone=unet", "backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2",
+              "backbone.hidden=32")]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES, ids=lambda b: b[0])
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: " ".join(m))
+@pytest.mark.parametrize("data", ["mnist", "color_mnist"])
+def test_every_model_and_backbone_decodes_the_point_its_controls_set(train_config, model, backbone, data):
+    found = explorer_of(train_config, *model, *backbone, f"data={data}", points=64)
+    layout = found.layout()
+    rng = np.random.default_rng(0)
+    gaussian = rng.normal(size=layout["continuous"]).tolist()
+    categories = [int(rng.integers(n)) for n in layout["categorical"]]
+    code = found.code(gaussian, categories)
+    with torch.no_grad():
+        expected = pixels_of(found.model.decode(code[None]))
+    np.testing.assert_array_equal(found.decode(code[None]), expected)
+    assert code[:layout["continuous"]].tolist() == pytest.approx(gaussian)
+    assert code[layout["continuous"]:].sum() == len(categories)  # one chosen category per variable
+    assert layout["image"]["channels"] == (3 if data == "color_mnist" else 1)
+    assert layout["digits"] == (model[1] == "model.variant=latent_classifier")
+
+
+def test_a_test_images_point_is_its_posterior_mean_and_most_probable_categories(train_config):
+    found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=5")
+    with torch.no_grad():
+        code = found.model.embed(found.images[7:8])[0]
+    point = found.point_of(7)
+    assert point["gaussian"] == pytest.approx(code[:4].tolist(), abs=1e-6)
+    assert point["categories"] == code[4:].view(2, 5).argmax(-1).tolist()
+    image, rebuilt = found.test_image(7)
+    np.testing.assert_array_equal(image, pixels_of(found.images[7:8].float())[0])
+    with torch.no_grad():
+        np.testing.assert_array_equal(rebuilt, pixels_of(found.model.reconstruct(found.images[7:8]))[0])
+    with pytest.raises(IndexError):
+        found.test_image(found.count)
+    with pytest.raises(ValueError, match="category 5 of a variable of 5"):
+        found.code([0.0] * 4, [5, 0])
+    with pytest.raises(ValueError, match="expected 4 Gaussian values and 2 categories"):
+        found.code([0.0] * 3, [0, 0])
+
+
+def test_the_map_is_the_codes_own_coordinates(train_config):
+    found = explorer_of(train_config, "model=continuous", "model.latent_dim=6")
+    with torch.no_grad():
+        kl = found.model.kl_details(found.images)["kl_per_dim"].mean(0)
+        codes = found.model.embed(found.images).double().numpy()
+    order = kl.argsort(descending=True).tolist()
+    assert [c.index for c in found.coordinates] == order
+    points, axes = found.map("kl")
+    np.testing.assert_allclose(points, codes[:, order[:2]], rtol=1e-5, atol=1e-6)
+    assert axes[0].startswith(f"z{order[0] + 1} ")
+    pca, _ = found.map("pca")
+    np.testing.assert_allclose(np.abs(pca), np.abs(PCA(n_components=2).fit_transform(codes)), rtol=1e-4, atol=1e-5)
+    tsne, axes = found.map("tsne")
+    assert tsne.shape == (found.count, 2) and axes == ["t-SNE 1", "t-SNE 2"]
+    with pytest.raises(ValueError, match="map 'umap'"):
+        found.map("umap")
+
+
+def test_interpolation_decodes_the_path_between_two_codes(train_config):
+    found = explorer_of(train_config, "model=continuous", "model.latent_dim=6")
+    start, end = found.codes[1], found.codes[2]
+    strip = found.interpolate(start, end, 5)
+    np.testing.assert_array_equal(strip[0], found.decode(start[None])[0])
+    np.testing.assert_array_equal(strip[-1], found.decode(end[None])[0])
+    np.testing.assert_array_equal(strip[2], found.decode(((start + end) / 2)[None])[0])
+    curved = found.interpolate(start, end, 5, "spherical")
+    np.testing.assert_array_equal(curved[0], strip[0])
+    with pytest.raises(ValueError, match="interpolation 'cubic'"):
+        found.interpolate(start, end, 5, "cubic")
+
+
+def test_spherical_interpolation_keeps_to_the_great_circle():
+    a, b = torch.tensor([2.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0])
+    t = torch.linspace(0, 1, 5)[:, None]
+    path = slerp(a, b, t)
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), 2 + 2 * t[:, 0])  # the norm goes linearly from 2 to 4
+    halfway = path[2] / path[2].norm()
+    torch.testing.assert_close(halfway, torch.tensor([1.0, 1.0, 0.0]) / 2 ** 0.5)  # 45 degrees
+    torch.testing.assert_close(slerp(a, -a, t)[2], torch.zeros(3))  # opposite: straight through 0
+
+
+def test_a_digit_of_a_latent_classifier_is_its_test_images_mean_code(train_config):
+    found = explorer_of(train_config, "model=semi", "model.variant=latent_classifier", "model.latent_dim=2")
+    digits = found.digit_codes()
+    mine = found.codes[torch.from_numpy(found.labels == 3)]
+    assert digits[3]["gaussian"] == pytest.approx(mine.mean(0).tolist(), abs=1e-6)
+    assert explorer_of(train_config, "model=semi", "model.variant=m2", "model.latent_dim=2").digit_codes() is None
+
+
+# ---- the command and the page -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, vae_lab_command, data_root):
+    """Two short runs of a color sweep (latent 2 and 3), for the server and the browser."""
+    sweep = tmp_path_factory.mktemp("explore") / "sweep"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    subprocess.run([*vae_lab_command, "sweep", "model.latent_dim=3,4", "data=color_mnist", "trainer.epochs=2",
+                    "backbone.hidden=[64]", *QUICK_EVAL, "eval.figures=false", f"hydra.sweep.dir={sweep}"],
+                   env=env, check=True, capture_output=True, timeout=300)
+    return sweep
+
+
+class Server:
+    """`vae-lab explore FOLDER` in a process of its own; its address is the first line it prints."""
+
+    def __init__(self, command: list[str], folder: Path, data_root: Path, *args: str):
+        env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+        self.process = subprocess.Popen([*command, "explore", str(folder), *args], env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.url = self.process.stdout.readline().strip()
+        assert self.url.startswith("http://127.0.0.1:"), self.process.stderr.read()
+
+    def get(self, path: str, body: dict = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> subprocess.CompletedProcess:
+        self.process.send_signal(2)  # Ctrl-C
+        out, err = self.process.communicate(timeout=30)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, out, err)
+
+
+def decoded(image: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(image["data"]), dtype=np.uint8).reshape(image["shape"])
+
+
+def test_the_server_decodes_what_the_model_decodes_and_stops_cleanly(trained, vae_lab_command, data_root):
+    import vae_lab
+
+    server = Server(vae_lab_command, trained, data_root)
+    try:
+        runs = server.get("/api/runs")
+        assert [r["label"] for r in runs] == ["run 0: latent_dim=3", "run 1: latent_dim=4"]
+        layout = server.get("/api/runs/1/layout")
+        assert layout["continuous"] == 4 and layout["color"] and "latent 4" in layout["caption"]
+        point = {"gaussian": [0.5, -1.0, 0.25, 2.0], "categories": []}
+        answer = server.get("/api/runs/1/decode", point)
+        run = vae_lab.load_run(trained / "1", data_root=str(data_root))
+        with torch.no_grad():
+            expected = pixels_of(run.model.decode(torch.tensor([point["gaussian"]])))[0]
+        np.testing.assert_array_equal(decoded(answer["image"]), expected)
+        strip = server.get("/api/runs/1/interpolate", {"start": point, "end": point, "from_images": [0, 1],
+                                                        "steps": 4, "mode": "spherical"})
+        assert len(strip["images"]) == 4
+        with pytest.raises(urllib.error.HTTPError):  # a code of the wrong size: 400, with the reason
+            server.get("/api/runs/1/decode", {"gaussian": [0.0], "categories": []})
+    finally:
+        stopped = server.stop()
+    assert stopped.returncode == 130 and stopped.stderr.strip().splitlines()[-1] == "vae-lab: interrupted"
+    assert "Traceback" not in stopped.stderr
+
+
+def test_bad_input_to_explore_is_one_line(trained, vae_lab, tmp_path):
+    from test_faults import one_line_error
+
+    assert "neither a run folder" in one_line_error(vae_lab("explore", str(tmp_path), check=False))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = one_line_error(vae_lab("explore", str(trained / "0"), "--port", str(port), check=False))
+    assert f"port {port} on 127.0.0.1 is in use" in message
+
+
+def test_without_the_extra_explore_names_the_pip_command(trained, data_root, tmp_path):
+    """Starlette hidden from the import system, as where the extra is not installed."""
+    script = ("import sys\nsys.modules['starlette'] = None\nfrom vae_lab.cli import main\n"
+              f"main(['explore', {str(trained / '0')!r}])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "VAE_LAB_DATA": str(data_root)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("vae-lab: error: vae-lab explore needs the explore extra (starlette is not "
+                                     "installed): pip install 'vae-lab[explore]'")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_path):
+    """Chromium opens the page of a sweep, moves a slider and gets the model's own decoding at that
+    point, clicks a point of the map and decodes from its code, compares two runs, and takes
+    screenshots (looked at by a person when the page changes)."""
+    from playwright.sync_api import sync_playwright
+
+    import vae_lab
+
+    server = Server(vae_lab_command, trained, data_root)
+    run = vae_lab.load_run(trained / "0", data_root=str(data_root))
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url)
+            page.wait_for_selector("#map .scatterlayer .point", state="attached", timeout=60000)
+            page.wait_for_function("document.getElementById('latency').dataset.ms !== undefined", timeout=30000)
+
+            def canvas(selector: str) -> np.ndarray:
+                rgba = page.evaluate(f"""() => {{ const c = document.querySelector('{selector}');
+                    return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }}""")
+                shape = page.evaluate(f"() => [document.querySelector('{selector}').height, "
+                                      f"document.querySelector('{selector}').width]")
+                return np.array(rgba, dtype=np.uint8).reshape(*shape, 4)[..., :3]
+
+            before = canvas("#decoded-a")
+            slider = page.locator("#controls input[type=range]").first
+            index = int(slider.get_attribute("data-index"))
+            slider.evaluate("e => { e.value = 1.5; e.dispatchEvent(new Event('input')); }")
+            page.wait_for_function("!document.getElementById('latency').dataset.busy", timeout=10000)
+            page.wait_for_timeout(500)
+            after = canvas("#decoded-a")
+            gaussian = [0.0] * 3
+            gaussian[index] = 1.5
+            with torch.no_grad():
+                expected = pixels_of(run.model.decode(torch.tensor([gaussian])))[0]
+            assert not np.array_equal(before, after), "moving a slider changed nothing"
+            np.testing.assert_array_equal(after, expected)
+
+            # Click a point of the map: the plot's own axes give its pixel position.
+            position = page.evaluate("""() => { const p = document.getElementById('map'), t = p.data[0];
+                const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis, box = p.getBoundingClientRect();
+                return {x: box.left + xa._offset + xa.l2p(t.x[0]), y: box.top + ya._offset + ya.l2p(t.y[0]),
+                        image: t.customdata[0]}; }""")
+            page.mouse.move(position["x"], position["y"])
+            page.mouse.click(position["x"], position["y"])
+            page.wait_for_selector("#picked figure", timeout=10000)
+            assert "test image" in page.inner_text("#picked")
+            page.wait_for_timeout(800)
+            picked = int(page.inner_text("#picked figcaption").split()[2])
+            with torch.no_grad():
+                code = run.model.embed(run.splits.test.batch(torch.tensor([picked])).images)
+                expected = pixels_of(run.model.decode(code))[0]
+            np.testing.assert_array_equal(canvas("#decoded-a"), expected)
+            page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+            page.select_option("#compare", "1")  # latent 3 beside latent 4: laid out differently
+            page.wait_for_timeout(800)
+            assert "lays its code out differently" in page.inner_text("#compare-note")
+            browser.close()
+    finally:
+        server.stop()
+    shots = os.environ.get("VAE_LAB_SCREENSHOTS")
+    if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
+        shutil.copy(tmp_path / "explorer.png", Path(shots) / "explorer_test.png")

@@ -1,0 +1,194 @@
+"""The model side of the latent explorer: what a page needs of a trained run, through the model's
+public interface only (``embed``, ``decode``, ``reconstruct``, ``kl_details`` and its latent
+``spec``), with no web library in sight, so that each function is tested against the model itself.
+
+A code is laid out as ``spec`` says: the Gaussian coordinates, then each categorical variable as a
+block of its categories' probabilities (one-hot when a category is chosen).
+"""
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from vae_lab.api import Run
+from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
+
+MAP_POINTS = 2000  # test images on the map (t-SNE of them takes seconds, once)
+SLIDER_RANGE = 3.0  # each Gaussian coordinate from -3 to 3 standard deviations of the prior
+MAP_METHODS = ("kl", "pca", "tsne")
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    """A Gaussian coordinate as the page shows it."""
+
+    index: int  # its position in the code
+    kl: float  # mean KL over the map's test images, nats
+    active: bool  # its posterior mean varies across images (as test/active_units counts)
+
+
+class Explorer:
+    """One trained run, ready to be explored: the codes of its first test images, each Gaussian
+    coordinate's KL and activity, and decoding at any point."""
+
+    def __init__(self, run: Run, points: int = MAP_POINTS):
+        self.run, self.model, self.spec = run, run.model, run.model.spec
+        test = run.splits.test
+        self.count = min(points, len(test))
+        self.images = test.batch(torch.arange(self.count, device=test.device)).images
+        with torch.no_grad():
+            self.codes = torch.cat([self.model.embed(chunk).float() for chunk in self.images.split(500)]).cpu()
+            kl = torch.cat([self.model.kl_details(chunk)["kl_per_dim"].float() for chunk in self.images.split(500)]) \
+                if self.spec.continuous else torch.zeros(self.count, 0)
+        self.labels = test.labels[:self.count].cpu().numpy()
+        self.hue_bins = test.hue_bins[:self.count].cpu().numpy() if test.hue_bins is not None else None
+        self.tints = test.colors[:self.count].cpu().numpy() if test.colors is not None else None
+        activity = self.codes[:, :self.spec.continuous].var(0) if self.spec.continuous else torch.zeros(0)
+        means = kl.mean(0)
+        self.coordinates = sorted((Coordinate(d, float(means[d]), bool(activity[d] > ACTIVITY_THRESHOLD))
+                                   for d in range(self.spec.continuous)), key=lambda c: -c.kl)
+        self._maps: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    # -- the layout of the controls ---------------------------------------------------------------
+
+    def layout(self) -> dict:
+        """What the page builds its controls from."""
+        variables = [n_cats for n_vars, n_cats in self.spec.discrete for _ in range(n_vars)]
+        channels, height, width = self.images.shape[1:]
+        return {
+            "coordinates": [vars(c) for c in self.coordinates],
+            "slider_range": SLIDER_RANGE,
+            "categorical": variables,
+            "code_size": self.spec.code_size,
+            "continuous": self.spec.continuous,
+            "image": {"channels": channels, "height": height, "width": width},
+            "digits": self.digit_codes() is not None,
+            "color": self.hue_bins is not None,
+            "hue_bins": int(self.hue_bins.max()) + 1 if self.hue_bins is not None else 0,
+            "maps": [m for m in MAP_METHODS if m != "kl" or self.spec.continuous >= 2],
+        }
+
+    # -- decoding ----------------------------------------------------------------------------------
+
+    def decode(self, codes: torch.Tensor) -> np.ndarray:
+        """Images uint8 [N, H, W, C] that codes [N, code_size] mean."""
+        if codes.dim() != 2 or codes.shape[1] != self.spec.code_size:
+            raise ValueError(f"a code of this model has {self.spec.code_size} numbers, not {codes.shape[-1]}")
+        with torch.no_grad():
+            return _pixels(self.model.decode(codes.to(self.model.device).float()).clamp(0, 1))
+
+    def code(self, gaussian: list[float], categories: list[int]) -> torch.Tensor:
+        """The code [code_size] of Gaussian values (in code order) and one chosen category per
+        categorical variable."""
+        parts = [torch.tensor(gaussian, dtype=torch.float32)]
+        sizes = [n_cats for n_vars, n_cats in self.spec.discrete for _ in range(n_vars)]
+        if len(gaussian) != self.spec.continuous or len(categories) != len(sizes):
+            raise ValueError(f"expected {self.spec.continuous} Gaussian values and {len(sizes)} categories")
+        for category, n_cats in zip(categories, sizes):
+            if not 0 <= category < n_cats:
+                raise ValueError(f"category {category} of a variable of {n_cats}")
+            parts.append(torch.nn.functional.one_hot(torch.tensor(category), n_cats).float())
+        return torch.cat(parts)
+
+    def point_of(self, index: int) -> dict:
+        """Test image ``index`` as the controls show it: its Gaussian posterior means and the most
+        probable category of each variable."""
+        code = self.codes[index]
+        categories, offset = [], self.spec.continuous
+        for n_vars, n_cats in self.spec.discrete:
+            block = code[offset:offset + n_vars * n_cats].view(n_vars, n_cats)
+            categories += block.argmax(-1).tolist()
+            offset += n_vars * n_cats
+        return {"gaussian": code[:self.spec.continuous].tolist(), "categories": categories}
+
+    def test_image(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Test image ``index`` and its reconstruction, uint8 [H, W, C] each."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"test image {index}: the map holds images 0 to {self.count - 1}")
+        with torch.no_grad():
+            rebuilt = self.model.reconstruct(self.images[index:index + 1]).clamp(0, 1)
+        return _pixels(self.images[index:index + 1].float())[0], _pixels(rebuilt)[0]
+
+    def digit_codes(self) -> Optional[list[dict]]:
+        """For a model that generates a chosen digit through its Gaussian code (a classifier on the
+        latent), each digit's mean test code, as the controls show it; None for other models (M2
+        chooses its digit with its categorical variable)."""
+        if not self.model.conditional or self.spec.discrete:
+            return None
+        found = []
+        for digit in range(10):
+            mine = self.codes[torch.from_numpy(self.labels == digit)]
+            found.append({"gaussian": mine[:, :self.spec.continuous].mean(0).tolist() if len(mine) else
+                          [0.0] * self.spec.continuous, "categories": []})
+        return found
+
+    # -- the map -----------------------------------------------------------------------------------
+
+    def map(self, method: str) -> tuple[np.ndarray, list[str]]:
+        """The map's test codes in two dimensions, [count, 2], and the axes' names: ``kl`` the two
+        Gaussian coordinates with the most KL as they are, ``pca`` and ``tsne`` of the whole code."""
+        if method not in MAP_METHODS:
+            raise ValueError(f"map {method!r}: expected one of {', '.join(MAP_METHODS)}")
+        if method == "kl":
+            if len(self.coordinates) < 2:
+                raise ValueError("the map by KL needs two Gaussian coordinates")
+            first, second = self.coordinates[0].index, self.coordinates[1].index
+            return self.codes[:, [first, second]].numpy(), [f"z{first + 1} (KL {self.coordinates[0].kl:.2f} nats)",
+                                                           f"z{second + 1} (KL {self.coordinates[1].kl:.2f} nats)"]
+        with self._lock:
+            if method not in self._maps:
+                self._maps[method] = self._project(method)
+        names = ["PC 1", "PC 2"] if method == "pca" else ["t-SNE 1", "t-SNE 2"]
+        return self._maps[method], names
+
+    def _project(self, method: str) -> np.ndarray:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        codes = self.codes.double().numpy()
+        if codes.std(0).max() < 1e-9:  # a code that is the same for every image: nothing to project
+            return np.zeros((len(codes), 2))
+        if method == "pca":
+            return PCA(n_components=2).fit_transform(codes)
+        return TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(codes) - 1)).fit_transform(codes)
+
+    # -- interpolation ---------------------------------------------------------------------------
+
+    def interpolate(self, start: torch.Tensor, end: torch.Tensor, steps: int, mode: str = "linear") -> np.ndarray:
+        """Images decoded along the way from code ``start`` to code ``end`` (``steps`` of them, both
+        ends included): ``linear``, or ``spherical`` for the Gaussian part (along the great circle,
+        with the norm interpolated linearly, so that the path keeps to where the prior has mass);
+        categorical probabilities always linearly."""
+        if mode not in ("linear", "spherical"):
+            raise ValueError(f"interpolation {mode!r}: expected linear or spherical")
+        t = torch.linspace(0, 1, steps)[:, None]
+        codes = (1 - t) * start + t * end
+        if mode == "spherical" and self.spec.continuous:
+            d = self.spec.continuous
+            codes[:, :d] = slerp(start[:d], end[:d], t)
+        return self.decode(codes)
+
+
+def _pixels(images: torch.Tensor) -> np.ndarray:
+    """Images [N, C, H, W] in [0, 1] as uint8 [N, H, W, C]."""
+    return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Points along the great circle from the direction of ``start`` to that of ``end``, their norm
+    going linearly from one's to the other's; t [steps, 1]. Straight through the origin where the
+    two point opposite ways or one is 0."""
+    a_norm, b_norm = start.norm(), end.norm()
+    if a_norm < 1e-9 or b_norm < 1e-9:
+        return (1 - t) * start + t * end
+    a, b = start / a_norm, end / b_norm
+    angle = torch.arccos((a * b).sum().clamp(-1, 1))
+    if angle < 1e-6 or math.pi - angle < 1e-6:
+        return (1 - t) * start + t * end
+    direction = (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+    return direction * ((1 - t) * a_norm + t * b_norm)

@@ -1,0 +1,119 @@
+"""The latent explorer's web server: one small static page (static/index.html) and a JSON API over
+:class:`vae_lab.explore.latent.Explorer`, served by Starlette under uvicorn on 127.0.0.1.
+
+Images travel as base64 of their raw uint8 pixels (height x width x channels, a few kilobytes), which
+the page paints on a canvas: no PNG to encode per slider move. The map is drawn by plotly.js, served
+from the plotly package itself, so that the page works offline.
+"""
+
+import base64
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from vae_lab.explore.latent import Explorer
+
+STEPS_MOST = 64  # decodings in one interpolation strip
+
+
+def pixels(image: np.ndarray) -> dict:
+    return {"data": base64.b64encode(np.ascontiguousarray(image).tobytes()).decode(), "shape": list(image.shape)}
+
+
+class Runs:
+    """The runs a page may explore, each opened (its model and map codes) on first use."""
+
+    def __init__(self, runs: dict[str, tuple[Path, str]], open_run: Callable[[Path], Explorer]):
+        self.listing = runs  # id: (run folder, label)
+        self.open_run = open_run
+        self.opened: dict[str, Explorer] = {}
+
+    def __getitem__(self, run_id: str) -> Explorer:
+        if run_id not in self.listing:
+            raise KeyError(run_id)
+        if run_id not in self.opened:
+            self.opened[run_id] = self.open_run(self.listing[run_id][0])
+        return self.opened[run_id]
+
+
+def app(runs: Runs) -> Starlette:
+    static = files("vae_lab.explore") / "static"
+    import plotly
+
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+    def page(request: Request) -> Response:
+        return FileResponse(str(static / "index.html"))
+
+    def script(request: Request) -> Response:
+        return FileResponse(str(plotly_js), media_type="text/javascript")
+
+    def listing(request: Request) -> Response:
+        return JSONResponse([{"id": run_id, "folder": str(folder), "label": label}
+                             for run_id, (folder, label) in runs.listing.items()])
+
+    def explorer(request: Request) -> Explorer:
+        return runs[request.path_params["run"]]
+
+    def layout(request: Request) -> Response:
+        found = explorer(request)
+        return JSONResponse({**found.layout(), "digit_points": found.digit_codes(),
+                             "caption": describe(found)})
+
+    def map_points(request: Request) -> Response:
+        found = explorer(request)
+        points, names = found.map(request.query_params.get("method", "pca"))
+        return JSONResponse({"x": points[:, 0].tolist(), "y": points[:, 1].tolist(), "axes": names,
+                             "digits": found.labels.tolist(),
+                             "hue_bins": found.hue_bins.tolist() if found.hue_bins is not None else None,
+                             "tints": found.tints.round(3).tolist() if found.tints is not None else None})
+
+    def test_image(request: Request) -> Response:
+        found = explorer(request)
+        index = int(request.path_params["index"])
+        image, rebuilt = found.test_image(index)
+        return JSONResponse({"image": pixels(image), "reconstruction": pixels(rebuilt), "point": found.point_of(index),
+                             "digit": int(found.labels[index]),
+                             "hue_bin": int(found.hue_bins[index]) if found.hue_bins is not None else None})
+
+    async def decode(request: Request) -> Response:
+        body = await request.json()
+        started = time.perf_counter()
+        found = explorer(request)
+        image = found.decode(found.code(body["gaussian"], body["categories"])[None])[0]
+        return JSONResponse({"image": pixels(image), "ms": 1000 * (time.perf_counter() - started)})
+
+    async def interpolate(request: Request) -> Response:
+        body = await request.json()
+        found = explorer(request)
+        steps = max(2, min(STEPS_MOST, int(body.get("steps", 10))))
+        ends = [found.code(point["gaussian"], point["categories"]) for point in (body["start"], body["end"])]
+        if body.get("from_images"):  # the images' own codes (category probabilities kept)
+            ends = [found.codes[int(index)] for index in body["from_images"]]
+        images = found.interpolate(*ends, steps, body.get("mode", "linear"))
+        return JSONResponse({"images": [pixels(image) for image in images]})
+
+    async def failed(request: Request, error: Exception) -> Response:
+        return JSONResponse({"error": str(error)}, status_code=400)
+
+    return Starlette(routes=[
+        Route("/", page), Route("/plotly.min.js", script), Route("/api/runs", listing),
+        Route("/api/runs/{run}/layout", layout), Route("/api/runs/{run}/map", map_points),
+        Route("/api/runs/{run}/test/{index:int}", test_image),
+        Route("/api/runs/{run}/decode", decode, methods=["POST"]),
+        Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
+    ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed})
+
+
+def describe(found: Explorer) -> str:
+    from vae_lab.figures import describe as caption
+
+    return caption(found.run.config)
+
