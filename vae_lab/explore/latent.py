@@ -18,7 +18,7 @@ from vae_lab.api import Run
 from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
 
 MAP_POINTS = 2000  # test images on the map (t-SNE of them takes seconds, once)
-SLIDER_RANGE = 3.0  # each Gaussian coordinate from -3 to 3 standard deviations of the prior
+SLIDER_RANGE = 3.0  # each Gaussian coordinate from -3 to 3 prior standard deviations, or as far as test codes go
 MAP_METHODS = ("kl", "pca", "tsne")
 
 
@@ -62,12 +62,15 @@ class Explorer:
         channels, height, width = self.images.shape[1:]
         return {
             "coordinates": [vars(c) for c in self.coordinates],
-            "slider_range": SLIDER_RANGE,
+            "slider_range": max(SLIDER_RANGE, math.ceil(float(self.codes[:, :self.spec.continuous].abs().max()))
+                                if self.spec.continuous else SLIDER_RANGE),
             "categorical": variables,
             "code_size": self.spec.code_size,
             "continuous": self.spec.continuous,
             "image": {"channels": channels, "height": height, "width": width},
             "digits": self.digit_codes() is not None,
+            # M2 generates a chosen digit through its categorical variable: the page names it so
+            "digit_variable": 0 if self.model.conditional and self.spec.discrete else None,
             "color": self.hue_bins is not None,
             "hue_bins": int(self.hue_bins.max()) + 1 if self.hue_bins is not None else 0,
             "maps": [m for m in MAP_METHODS if m != "kl" or self.spec.continuous >= 2],
