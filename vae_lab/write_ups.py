@@ -36,6 +36,7 @@ from typing import Optional, Union
 
 from omegaconf import OmegaConf
 
+from vae_lab.errors import UserError
 from vae_lab.sweep import SEED, Measured
 
 
@@ -107,7 +108,7 @@ class Claim:
         directions = [d for d in ("higher", "lower") if d in entry]
         unknown = set(entry) - {"says", "metric", "higher", "lower", "than"}
         if len(directions) != 1 or "than" not in entry or "says" not in entry or unknown:
-            raise ValueError(f"{where}: a claim has `says`, one of `higher`/`lower`, and `than` "
+            raise UserError(f"{where}: a claim has `says`, one of `higher`/`lower`, and `than` "
                              f"(and may have `metric`); got {sorted(entry)}")
         return Claim(entry["says"], entry.get("metric"), directions[0], entry[directions[0]], entry["than"])
 
