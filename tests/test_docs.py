@@ -39,3 +39,64 @@ def test_the_readme_gets_a_stranger_running_and_stays_short():
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 200
     assert "make train" in text and "make test" in text and "VAE_LAB_DATA=" in text
+
+
+def _findings_tables():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("findings_tables", REPO / "tools" / "findings_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_findings_table_is_its_data():
+    tables = _findings_tables()
+    stale = [str(p.relative_to(REPO)) for p in tables.pages() if tables.regenerate(p) != p.read_text()]
+    assert not stale, f"a table differs from its data in {stale}: python tools/findings_tables.py rewrites them"
+
+
+SUMMARY = """run,status,seed,rate,test/cluster_acc,test/nelbo
+0,complete,0,1.0,0.5,130.0
+1,complete,1,1.0,0.7,128.0
+2,failed,2,,,
+"""
+RELEASED = """run,status,seed,rate,test/cluster_acc
+r0,complete,0,,0.9
+r1,complete,1,,0.8
+"""
+
+
+def test_a_generated_table_is_computed_from_its_csv_and_a_typed_number_is_caught(tmp_path):
+    tables = _findings_tables()
+    (tmp_path / "ours.csv").write_text(SUMMARY)
+    (tmp_path / "theirs.csv").write_text(RELEASED)
+    page = tmp_path / "page.md"
+    page.write_text("Intro.\n\n<!-- table from released=theirs.csv+vae-lab=ours.csv rows=runs keys=seed pivot=source "
+                    "metrics=test/cluster_acc:%:max,test/nelbo:.1f footer=mean,best -->\n<!-- end of table -->\nAfter.\n")
+    text = tables.regenerate(page)
+    assert text.splitlines()[2:10] == [
+        "<!-- table from released=theirs.csv+vae-lab=ours.csv rows=runs keys=seed pivot=source "
+        "metrics=test/cluster_acc:%:max,test/nelbo:.1f footer=mean,best -->",
+        "| seed | released: test/cluster_acc | vae-lab: test/cluster_acc | released: test/nelbo | vae-lab: test/nelbo |",
+        "| --- | --- | --- | --- | --- |",
+        "| 0 | 90.0% | 50.0% |  | 130.0 |",
+        "| 1 | 80.0% | 70.0% |  | 128.0 |",  # the failed run 2 is left out
+        # mean ± sd by hand: (0.9, 0.8) -> 85.0 ± 7.1; (0.5, 0.7) -> 60.0 ± 14.1; (130, 128) -> 129.0 ± 1.4
+        "| mean ± sd | 85.0 ± 7.1% | 60.0 ± 14.1% |  | 129.0 ± 1.4 |",
+        "| best | 90.0% | 70.0% |  |  |",
+        "<!-- end of table -->"]
+    page.write_text(text)
+    assert tables.regenerate(page) == text
+    page.write_text(text.replace("| 1 | 80.0% |", "| 1 | 88.7% |"))
+    assert tables.regenerate(page) == text  # the typed number does not survive
+
+
+def test_a_seeds_table_groups_runs_over_seeds(tmp_path):
+    tables = _findings_tables()
+    (tmp_path / "s.csv").write_text("run,status,model,seed,rate,test/nelbo\n0,complete,a,0,,1.0\n1,complete,a,1,,3.0\n"
+                                    "2,complete,b,0,,5.0\n")
+    page = tmp_path / "p.md"
+    page.write_text("<!-- table from s.csv rows=seeds keys=model,seed metrics=test/nelbo:.2f -->\n<!-- end of table -->\n")
+    assert tables.regenerate(page).splitlines()[1:5] == [
+        "| model | seeds | test/nelbo |", "| --- | --- | --- |", "| a | 2 | 2.00 ± 1.41 |", "| b | 1 | 5.00 |"]

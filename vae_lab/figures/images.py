@@ -60,5 +60,6 @@ def conditional_samples(model, path: Path, caption: str, seed: int, per_label: i
     fig, ax = _figure(grid, len(CLASS_NAMES), per_label)
     label_rows(ax, grid, list(CLASS_NAMES))
     ax.set_ylabel("requested digit")
+    ax.set_xlabel(f"{per_label} samples of each digit, each decoded from a code of its own", fontsize=8)
     ax.set_title(f"Samples generated for each digit\n{caption}", fontsize=10)
     return save(fig, path)
