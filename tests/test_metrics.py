@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from test_discrete import exact_log_likelihood_and_elbo, tiny_discrete_model
 from vae_lab.data import ImageSet, load_splits
@@ -328,6 +329,41 @@ def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(da
     digit_of = {c: np.bincount(train_labels[train == c], minlength=10).argmax() for c in set(train)}
     expected = np.mean([digit_of.get(c, -1) == label for c, label in zip(test, test_labels)])
     assert scored["test/cluster_acc"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_released_jointvae_scorer_adds_its_numbers_to_a_summary(data_root, tmp_path):
+    """The Gaussian part's KL against torch.distributions on the same encoder, and the numbers a
+    summary.csv row gets (read back as a sweep's summary is), an earlier row of the name replaced."""
+    import importlib.util
+
+    from torch.distributions import Normal, kl_divergence
+
+    from vae_lab.sweep import read_summary_csv
+
+    model_file = _released_layout(tmp_path)
+    summary = tmp_path / "released" / "summary.csv"
+    script = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
+    for _ in range(2):
+        scored = subprocess.run([sys.executable, str(script), str(model_file), str(data_root), "--summary",
+                                 str(summary), "--run", "released-0", "--seed", "0"],
+                                capture_output=True, text=True, timeout=120)
+        assert scored.returncode == 0, scored.stderr
+    [row] = read_summary_csv(summary)
+    assert (row.name, row.status, row.overrides) == ("released-0", "complete", {"seed": "0"})
+    spec = importlib.util.spec_from_file_location("scorer", script)
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+    state = torch.load(model_file, weights_only=False)
+    features = nn.Sequential(*scorer.released_encoder(state)[:3])
+    splits = load_splits(train_config_for(data_root, "data.image_size=32").data)
+    with torch.no_grad():
+        hidden = torch.cat([features(b.images) for b in splits.test.batches(1000)])
+        mean = hidden @ state["fc_mean.weight"].T + state["fc_mean.bias"]
+        std = (0.5 * (hidden @ state["fc_log_var.weight"].T + state["fc_log_var.bias"])).exp()
+    expected = kl_divergence(Normal(mean, std), Normal(0.0, 1.0)).sum(1).mean()
+    assert row.metrics["test/kl_cont"] == pytest.approx(float(expected), rel=1e-4)
+    assert row.metrics["test/cluster_acc"] == pytest.approx(_score(model_file, data_root)["test/cluster_acc"], abs=1e-4)
+    assert row.rate == pytest.approx(row.metrics["test/kl_cont"] + row.metrics["test/kl_disc"])
 
 
 class Whitened(Resampler):
