@@ -1,4 +1,4 @@
-"""The tables of docs/findings/, generated from the summaries committed beside them.
+"""The tables of docs/findings/ (and the README), generated from the summaries committed beside them.
 
     python tools/findings_tables.py          # rewrite every generated table in place
     python tools/findings_tables.py --check  # exit 1 naming each table that differs from its data
@@ -145,7 +145,7 @@ def regenerate(page: Path) -> str:
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in FINDINGS.rglob("*.md") if "<!-- table from" in p.read_text())
+    return [p for p in [REPO / "README.md", *sorted(FINDINGS.rglob("*.md"))] if "<!-- table from" in p.read_text()]
 
 
 def main(argv: list[str]) -> int:
