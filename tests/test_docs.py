@@ -100,3 +100,12 @@ def test_a_seeds_table_groups_runs_over_seeds(tmp_path):
     page.write_text("<!-- table from s.csv rows=seeds keys=model,seed metrics=test/nelbo:.2f -->\n<!-- end of table -->\n")
     assert tables.regenerate(page).splitlines()[1:5] == [
         "| model | seeds | test/nelbo |", "| --- | --- | --- |", "| a | 2 | 2.00 ± 1.41 |", "| b | 1 | 5.00 |"]
+
+
+def test_a_table_spec_with_an_unknown_option_is_refused_by_name(tmp_path):
+    tables = _findings_tables()
+    (tmp_path / "s.csv").write_text(SUMMARY)
+    page = tmp_path / "p.md"
+    page.write_text("<!-- table from s.csv rows=runs colums=seed -->\n<!-- end of table -->\n")
+    with pytest.raises(tables.BadSpec, match="'colums'"):
+        tables.regenerate(page)

@@ -152,7 +152,11 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     for page in pages():
-        text = regenerate(page)
+        try:
+            text = regenerate(page)
+        except (BadSpec, OSError) as error:
+            print(f"{page.relative_to(REPO)}: {error}", file=sys.stderr)
+            return 2
         if text != page.read_text():
             stale.append(page.relative_to(REPO))
             if not check:
