@@ -55,7 +55,12 @@ def released_gaussian(state: dict):
     mean, log_var = nn.Linear(256, 10), nn.Linear(256, 10)
     mean.load_state_dict({"weight": state["fc_mean.weight"], "bias": state["fc_mean.bias"]})
     log_var.load_state_dict({"weight": state["fc_log_var.weight"], "bias": state["fc_log_var.bias"]})
-    return lambda images: (mean(features(images)), log_var(features(images)))
+
+    def gaussian(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = features(images)
+        return mean(hidden), log_var(hidden)
+
+    return gaussian
 
 
 def score(model_file: str, root: str) -> dict[str, float]:

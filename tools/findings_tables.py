@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vae_lab.sweep import SEED, Measured, RunSummary, read_summary_csv  # noqa: E402
+from vae_lab.sweep import SEED, Measured, RunSummary, read_summary_csv, seed_groups  # noqa: E402
 
 FINDINGS = REPO / "docs" / "findings"
 BLOCK = re.compile(r"(<!-- table from (?P<spec>[^\n]*?) -->\n)(?P<table>.*?)(<!-- end of table -->)", re.S)
@@ -101,12 +101,10 @@ def table(spec: dict, page: Path) -> list[str]:
     runs, columns, keys = read(spec, page), spec["metrics"], spec["keys"]
     if spec["rows"] == "seeds":
         settings = [k for k in keys if k != SEED]
-        groups: dict[tuple, list[RunSummary]] = {}
-        for run in runs:
-            groups.setdefault(tuple(run.overrides.get(k, "") for k in settings), []).append(run)
         lines = head([*settings, "seeds", *(c.name for c in columns)])
-        for values, group in groups.items():
-            lines.append(row([*values, str(len(group)), *(c.cell(measured(group, c.name)) for c in columns)]))
+        for group in seed_groups(runs, settings):
+            lines.append(row([*(group.settings.get(k, "") for k in settings), str(len(group.runs)),
+                              *(c.cell(measured(group.runs, c.name)) for c in columns)]))
         return lines
     pivot = spec["pivot"]
     sides = list(dict.fromkeys(r.overrides.get(pivot, "") for r in runs)) if pivot else [None]
