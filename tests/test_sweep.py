@@ -276,6 +276,28 @@ def test_the_time_estimate_of_a_resumed_sweep_takes_this_sweeps_pace_and_the_epo
     assert SweepProgress(tmp_path, jobs=2, epochs=10, started=started).first_epoch() is None  # no epoch yet
 
 
+
+def test_a_resumed_run_leaves_its_old_epochs_out_of_the_sweeps_pace(tmp_path):
+    """Resuming rewrites metrics.jsonl to last.pt's rows only where they differ, and keeps the file's
+    time either way: the epoch before a pause (an hour here) must not pass for this sweep's pace."""
+    from vae_lab.progress import SweepProgress
+    from vae_lab.runs import read_jsonl
+    from vae_lab.training import align_epoch_rows
+
+    history = [{"epoch": 1, "epoch_s": 9.0}, {"epoch": 2, "epoch_s": 3600.0}]
+    path = tmp_path / "0" / "metrics.jsonl"
+    path.parent.mkdir()
+    for on_file in (history, history + [{"epoch": 3, "epoch_s": 9.0}]):  # agrees; a row more than last.pt
+        path.write_text("".join(json.dumps(row) + "\n" for row in on_file))
+        started = time.time()
+        os.utime(path, (started - 60, started - 60))
+        align_epoch_rows(path, history)
+        assert read_jsonl(path) == history and path.stat().st_mtime == started - 60
+        assert SweepProgress(tmp_path, jobs=1, epochs=10, started=started).first_epoch() is None
+    path.unlink()
+    align_epoch_rows(path, [])  # a new run starts its file now
+    assert read_jsonl(path) == [] and path.stat().st_mtime >= started
+
 @pytest.mark.parametrize("overrides", [
     ["seed=0,1,2", "model.latent_dim=2,4"],
     ["model=continuous,discrete", "seed=0,1", "trainer.epochs=3"],
