@@ -345,6 +345,17 @@ def test_a_refusal_that_needs_the_data_still_writes_nothing(vae_lab, tmp_path, o
     assert not folder.exists()
 
 
+
+@pytest.mark.parametrize("launcher", ["basic", "stacked"])
+def test_a_sweep_without_its_data_is_one_line_before_any_job_writes(vae_lab, tmp_path, launcher):
+    """Each job used to find the data missing on its own, after its folder, error.txt and the
+    summary with its empty figure were written."""
+    sweep = tmp_path / "sweep"
+    result = vae_lab("sweep", "seed=0,1", f"hydra/launcher={launcher}", f"data.root={tmp_path / 'nothing'}",
+                     "data.download=false", f"hydra.sweep.dir={sweep}", *TINY, check=False)
+    assert "MNIST is not in" in one_line_error(result) and "data.download=true" in result.stderr
+    assert not sweep.exists()
+
 def test_folders_that_are_files_or_missing_are_refused_without_creating_anything(vae_lab, tmp_path):
     afile = tmp_path / "a_file"
     afile.write_text("mine")

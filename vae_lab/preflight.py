@@ -3,8 +3,9 @@
 Two levels, both before the first write:
 
 - the command line (:func:`check_command`): every job a command asks for is composed and typed, the
-  folder it will write is resolved (and for a sweep, checked against the grid that made it), so a
-  bad value ends the command with one line and exit status 2, with nothing written;
+  folder it will write is resolved (and for a sweep, checked against the grid that made it), the data
+  is there or fetched once, so a bad value ends the command with one line and exit status 2, with
+  nothing written;
 - one run (:func:`check_run`): the folder (another run in it, a resume that matches), the data, the
   model's memory, the trackers' packages, the VGG weights, the metric a sweeper asked for.
 
@@ -93,13 +94,13 @@ def check_command(config_name: str, args: list[str]) -> Plan:
                     from_config = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items()
                                    if key not in named]
                     jobs = grid(given + parser.parse_overrides(from_config))
-            for job in jobs:
-                typed(compose(config_name, overrides=job))
+            configs = [typed(compose(config_name, overrides=job)) for job in jobs]
             if parsed.cfg and parsed.multirun:
                 print_jobs(config_name, jobs, parsed.cfg, parsed.resolve)
                 sys.exit(0)
             if parsed.cfg:
                 return Plan(args)  # prints the config; writes nothing
+            refuse_missing_data(configs)
             plan = folder_plan(config_name, args, parsed.multirun, base)
             if parsed.multirun and basic_sweeper:
                 plan.grid = jobs
@@ -118,6 +119,19 @@ def check_command(config_name: str, args: list[str]) -> Plan:
             known = known_keys(config_name, parsed.overrides)
         raise UserError(f"{unknown}: no such key; the closest is {closest(unknown, known)}") from None
 
+
+def refuse_missing_data(configs: list) -> None:
+    """MNIST is under every job's data.root, or is fetched there now, once: otherwise each job of a
+    sweep would fail on its own after its folder was written, and jobs downloading side by side
+    would write the same files."""
+    from vae_lab.data.mnist import RAW_FILES, read_mnist
+
+    data = [c.data for c in configs if hasattr(c, "data")]  # eval's come from its run folder
+    for root, download in sorted({(str(d.root), bool(d.download)) for d in data}):
+        raw = Path(root).expanduser().resolve() / "MNIST" / "raw"
+        if not all((raw / name).is_file() for name in RAW_FILES):
+            for train in (True, False):
+                read_mnist(root, train=train, download=download)
 
 def known_keys(config_name: str, overrides: list[str]) -> list[str]:
     """Every dotted key of the config that the command line's group choices (model=..., data=...,
