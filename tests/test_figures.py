@@ -370,7 +370,9 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
                    "test/ssim": 0.8, "test/probe_acc": 0.9, "samples/fd": 300.0, "test/active_units": 5.0}
         runs.append(RunSummary(str(k), tmp_path / "run", overrides, "complete", metrics))
     keys = ["model.latent_dim", "model.share_encoder"]
-    montage(runs, keys, tmp_path / "montage.png")
+    failed = RunSummary("9", tmp_path / "never", {}, "failed: " + "a reason as long as a traceback " * 6, {})
+    montage([*runs, failed], keys, tmp_path / "montage.png")  # no row for a run that drew nothing
+    assert montage([failed], keys, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
     metrics_against(runs, "model.latent_dim", ["model.share_encoder"], tmp_path / "metrics.png")
     rate_distortion(runs, keys, tmp_path / "rate.png")
     assert not checked_figures, "\n".join(checked_figures)

@@ -418,19 +418,26 @@ def metrics_against(runs: list[RunSummary], key: str, others: list[str], path: P
     return save(fig, path)
 
 
-def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Path:
-    """Every run's prior samples and test reconstructions side by side, a row per run."""
+MONTAGE_FIGURES = ("samples.png", "reconstructions.png")
+
+
+def montage(runs: list[RunSummary], keys: list[str], path: Path) -> Optional[Path]:
+    """Every run's prior samples and test reconstructions side by side, a row per run that drew
+    either; no montage where none did (failed runs, ``eval.figures=false``)."""
+    runs = [r for r in runs if any((r.path / "figures" / name).is_file() for name in MONTAGE_FIGURES)]
+    if not runs:
+        return None
     fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.4 * len(runs)), constrained_layout=True,
                              squeeze=False, gridspec_kw={"width_ratios": [1, 1.5]})
     for (left, right), r in zip(axes, runs):
-        for ax, name in ((left, "samples.png"), (right, "reconstructions.png")):
+        for ax, name in zip((left, right), MONTAGE_FIGURES):
             ax.axis("off")
             figure = r.path / "figures" / name
             if figure.is_file():
                 image = plt.imread(figure)
                 ax.imshow(image[grid_top(image):])  # without the figure's own title: the row's label says it
             else:
-                ax.text(0.5, 0.5, f"no {name} ({r.status})", ha="center", va="center", fontsize=9)
+                ax.text(0.5, 0.5, f"no {name}", ha="center", va="center", fontsize=9)
         left.set_title(f"run {r.name}: {_label(r, keys)}\nprior samples", fontsize=9, loc="left")
         right.set_title("test images and reconstructions", fontsize=9, loc="left")
     return save(fig, path)
