@@ -234,6 +234,18 @@ def test_a_sweep_prints_every_jobs_config_with_hydras_options_and_trains_nothing
     assert list(tmp_path.iterdir()) == []
 
 
+
+def test_a_reader_that_stops_early_gets_no_traceback(vae_lab_command, data_root, tmp_path):
+    """`vae-lab sweep --cfg job | head -2`: the pipe closes while vae-lab still prints (80 jobs are
+    about 100 KB, more than a pipe holds)."""
+    process = subprocess.Popen([*vae_lab_command, "sweep", "--cfg", "job", "seed=" + ",".join(map(str, range(80)))],
+                               cwd=tmp_path, env={**os.environ, "VAE_LAB_DATA": str(data_root)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("# job 0:")
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141 and "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
+
 def test_the_python_api_trains_and_opens_a_run_as_a_notebook_would(data_root, tmp_path, monkeypatch):
     """vae_lab.train and vae_lab.load_run, and the example script built on them."""
     import subprocess

@@ -60,6 +60,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         print("\nvae-lab: interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
+    except BrokenPipeError:  # `vae-lab sweep --cfg job | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        sys.exit(141)
 
 
 def run_command(argv: list[str]) -> None:
