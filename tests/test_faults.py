@@ -609,6 +609,22 @@ def test_ctrl_c_at_start_up_never_claims_an_epoch_was_saved(vae_lab_command, dat
     assert saved or last.startswith("vae-lab: interrupted")
 
 
+
+def test_ctrl_c_in_a_sweep_says_to_rerun_the_sweep(vae_lab_command, data_root, tmp_path):
+    """Not the one run's `vae-lab train ... trainer.resume=true`: the user asked for the sweep."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
+    process = subprocess.Popen([*vae_lab_command, "sweep", "seed=0,1", f"hydra.sweep.dir={sweep}", *TINY,
+                                "trainer.epochs=50"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (sweep / "0" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Rerun the same command to continue" in stderr and "Continue with" not in stderr
+
 def test_a_bit_flipped_checkpoint_is_damaged_not_a_foreign_object(tiny_run):
     """A flipped bit in the weights loaded without a word: the zip's checksums say it is damaged."""
     folder, _ = tiny_run

@@ -170,6 +170,7 @@ def claim(plan, claims):
 def run_train(cfg, claims) -> Optional[float]:
     """One training job; returns config.optimized_metric's final value to a sweeper that asks."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from vae_lab.compose import job_config
     from vae_lab.preflight import hydra_value
@@ -187,6 +188,10 @@ def run_train(cfg, claims) -> Optional[float]:
         if not RunDir(run_dir).last_checkpoint.is_file():
             print("\nvae-lab: interrupted before its first epoch finished, so none was saved",
                   file=sys.stderr, flush=True)
+            sys.exit(130)
+        if hydra_config.mode == RunMode.MULTIRUN:  # the run alone is not what the user asked for
+            print("\nvae-lab: interrupted; every finished epoch is saved. Rerun the same command to continue: "
+                  "the sweep skips complete runs and resumes the others", file=sys.stderr, flush=True)
             sys.exit(130)
         kept = [o for o in hydra_config.overrides.task if role(o.split("=", 1)[0]) is not Role.COMMAND]
         again = [*kept, "trainer.resume=true", f"hydra.run.dir={hydra_value(run_dir)}"]
