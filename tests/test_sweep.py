@@ -278,8 +278,8 @@ def test_the_time_estimate_of_a_resumed_sweep_takes_this_sweeps_pace_and_the_epo
 
 
 def test_a_resumed_run_leaves_its_old_epochs_out_of_the_sweeps_pace(tmp_path):
-    """Resuming rewrites metrics.jsonl to last.pt's rows only where they differ, and keeps the file's
-    time either way: the epoch before a pause (an hour here) must not pass for this sweep's pace."""
+    """Resuming rewrites metrics.jsonl to last.pt's rows and keeps the file's time: the epoch
+    before a pause (an hour here) must not pass for this sweep's pace."""
     from vae_lab.progress import SweepProgress
     from vae_lab.runs import read_jsonl
     from vae_lab.training import align_epoch_rows

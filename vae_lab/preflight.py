@@ -133,6 +133,7 @@ def refuse_missing_data(configs: list) -> None:
             for train in (True, False):
                 read_mnist(root, train=train, download=download)
 
+
 def known_keys(config_name: str, overrides: list[str]) -> list[str]:
     """Every dotted key of the config that the command line's group choices (model=..., data=...,
     experiment=...) compose, for naming the closest to one that does not exist."""

@@ -20,13 +20,13 @@ from vae_lab.callbacks import resume, standard_callbacks
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.device import ThreadGovernor, free_to_choose, resolve_device, resolve_precision
-from vae_lab.errors import UserError, one_line
+from vae_lab.errors import one_line
 from vae_lab.image_losses import ImageLosses
 from vae_lab.loop import Member, train_members
 from vae_lab.population import refuse_unstackable
 from vae_lab.progress import MemberLogs
 from vae_lab.reporting import conclude
-from vae_lab.runs import Claims, RunDir, record_failure, read_jsonl, remove_temporary_files, write_jsonl
+from vae_lab.runs import Claims, RunDir, record_failure, remove_temporary_files, write_jsonl
 from vae_lab.trackers import Trackers
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,12 @@ def start(member: Member, checkpoint: Optional[dict], splits: Splits) -> None:
 
 def align_epoch_rows(path: Path, history: list[dict]) -> None:
     """metrics.jsonl as last.pt has it: a kill between the two writes of an epoch left it a row short.
-    A file that changes keeps its time, the time of its newest epoch, for a sweep's time estimate
-    takes epochs written since the sweep started as its pace (a paused run's old epoch would not be)."""
+    The file keeps its time, that of its newest epoch, for a sweep's time estimate takes epochs
+    written since the sweep started as its pace (a paused run's old epoch would not be)."""
     try:
-        if read_jsonl(path) == history:
-            return
         written = path.stat().st_mtime
-    except (OSError, UserError):
-        written = None
+    except OSError:
+        written = None  # a new run: its file starts now
     write_jsonl(path, history)
     if written is not None:
         os.utime(path, (written, written))
