@@ -370,7 +370,8 @@ def test_a_ranking_names_the_best_configuration_only_beyond_the_spread():
                                          {"model": "combined", "share_encoder": None},
                                          {"model": "combined", "share_encoder": "False"}]
     clear = rankings(write_up, runs(0.3))[0]
-    assert clear.startswith("test/mig (higher is better): model=discrete, share_encoder=(unset) best beyond the spread")
+    assert clear.startswith("test/mig (higher is better): model=discrete best beyond the spread")
+    assert "model=combined 0.1300 ± 0.0100, model=combined, share_encoder=False 0.1200 ± 0.0100" in clear
     close = rankings(write_up, runs(0.125))[0]
-    assert "model=discrete, share_encoder=(unset) highest mean, within the spread of another" in close
+    assert "model=discrete highest mean, within the spread of another" in close
     assert rankings(write_up, runs(0.3))[1] == "test/sap: fewer than two configurations measured"

@@ -87,7 +87,8 @@ def _spelled(value: str) -> str:
 
 
 def _shown(selector: dict) -> str:
-    return ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in selector.items()) or "the sweep"
+    """A configuration as a reader names it: a key the runs leave at its default (None) goes unsaid."""
+    return ", ".join(f"{k}={v}" for k, v in selector.items() if v is not None and k != "metric") or "the sweep"
 
 
 # ---- a write-up -----------------------------------------------------------------------------------
@@ -280,9 +281,8 @@ def ranking(runs: Runs, metric: str, better: str, configurations: list[dict]) ->
 def _side_name(side: Side, metric: Optional[str]) -> str:
     if not isinstance(side, dict):
         return "the threshold"
-    selector = ", ".join(f"{k}={'(unset)' if v is None else v}" for k, v in side.items() if k != "metric")
     named_metric = side.get("metric")
-    return f"{named_metric} of {selector}" if named_metric and named_metric != metric else selector or "the sweep"
+    return f"{named_metric} of {_shown(side)}" if named_metric and named_metric != metric else _shown(side)
 
 
 def _seed_order(seed: str) -> tuple:
