@@ -217,6 +217,27 @@ def test_the_reference_classifier_learns_from_every_training_image_whatever_n_tr
     reference_classifier(few, splits, torch.device("cpu"))
     assert len(splits.train) == 100 and seen == [len(load_splits(every).train)]
 
+def test_the_reference_classifier_is_the_same_instrument_whatever_threads_the_run_has(train_config, monkeypatch,
+                                                                                     tmp_path):
+    """Its features define samples/fd: trained on another thread count (its gradients summed in another
+    order) or from where another run's random numbers stood, it becomes another classifier, and FDs of
+    the same samples differ. Each run below has its own threads and its own random state."""
+    import vae_lab.metrics.reference as module
+
+    config, before = train_config().data, torch.get_num_threads()
+    splits, weights = load_splits(config), []
+    try:
+        for threads in (2, 1):
+            monkeypatch.setattr(module, "cache_path", lambda config, threads=threads: tmp_path / f"{threads}.pt")
+            torch.set_num_threads(threads)
+            torch.manual_seed(threads)
+            weights.append(reference_classifier(config, splits, torch.device("cpu")).state_dict())
+            assert torch.get_num_threads() == threads  # the run's own count is given back
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
 # ---- categorical codes ---------------------------------------------------------------------------
 
 

@@ -114,6 +114,19 @@ class ThreadGovernor:
             self.threads = threads
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Computes on one CPU thread, then gives the caller's thread count back: for what must come out the
+    same on every run on this machine, whatever threads the run itself has (the order of a sum follows
+    the thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def free_to_choose(configured: Optional[int], device: torch.device) -> bool:
     """Whether a run chooses its threads itself: on the CPU, when neither ``trainer.threads`` nor
     OMP_NUM_THREADS says how many. A thread count that follows the load changes the order of

@@ -5,6 +5,11 @@ and validation split; every training image, whatever data.n_train a model was gi
 cached beside the data (``<data.root>/vae_lab_reference/``, or the user's cache folder when the data
 folder is read-only) and reused by every run on that data. Where neither can be written it is trained
 for each run and not kept: a cache must never cost a run.
+
+It is an instrument, so it must be the same for every run: it trains on one CPU thread (a thread count
+changes the order of the gradients' sums, and after a few epochs the weights are another classifier's,
+whose features give other Frechet distances), and its cache is named by its recipe, which changes
+whenever the way it is trained does.
 """
 
 import logging
@@ -19,6 +24,7 @@ from torch import nn
 from vae_lab.config import DataConfig
 from vae_lab.data import ImageSet, Splits, load_splits
 from vae_lab.data.mnist import IMAGE_SIZE
+from vae_lab.device import one_thread
 from vae_lab.errors import DamagedFile
 from vae_lab.progress import counting, progress
 from vae_lab.runs import atomic_write, load_checkpoint
@@ -26,6 +32,7 @@ from vae_lab.runs import atomic_write, load_checkpoint
 log = logging.getLogger(__name__)
 FEATURES = 128
 EPOCHS = 3
+RECIPE = 2  # a new number whenever the classifier or its training changes: a cache of another is not used
 
 
 class ReferenceClassifier(nn.Module):
@@ -46,7 +53,8 @@ def cache_path(config: DataConfig) -> Path:
     """Where the classifier for this data is kept: the first of the folders beside the data and in the
     user's cache that holds it or could."""
     size = "" if (config.image_size,) * 2 == IMAGE_SIZE else f"-size{config.image_size}"
-    name = f"{config.name}{size}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}.pt"
+    name = (f"{config.name}{size}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}"
+            f"-recipe{RECIPE}.pt")
     folders = [Path(config.root) / "vae_lab_reference", Path.home() / ".cache" / "vae-lab" / "reference"]
     for folder in folders:
         if (folder / name).is_file() or _could_write(folder):
@@ -62,17 +70,19 @@ def _could_write(folder: Path) -> bool:
 def reference_classifier(config: DataConfig, splits: Splits, device: torch.device) -> ReferenceClassifier:
     """The cached classifier for this data, trained now if there is none yet."""
     path = cache_path(config)
-    model = ReferenceClassifier(splits.image_shape).to(device)
     if path.is_file():
         try:
+            model = ReferenceClassifier(splits.image_shape).to(device)
             model.load_state_dict(load_checkpoint(path, device)["model"])
             return model.eval()
         except (DamagedFile, RuntimeError) as damaged:  # RuntimeError: weights of another shape
             log.warning("%s: training the reference classifier again", damaged)
     if config.n_train is not None:  # the instrument is the same whatever share of the data a model saw
         splits = load_splits(replace(config, n_train=None), device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
-        torch.manual_seed(config.seed)
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.enable_grad(), one_thread():
+        torch.manual_seed(config.seed)  # its start is the data's seed's, not what the run drew before
+        model = ReferenceClassifier(splits.image_shape).to(device)
         accuracy = _train(model, splits.train, splits.test)
     log.info("reference classifier for %s: test accuracy %.4f", config.name, accuracy)
     try:
