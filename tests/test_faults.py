@@ -311,12 +311,17 @@ def test_a_summary_row_always_describes_the_run_that_made_its_numbers(tmp_path):
     (tmp_path / "4" / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
     _fake_run(tmp_path / "5", ["model.latent_dim=5"], 5)
     (tmp_path / "5" / "metrics.json").write_text('{"test/nelbo": 1')
+    # a sweep rerun with settings of how, not what, is computed finds its runs complete: so does its summary
+    _fake_run(tmp_path / "6", ["model.latent_dim=6", "trainer.threads=1", "eval.figures=true"], 6)
+    config = tmp_path / "6" / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 1\n", "epochs: 1\n  threads: null\n"))
     status = {r.name: (r.status, r.metrics) for r in read_runs(tmp_path)}
     assert status["0"] == ("complete", {"test/nelbo": 102.0})
     assert status["1"] == ("mismatch: its config.yaml has model.latent_dim=8", {})
     assert status["2"] == ("failed: model.latent_dim=8: refused", {})
     assert status["3"][0] == "complete"
     assert status["4"][0].startswith("damaged: .hydra/overrides.yaml") and status["5"][0] == "damaged: metrics.json cannot be read"
+    assert status["6"] == ("complete", {"test/nelbo": 106.0})
 
 
 def test_a_sweep_folder_rerun_with_another_grid_is_refused_before_any_work(vae_lab, tmp_path):

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from vae_lab.figures.style import label_points, save  # noqa: E402
 from vae_lab.errors import DamagedFile  # noqa: E402
-from vae_lab.runs import Role, RunDir, atomic_write, differences, flatten, role  # noqa: E402
+from vae_lab.runs import SAME_RUN, Role, RunDir, atomic_write, differences, flatten, role  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,11 @@ def disagreeing_override(overrides: dict[str, str], config: dict) -> Optional[st
     """``key=value`` of the saved config for the first override it contradicts, else None. Group
     choices (``model=discrete``) are compared with the group's ``name``; keys the config does not
     have (``experiment=...``) and groups without a name (``logger=[tensorboard,mlflow]``) are not
-    compared, nor are settings of no role in a run's identity (vae_lab/runs.py)."""
+    compared, nor are keys that do not tell a run apart (``trainer.threads``, ``eval.``: SAME_RUN in
+    vae_lab/runs.py), in which the sweep that lists it may differ from the one that made it."""
     asked = overridden_values(overrides, config)
     have = {key: value for key, value in flatten(config).items() if key in asked}
-    found = differences(have, asked, frozenset({Role.COMMAND}))
+    found = differences(have, asked, SAME_RUN)
     return next((f"{key.removesuffix('.name')}={was}" for key, was, _ in found), None)
 
 
