@@ -3,9 +3,10 @@
 Runs benchmarks/throughput.py (vae-lab's loop, one model, images/s over a few epochs) in a fresh
 process for each setting, on an idle machine and beside a second training with the same settings
 (two trainings at once, the case that collapses when waiting threads spin). OMP_WAIT_POLICY is read when PyTorch loads
-OpenMP, so each setting needs its own process.
+OpenMP, so each setting needs its own process. ``--out`` also writes the results as a summary.csv (a
+row per setting), the form docs/findings/ generates its tables from.
 
-    python benchmarks/sharing.py [--epochs 2] [--data-root PATH]
+    python benchmarks/sharing.py [--epochs 2] [--data-root PATH] [--out summary.csv]
 """
 
 import argparse
@@ -16,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Optional
+
+from results_csv import add_out_option, refuse_existing_out, write_results
+
 
 def _command(epochs: int, governed: bool) -> list[str]:
     return [sys.executable, str(Path(__file__).with_name("throughput.py")), "--epochs", str(epochs), "--members", "1",
@@ -53,7 +57,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--only", default=None, help="measure the settings whose name contains this")
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
+    add_out_option(parser)
     args = parser.parse_args()
+    refuse_existing_out(parser, args.out)
+    results = []
     print(f"{'waiting threads':<30}{'threads':>8}{'idle':>12}{'beside a second training':>27}")
     rows = [(item, t) for item in SETTINGS.items() for t in ((None,) if item[1][1] else (2, 1))
             if args.only is None or args.only in item[0]]
@@ -67,6 +74,10 @@ def main() -> None:
             other.kill()
             other.wait()
         print(f"{name:<30}{threads or 'auto':>8}{idle:>12,.0f}{busy:>27,.0f}", flush=True)
+        setting_name = f"{name}, {threads or 'auto'} threads"
+        results.append((setting_name, {"waiting": name, "threads": str(threads or "auto")},
+                        {"alone": idle, "beside_a_second_training": busy}))
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

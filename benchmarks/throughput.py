@@ -10,10 +10,12 @@ images (vae-lab's training split) for the same number of epochs:
 
 Printed: the median aggregate images/s of each over the epochs (training passes only; the loops take
 turns epoch by epoch), the ratio to the classic loop, and the test loss (nats per image) of the first
-model of each after training, so that speed is not bought with worse results.
+model of each after training, so that speed is not bought with worse results. ``--out`` also writes
+them as a summary.csv (a row per loop, as ``vae-lab sweep`` writes a row per run), the form
+docs/findings/ generates its tables from.
 
     python benchmarks/throughput.py --epochs 3 --members 1,4,12 [--data-root PATH] [--device cpu|cuda]
-                                    [--compile] [--precision fp32|bf16]
+                                    [--compile] [--precision fp32|bf16] [--out summary.csv]
 """
 
 import argparse
@@ -36,8 +38,9 @@ from vae_lab import device as threads
 from vae_lab.loop import Loop, Member
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
-from vae_lab.device import resolve_device
+from vae_lab.device import resolve_device, resolve_precision
 from vae_lab.preflight import seed_everything
+from results_csv import add_out_option, refuse_existing_out, write_results
 
 
 class ClassicVAE(nn.Module):
@@ -132,7 +135,9 @@ def main():
     parser.add_argument("--skip-classic", action="store_true", help="measure vae-lab's loop only")
     parser.add_argument("--free-cores", action="store_true",
                         help="threads kept to the cores other processes leave free (trainer.threads=null)")
+    add_out_option(parser)
     args = parser.parse_args()
+    refuse_existing_out(parser, args.out)
 
     overrides = [f"data.root={args.data_root}", f"trainer.device={args.device}", f"trainer.compile={args.compile}",
                  *([f"trainer.precision={args.precision}"] if args.precision else [])]
@@ -155,11 +160,17 @@ def main():
         for name, loop in loops.items():
             speeds[name].append(loop.epoch())
     classic = statistics.median(speeds["classic"]) if "classic" in speeds else math.nan
+    precision = resolve_precision(config.trainer.precision, device)
+    results = []
     print(f"{'loop':<16}{'images/s (median)':>20}{'x classic':>11}{'per epoch':>34}{'test loss (nats)':>20}")
     for name, loop in loops.items():
         per_epoch = " ".join(f"{s / 1000:.1f}k" for s in speeds[name])
-        median = statistics.median(speeds[name])
-        print(f"{name:<16}{median:>20,.0f}{median / classic:>10.1f}x{per_epoch:>34}{loop.test_loss():>20.2f}")
+        median, test_loss = statistics.median(speeds[name]), loop.test_loss()
+        print(f"{name:<16}{median:>20,.0f}{median / classic:>10.1f}x{per_epoch:>34}{test_loss:>20.2f}")
+        numbers = {"images_per_s": median, "test_loss": test_loss,
+                   **({} if math.isnan(classic) else {"x_classic": median / classic})}
+        results.append((name, {"precision": precision, "loop": name}, numbers))
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,13 @@ def test_the_readme_gets_a_stranger_running_and_stays_short():
 
 
 def _findings_tables():
+    return _script("tools/findings_tables.py")
+
+
+def _script(path: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("findings_tables", REPO / "tools" / "findings_tables.py")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,6 +104,20 @@ def test_a_seeds_table_groups_runs_over_seeds(tmp_path):
     page.write_text("<!-- table from s.csv rows=seeds keys=model,seed metrics=test/nelbo:.2f -->\n<!-- end of table -->\n")
     assert tables.regenerate(page).splitlines()[1:5] == [
         "| model | seeds | test/nelbo |", "| --- | --- | --- |", "| a | 2 | 2.00 ± 1.41 |", "| b | 1 | 5.00 |"]
+
+
+def test_a_benchmarks_results_become_a_table_with_thousands_grouped(tmp_path):
+    tables, results = _findings_tables(), _script("benchmarks/results_csv.py")
+    results.write_results(tmp_path / "bench" / "summary.csv", [
+        ("classic", {"loop": "classic"}, {"images_per_s": 13002.4, "x_classic": 1.0}),
+        ("vae-lab K=12", {"loop": "vae-lab K=12"}, {"images_per_s": 47209.6, "x_classic": 3.631})])
+    page = tmp_path / "p.md"
+    page.write_text("<!-- table from bench/summary.csv rows=runs keys=loop metrics=images_per_s:_.0f,x_classic:.1f "
+                    "footer=mean -->\n<!-- end of table -->\n")
+    # mean and sd of 13002.4 and 47209.6 by hand: 30106.0 and 24188.1; of 1.0 and 3.631: 2.3 and 1.9
+    assert tables.regenerate(page).splitlines()[1:6] == [
+        "| loop | images_per_s | x_classic |", "| --- | --- | --- |", "| classic | 13,002 | 1.0 |",
+        "| vae-lab K=12 | 47,210 | 3.6 |", "| mean ± sd | 30,106 ± 24,188 | 2.3 ± 1.9 |"]
 
 
 def test_a_table_spec_with_an_unknown_option_is_refused_by_name(tmp_path):

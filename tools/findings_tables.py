@@ -17,8 +17,9 @@ A generated table sits between two comments that say where its numbers come from
   KEY on one row, each metric once per value of KEY (released code beside vae-lab, seed by seed).
   footer=mean,best adds the mean ± sd row and the best run's row (for metrics given a direction).
 - rows=seeds: a row per configuration (the runs that share every key but the seed), mean ± sd.
-- metrics: `name:format[:max|min]`, the format a Python format spec (`.1f`, `.3g`) or `%` (a fraction
-  shown as a percentage with one decimal), the direction which way is better.
+- metrics: `name:format[:max|min]`, the format a Python format spec (`.1f`, `.3g`; `_.0f` groups
+  thousands, shown with commas) or `%` (a fraction shown as a percentage with one decimal), the
+  direction which way is better.
 
 Typing a number into such a table is caught by the check (tests/test_docs.py runs it), so every number
 in it is the one its data holds.
@@ -71,6 +72,10 @@ class Column:
         self.name, self.form, self.better = name, form, better
 
     def cell(self, value: float | Measured | None) -> str:
+        # `,` would end the metric in a spec, so thousands are grouped with `_` and shown with commas.
+        return self._cell(value).replace("_", ",")
+
+    def _cell(self, value: float | Measured | None) -> str:
         if isinstance(value, Measured):
             if not value.values:
                 return ""

@@ -1,0 +1,24 @@
+"""A benchmark's results as a summary.csv, the form `vae-lab sweep` writes and docs/findings/ generates
+its tables from (tools/findings_tables.py): a row per measured setting, its keys, then its numbers."""
+
+import argparse
+from pathlib import Path
+
+from vae_lab.sweep import RunSummary, write_summary_csv
+
+
+def add_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="also write the results to this summary.csv (a new file)")
+
+
+def refuse_existing_out(parser: argparse.ArgumentParser, out: Path | None) -> None:
+    """Before any measuring: a benchmark writes only files it creates."""
+    if out is not None and out.exists():
+        parser.error(f"--out {out} exists: give a path that does not")
+
+
+def write_results(out: Path | None, rows: list[tuple[str, dict[str, str], dict[str, float]]]) -> None:
+    """``rows``: (name, keys, numbers) for each setting measured."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_summary_csv(out, [RunSummary(name, Path(name), keys, "complete", numbers) for name, keys, numbers in rows])
