@@ -11,6 +11,8 @@ ratio to the others, and each run's test NELBO from the sweep's summary, side by
 
 Each launcher's sweep goes into <out>/<launcher>; a launcher whose folder is complete already is
 measured again only if that folder is removed (its earlier times are read back from its logs).
+<out>/summary.csv holds the times, a row per launcher, as docs/findings/ generates its tables from;
+like a sweep's summary it is written anew from the folders each time.
 """
 
 import argparse
@@ -22,6 +24,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+
+from results_csv import write_results
 
 GRID = ("model.latent_dim=2,8,20,64", "model.beta=0.5,1,4")
 LAUNCHERS = {
@@ -92,6 +96,10 @@ def main() -> None:
         print(f"{name}: {results[name]['wall']:.0f} s", file=sys.stderr, flush=True)
 
     names = list(results)
+    write_results(args.out / "summary.csv", [
+        (name, {"launcher": name}, {"wall_s": r["wall"], "training_s": r["train"], "evaluation_s": r["eval"],
+                                    **({"x_basic": results["basic"]["wall"] / r["wall"]} if "basic" in results else {})})
+        for name, r in results.items()])
     print(f"{'launcher':<10}{'wall s':>9}{'training s':>12}{'evaluation s':>14}"
           + "".join(f"{'x ' + other:>11}" for other in names))
     for name in names:
