@@ -74,7 +74,7 @@ def main() -> None:
             other.kill()
             other.wait()
         print(f"{name:<30}{threads or 'auto':>8}{idle:>12,.0f}{busy:>27,.0f}", flush=True)
-        setting_name = f"{name}, {threads or 'auto'} threads"
+        setting_name = f"{name}, threads {threads or 'auto'}"
         results.append((setting_name, {"waiting": name, "threads": str(threads or "auto")},
                         {"alone": idle, "beside_a_second_training": busy}))
     write_results(args.out, results)
