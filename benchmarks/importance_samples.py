@@ -6,7 +6,10 @@ native, as the default evaluation), then the mean over the test split with its s
 time each took, the every-fifth-image subset at 1000 draws, and the paired difference between the
 first two runs.
 
-    python benchmarks/importance_samples.py RUN [RUN ...] [--data-root PATH]
+    python benchmarks/importance_samples.py RUN [RUN ...] [--data-root PATH] [--out summary.csv]
+
+--out writes a row per estimate (model, draws, images: nll, nll_se, seconds) and one per paired
+difference (model "A minus B": nll, nll_se).
 
 docs/findings/performance.md's table used runs 4, 7 and 10 (latent 8, 20, 64 at beta 1) of `benchmarks/sweep.py`'s basic sweep.
 """
@@ -17,49 +20,68 @@ import os
 import time
 
 import torch
+from results_csv import add_out_option, refuse_existing_out, write_results
 
 from vae_lab.compose import train_config_from_dict
 from vae_lab.data import load_splits
 from vae_lab.metrics.likelihood import nll_per_image
 from vae_lab.population import Population
-from vae_lab.reporting import load_best_model
+from vae_lab.reporting import load_model
 from vae_lab.runs import RunDir
 
 SAMPLES = (100, 1000)
 
 
-def mean_and_se(values: torch.Tensor) -> str:
-    return f"{values.mean():.2f} ± {values.std() / math.sqrt(len(values)):.2f}"
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+
+
+def shown(values: torch.Tensor) -> str:
+    return "{:.2f} ± {:.2f}".format(*mean_and_se(values))
+
+
+def row(model: str, draws: int, images: int, values: torch.Tensor, seconds: float | None = None):
+    nll, se = mean_and_se(values)
+    return (f"{model}, {draws} draws, {images} images", {"model": model, "draws": str(draws), "images": str(images)},
+            {"nll": nll, "nll_se": se, **({} if seconds is None else {"seconds": seconds})})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA"))
+    add_out_option(parser)
     args = parser.parse_args()
+    refuse_existing_out(parser, args.out)
     device = torch.device("cpu")
-    per_image = {}
+    per_image, names, results = {}, {}, []
     for folder in args.runs:
         run = RunDir(folder)
         config = train_config_from_dict(run.read_config())
         if args.data_root:
             config.data.root = args.data_root
         test = load_splits(config.data, device).test
-        model, _ = load_best_model(run, config, device)
+        model, _ = load_model(run, config, device)
         model.eval()
+        names[folder] = name = config.model.summary()
         cells = []
         for n in SAMPLES:
             started = time.perf_counter()
             per_image[folder, n] = nll_per_image(Population([model]), [config.seed], test, n, 1000, "auto")[0]
-            cells.append(f"{n} draws {mean_and_se(per_image[folder, n])} in {time.perf_counter() - started:.1f} s")
+            seconds = time.perf_counter() - started
+            cells.append(f"{n} draws {shown(per_image[folder, n])} in {seconds:.1f} s")
+            results.append(row(name, n, len(test), per_image[folder, n], seconds))
+        # The fifth is timed as a fifth of the full pass: the draws per image are independent.
         fifth = per_image[folder, SAMPLES[-1]][::5]
-        print(f"{config.model.summary()}: {' | '.join(cells)} | every fifth image, {SAMPLES[-1]} draws: "
-              f"{mean_and_se(fifth)}", flush=True)
+        results.append(row(name, SAMPLES[-1], len(fifth), fifth, seconds * len(fifth) / len(test)))
+        print(f"{name}: {' | '.join(cells)} | every fifth image, {SAMPLES[-1]} draws: {shown(fifth)}", flush=True)
     if len(args.runs) > 1:
         first, second = args.runs[:2]
         for n in SAMPLES:
-            print(f"{first} minus {second}, {n} draws, paired over images: "
-                  f"{mean_and_se(per_image[first, n] - per_image[second, n])}")
+            difference = per_image[first, n] - per_image[second, n]
+            print(f"{first} minus {second}, {n} draws, paired over images: {shown(difference)}")
+            results.append(row(f"{names[first]} minus {names[second]}", n, len(test), difference))
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
