@@ -106,6 +106,29 @@ def test_a_seeds_table_groups_runs_over_seeds(tmp_path):
         "| model | seeds | test/nelbo |", "| --- | --- | --- |", "| a | 2 | 2.00 ± 1.41 |", "| b | 1 | 5.00 |"]
 
 
+def test_a_table_keeps_the_runs_its_where_names_and_fills_a_key_a_summary_left_out(tmp_path):
+    tables = _findings_tables()
+    # the write-up's sweep: three models, the separate encoders an extra override; the rerun names both
+    (tmp_path / "w.csv").write_text("run,status,model,model.share_encoder,seed,rate,test/nelbo\n"
+                                    "0,complete,combined,,0,,268.0\n1,complete,combined,False,0,,269.0\n"
+                                    "2,complete,continuous,,0,,266.0\n")
+    (tmp_path / "r.csv").write_text("run,status,model,model.share_encoder,seed,rate,test/nelbo\n"
+                                    "0,complete,combined,True,0,,270.0\n1,complete,combined,False,0,,310.0\n")
+    page = tmp_path / "p.md"
+    page.write_text("<!-- table from tint=w.csv+plain=r.csv rows=runs keys=model.share_encoder pivot=source "
+                    "where=model=combined fill=model.share_encoder=True metrics=test/nelbo:.1f -->\n"
+                    "<!-- end of table -->\n")
+    assert tables.regenerate(page).splitlines()[1:5] == [
+        "| model.share_encoder | tint: test/nelbo | plain: test/nelbo |", "| --- | --- | --- |",
+        "| True | 268.0 | 270.0 |", "| False | 269.0 | 310.0 |"]
+    page.write_text("<!-- table from w.csv where=model=both metrics=test/nelbo -->\n<!-- end of table -->\n")
+    with pytest.raises(tables.BadSpec, match="no complete run .* where {'model': 'both'}"):
+        tables.regenerate(page)
+    page.write_text("<!-- table from w.csv where=model metrics=test/nelbo -->\n<!-- end of table -->\n")
+    with pytest.raises(tables.BadSpec, match="where=model in table spec"):
+        tables.regenerate(page)
+
+
 def test_a_benchmarks_results_become_a_table_with_thousands_grouped(tmp_path):
     tables, results = _findings_tables(), _script("benchmarks/results_csv.py")
     results.write_results(tmp_path / "bench" / "summary.csv", [

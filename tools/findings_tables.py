@@ -13,6 +13,9 @@ A generated table sits between two comments that say where its numbers come from
 - sources: one or more summary.csv files (`vae-lab sweep` writes them), relative to the page, joined
   with `+`; `label=path` names a source, and its runs then have the key `source` set to that label.
   Only complete runs are shown.
+- where=KEY=VALUE[,KEY=VALUE]: only the runs whose keys say so (one model of a write-up's sweep).
+- fill=KEY=VALUE[,...]: the value a run's KEY has when its summary leaves it out (a sweep records only
+  the keys it overrides, so another sweep's explicit `model.share_encoder=True` is its default).
 - rows=runs: a row per run, its `keys` then its `metrics`. pivot=KEY puts the runs that differ only in
   KEY on one row, each metric once per value of KEY (released code beside vae-lab, seed by seed).
   footer=mean,best adds the mean ± sd row and the best run's row (for metrics given a direction).
@@ -46,7 +49,8 @@ class BadSpec(ValueError):
 
 def parse(spec: str) -> dict:
     sources, *options = spec.split()
-    parsed = {"sources": [], "rows": "runs", "keys": [], "metrics": [], "footer": [], "pivot": None}
+    parsed = {"sources": [], "rows": "runs", "keys": [], "metrics": [], "footer": [], "pivot": None,
+              "where": {}, "fill": {}}
     for source in sources.split("+"):
         label, _, path = source.rpartition("=")
         parsed["sources"].append((label or None, path))
@@ -58,6 +62,11 @@ def parse(spec: str) -> dict:
             parsed[name] = value.split(",")
         elif name == "metrics":
             parsed["metrics"] = [Column(*m.split(":")) for m in value.split(",")]
+        elif name in ("where", "fill"):
+            pairs = [pair.partition("=") for pair in value.split(",")]
+            if not all(key and sign for key, sign, _ in pairs):
+                raise BadSpec(f"{name}={value} in table spec {spec!r}: KEY=VALUE[,KEY=VALUE]")
+            parsed[name] = {key: wanted for key, _, wanted in pairs}
         else:
             parsed[name] = value
     if parsed["rows"] not in ("runs", "seeds"):
@@ -89,12 +98,15 @@ def read(spec: dict, page: Path) -> list[RunSummary]:
     runs = []
     for label, path in spec["sources"]:
         for run in read_summary_csv(page.parent / path):
-            if run.status == "complete":
+            for key, value in spec["fill"].items():
+                run.overrides.setdefault(key, value)
+            if run.status == "complete" and all(run.overrides.get(k) == v for k, v in spec["where"].items()):
                 if label:
                     run.overrides["source"] = label
                 runs.append(run)
     if not runs:
-        raise BadSpec(f"{page.name}: no complete run in {spec['sources']}")
+        raise BadSpec(f"{page.name}: no complete run in {spec['sources']}"
+                      + (f" where {spec['where']}" if spec["where"] else ""))
     return runs
 
 
