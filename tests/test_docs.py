@@ -129,6 +129,35 @@ def test_a_table_keeps_the_runs_its_where_names_and_fills_a_key_a_summary_left_o
         tables.regenerate(page)
 
 
+def test_a_sweeps_numbers_at_chosen_epochs_become_a_table_per_seed(tmp_path):
+    import json
+
+    tables, epochs = _findings_tables(), _script("tools/epoch_summary.py")
+    sweep = tmp_path / "sweep"
+    accuracy = {(0, 1): 0.5, (0, 2): 0.6, (0, 3): 0.7, (1, 1): 0.4, (1, 2): 0.8, (1, 3): 0.9}
+    for seed in (0, 1):
+        run = sweep / str(seed)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+        (run / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "test/class_acc": accuracy[seed, e], "note": "x"}) + "\n" for e in (1, 2, 3)))
+        (run / "metrics.json").write_text(json.dumps({"test/class_acc": accuracy[seed, 3]}))
+    incomplete = sweep / "2"
+    (incomplete / ".hydra").mkdir(parents=True)
+    (incomplete / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
+    (incomplete / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test/class_acc": 0.1}) + "\n")
+    epochs.main([str(sweep), "--epochs", "1,3", "--out", str(tmp_path / "epochs.csv")])
+    page = tmp_path / "p.md"
+    page.write_text("<!-- table from epochs.csv rows=runs keys=epoch pivot=seed metrics=test/class_acc:% -->\n"
+                    "<!-- end of table -->\n")
+    assert tables.regenerate(page).splitlines()[1:5] == [
+        "| epoch | 0: test/class_acc | 1: test/class_acc |", "| --- | --- | --- |",
+        "| 1 | 50.0% | 40.0% |", "| 3 | 70.0% | 90.0% |"]
+    with pytest.raises(SystemExit, match="has no epoch 4: it ends at 3"):
+        epochs.main([str(sweep), "--epochs", "4", "--out", str(tmp_path / "later.csv")])
+    assert not (tmp_path / "later.csv").exists()
+
+
 def test_a_benchmarks_results_become_a_table_with_thousands_grouped(tmp_path):
     tables, results = _findings_tables(), _script("benchmarks/results_csv.py")
     results.write_results(tmp_path / "bench" / "summary.csv", [
