@@ -188,6 +188,23 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert noise["fd"] > real["fd"] + 1
 
 
+def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_numbers(monkeypatch):
+    from vae_lab.metrics import reference as module
+
+    monkeypatch.setattr(module, "PIECE", 64)
+    torch.manual_seed(0)
+    classifier = module.ReferenceClassifier((3, 28, 28)).eval()
+    images = torch.rand(64 * 3 + 5, 3, 28, 28)
+    seen = []
+    classifier.features.register_forward_hook(lambda _, inputs, __: seen.append(len(inputs[0])))
+    with torch.no_grad():
+        logits, features = classifier(images), classifier.feature_extractor()(images)
+        whole = classifier.features(images)
+    assert seen == [64, 64, 64, 5] * 2 + [len(images)]
+    torch.testing.assert_close(features, whole)
+    torch.testing.assert_close(logits, classifier.classify(whole))
+
+
 def test_resized_data_gets_a_reference_classifier_of_its_own(train_config):
     resized = train_config("data.image_size=32").data
     assert cache_path(resized) != cache_path(train_config().data)

@@ -52,7 +52,7 @@ def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch
     """``bar``: a progress bar advanced by each image fed to the feature extractor."""
     from torchmetrics.image.fid import FrechetInceptionDistance  # lazily, as in metrics/images.py
 
-    fid = FrechetInceptionDistance(feature=reference.features, normalize=True,
+    fid = FrechetInceptionDistance(feature=reference.feature_extractor(), normalize=True,
                                    input_img_size=real.image_shape).to(fake.device)
     count = (lambda batches: counting(batches, bar)) if bar is not None else iter
     for batch in count(real.batches(batch_size)):

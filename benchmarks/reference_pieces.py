@@ -1,0 +1,61 @@
+"""How fast the reference classifier judges a large batch at once and in pieces of PIECE images.
+
+Traversal control sends it 2,304 images per Gaussian coordinate (256 codes x 9 positions) and sample
+quality 1,000 at a time. Both ways are timed side by side on the same images, alternating, and the
+median of the repeats is reported with the largest difference between their logits.
+
+    python benchmarks/reference_pieces.py [--images 2304] [--data color_mnist] [--out summary.csv]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from results_csv import add_out_option, refuse_existing_out, write_results
+
+from vae_lab.compose import train_config
+from vae_lab.data import load_splits
+from vae_lab.metrics import reference as module
+from vae_lab.metrics.reference import reference_classifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2304)
+    parser.add_argument("--data", default="color_mnist", help="mnist | color_mnist")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
+    add_out_option(parser)
+    args = parser.parse_args()
+    refuse_existing_out(parser, args.out)
+    config = train_config([f"data={args.data}", f"data.root={args.data_root}"])
+    device = torch.device("cpu")
+    splits = load_splits(config.data, device)
+    classifier = reference_classifier(config.data, splits, device)
+    images = splits.test.batch(torch.arange(args.images) % len(splits.test)).images.float()
+    ways = {"at once": lambda: classifier.classify(classifier.features(images)),
+            f"pieces of {module.PIECE}": lambda: classifier(images)}
+    seconds = {name: [] for name in ways}
+    logits = {}
+    with torch.no_grad():
+        for _ in range(args.repeats):
+            for name, way in ways.items():
+                started = time.perf_counter()
+                logits[name] = way()
+                seconds[name].append(time.perf_counter() - started)
+    once = statistics.median(seconds["at once"])
+    difference = (logits["at once"] - logits[f"pieces of {module.PIECE}"]).abs().max().item()
+    print(f"{args.images} {args.data} images, {torch.get_num_threads()} threads; largest logit difference {difference:.2g}")
+    results = []
+    for name in ways:
+        median = statistics.median(seconds[name])
+        print(f"{name:<16}{args.images / median:>10,.0f} images/s{once / median:>8.2f}x at once")
+        results.append((name, {"data": args.data, "images": str(args.images), "way": name},
+                        {"images_per_s": args.images / median, "x_at_once": once / median}))
+    write_results(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
