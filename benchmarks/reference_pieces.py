@@ -2,9 +2,11 @@
 
 Traversal control sends it 2,304 images per Gaussian coordinate (256 codes x 9 positions) and sample
 quality 1,000 at a time. Both ways are timed side by side on the same images, alternating, and the
-median of the repeats is reported with the largest difference between their logits.
+median of the repeats is reported with the largest difference between their logits. With --run, traversal
+control of that run's model is timed too, everything at once against in pieces (the classifier's and
+the decoder's), with whether its numbers are the same.
 
-    python benchmarks/reference_pieces.py [--images 2304] [--data color_mnist] [--out summary.csv]
+    python benchmarks/reference_pieces.py [--images 2304] [--data color_mnist] [--run RUN] [--out summary.csv]
 """
 
 import argparse
@@ -15,10 +17,44 @@ import time
 import torch
 from results_csv import add_out_option, refuse_existing_out, write_results
 
-from vae_lab.compose import train_config
+from vae_lab.compose import train_config, train_config_from_dict
 from vae_lab.data import load_splits
 from vae_lab.metrics import reference as module
+from vae_lab.metrics import traversal
 from vae_lab.metrics.reference import reference_classifier
+from vae_lab.reporting import load_model
+from vae_lab.runs import RunDir
+
+
+def time_traversal_control(folder: str, data_root: str, repeats: int) -> list:
+    """Traversal control of the run's model with no pieces, then with the defaults', alternating."""
+    run = RunDir(folder)
+    config = train_config_from_dict(run.read_config())
+    config.data.root = data_root
+    device = torch.device("cpu")
+    splits = load_splits(config.data, device)
+    model, _ = load_model(run, config, device)
+    classifier = reference_classifier(config.data, splits, device)
+    pieces = {"at once": (10**9, 10**9), "in pieces": (module.PIECE, traversal.DECODE_PIECE)}
+    seconds, found = {name: [] for name in pieces}, {}
+    for _ in range(repeats):
+        for name, (classifier_piece, decode_piece) in pieces.items():
+            module.PIECE, traversal.DECODE_PIECE = classifier_piece, decode_piece
+            started = time.perf_counter()
+            found[name] = traversal.traversal_control(model.eval(), classifier, splits.test, 256)
+            seconds[name].append(time.perf_counter() - started)
+    module.PIECE, traversal.DECODE_PIECE = pieces["in pieces"]
+    once = statistics.median(seconds["at once"])
+    print(f"traversal control of {folder} ({config.model.summary()}): the same numbers both ways: "
+          f"{found['at once'] == found['in pieces']}")
+    results = []
+    for name in pieces:
+        median = statistics.median(seconds[name])
+        print(f"{name:<16}{median:>10.1f} s{once / median:>8.2f}x at once")
+        results.append((f"traversal control, {name}", {"measured": "traversal-control", "data": config.data.name,
+                                                       "way": name},
+                        {"seconds": median, "x_at_once": once / median}))
+    return results
 
 
 def main() -> None:
@@ -26,6 +62,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2304)
     parser.add_argument("--data", default="color_mnist", help="mnist | color_mnist")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--run", help="a run folder whose traversal control to time as well")
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     add_out_option(parser)
     args = parser.parse_args()
@@ -52,8 +89,11 @@ def main() -> None:
     for name in ways:
         median = statistics.median(seconds[name])
         print(f"{name:<16}{args.images / median:>10,.0f} images/s{once / median:>8.2f}x at once")
-        results.append((name, {"data": args.data, "images": str(args.images), "way": name},
+        results.append((name, {"measured": "classifier", "data": args.data,
+                                  "images": str(args.images), "way": name},
                         {"images_per_s": args.images / median, "x_at_once": once / median}))
+    if args.run:
+        results += time_traversal_control(args.run, args.data_root, max(1, args.repeats // 2))
     write_results(args.out, results)
 
 
