@@ -75,7 +75,9 @@ def test_coordinates_name_gaussian_dimensions_then_categorical_variables():
     assert torch.equal(found[1].sweep(base)[0, :, 1], TRAVERSAL_VALUES)
 
 
-def test_traversal_control_finds_the_coordinate_of_the_hue_and_of_the_digit():
+@pytest.mark.parametrize("decode_piece", [7, 10**6])  # in uneven pieces, and all at once
+def test_traversal_control_finds_the_coordinate_of_the_hue_and_of_the_digit(decode_piece, monkeypatch):
+    monkeypatch.setattr("vae_lab.metrics.traversal.DECODE_PIECE", decode_piece)
     model = KnownModel()
     test = ImageSet(torch.zeros(30, 3, 8, 8, dtype=torch.uint8), torch.zeros(30, dtype=torch.long),
                     torch.arange(30))
