@@ -19,9 +19,8 @@ from results_csv import add_out_option, refuse_existing_out, write_results
 
 from vae_lab.compose import train_config, train_config_from_dict
 from vae_lab.data import load_splits
-from vae_lab.metrics import reference as module
 from vae_lab.metrics import traversal
-from vae_lab.metrics.reference import reference_classifier
+from vae_lab.metrics.reference import PIECE, ReferenceClassifier, reference_classifier
 from vae_lab.reporting import load_model
 from vae_lab.runs import RunDir
 
@@ -35,15 +34,14 @@ def time_traversal_control(folder: str, data_root: str, repeats: int) -> list:
     splits = load_splits(config.data, device)
     model, _ = load_model(run, config, device)
     classifier = reference_classifier(config.data, splits, device)
-    pieces = {"at once": (10**9, 10**9), "in pieces": (module.PIECE, traversal.DECODE_PIECE)}
+    pieces = {"at once": (10**9, 10**9), "in pieces": (PIECE, traversal.DECODE_PIECE)}
     seconds, found = {name: [] for name in pieces}, {}
     for _ in range(repeats):
         for name, (classifier_piece, decode_piece) in pieces.items():
-            module.PIECE, traversal.DECODE_PIECE = classifier_piece, decode_piece
+            classifier.piece = classifier_piece
             started = time.perf_counter()
-            found[name] = traversal.traversal_control(model.eval(), classifier, splits.test, 256)
+            found[name] = traversal.traversal_control(model.eval(), classifier, splits.test, 256, decode_piece)
             seconds[name].append(time.perf_counter() - started)
-    module.PIECE, traversal.DECODE_PIECE = pieces["in pieces"]
     once = statistics.median(seconds["at once"])
     print(f"traversal control of {folder} ({config.model.summary()}): the same numbers both ways: "
           f"{found['at once'] == found['in pieces']}")
@@ -72,8 +70,10 @@ def main() -> None:
     splits = load_splits(config.data, device)
     classifier = reference_classifier(config.data, splits, device)
     images = splits.test.batch(torch.arange(args.images) % len(splits.test)).images.float()
-    ways = {"at once": lambda: classifier.classify(classifier.features(images)),
-            f"pieces of {module.PIECE}": lambda: classifier(images)}
+    at_once = ReferenceClassifier(splits.image_shape, piece=len(images))
+    at_once.load_state_dict(classifier.state_dict())
+    at_once.eval()
+    ways = {"at once": lambda: at_once(images), f"pieces of {classifier.piece}": lambda: classifier(images)}
     seconds = {name: [] for name in ways}
     logits = {}
     with torch.no_grad():
@@ -83,7 +83,7 @@ def main() -> None:
                 logits[name] = way()
                 seconds[name].append(time.perf_counter() - started)
     once = statistics.median(seconds["at once"])
-    difference = (logits["at once"] - logits[f"pieces of {module.PIECE}"]).abs().max().item()
+    difference = (logits["at once"] - logits[f"pieces of {classifier.piece}"]).abs().max().item()
     print(f"{args.images} {args.data} images, {torch.get_num_threads()} threads; largest logit difference {difference:.2g}")
     results = []
     for name in ways:

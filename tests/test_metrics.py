@@ -188,12 +188,11 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert noise["fd"] > real["fd"] + 1
 
 
-def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_numbers(monkeypatch):
-    from vae_lab.metrics import reference as module
+def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_numbers():
+    from vae_lab.metrics.reference import ReferenceClassifier
 
-    monkeypatch.setattr(module, "PIECE", 64)
     torch.manual_seed(0)
-    classifier = module.ReferenceClassifier((3, 28, 28)).eval()
+    classifier = ReferenceClassifier((3, 28, 28), piece=64).eval()
     images = torch.rand(64 * 3 + 5, 3, 28, 28)
     seen = []
     classifier.features.register_forward_hook(lambda _, inputs, __: seen.append(len(inputs[0])))

@@ -76,12 +76,11 @@ def test_coordinates_name_gaussian_dimensions_then_categorical_variables():
 
 
 @pytest.mark.parametrize("decode_piece", [7, 10**6])  # in uneven pieces, and all at once
-def test_traversal_control_finds_the_coordinate_of_the_hue_and_of_the_digit(decode_piece, monkeypatch):
-    monkeypatch.setattr("vae_lab.metrics.traversal.DECODE_PIECE", decode_piece)
+def test_traversal_control_finds_the_coordinate_of_the_hue_and_of_the_digit(decode_piece):
     model = KnownModel()
     test = ImageSet(torch.zeros(30, 3, 8, 8, dtype=torch.uint8), torch.zeros(30, dtype=torch.long),
                     torch.arange(30))
-    found = traversal_control(model, reference, test)
+    found = traversal_control(model, reference, test, decode_piece=decode_piece)
 
     # Brute force: every base code, every position, by colorsys and by the sign rule.
     codes = model.embed(torch.zeros(30))

@@ -39,22 +39,21 @@ PIECE = 128
 
 
 class InPieces(nn.Module):
-    """``network`` applied to at most :data:`PIECE` images at a time, the results concatenated: an
-    image's output does not depend on the others beside it, so these are one pass's numbers up to
-    rounding."""
+    """``network`` applied to at most ``piece`` images at a time, the results concatenated: an image's
+    output does not depend on the others beside it, so these are one pass's numbers up to rounding."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, piece: int):
         super().__init__()
-        self.network = network
+        self.network, self.piece = network, piece
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if len(images) <= PIECE:
+        if len(images) <= self.piece:
             return self.network(images)
-        return torch.cat([self.network(piece) for piece in images.split(PIECE)])
+        return torch.cat([self.network(part) for part in images.split(self.piece)])
 
 
 class ReferenceClassifier(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int]):
+    def __init__(self, image_shape: tuple[int, int, int], piece: int = PIECE):
         super().__init__()
         channels, height, width = image_shape
         self.features = nn.Sequential(
@@ -62,13 +61,14 @@ class ReferenceClassifier(nn.Module):
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURES), nn.ReLU())
         self.classify = nn.Linear(FEATURES, 10)
+        self.piece = piece  # images judged at once
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify(self.feature_extractor()(images))
 
     def feature_extractor(self) -> nn.Module:
         """The features the Frechet distance compares, taken in pieces as the logits are."""
-        return InPieces(self.features)
+        return InPieces(self.features, self.piece)
 
 
 def cache_path(config: DataConfig) -> Path:

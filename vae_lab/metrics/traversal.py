@@ -119,11 +119,12 @@ def changes(base: Looks, swept: Looks) -> dict[str, float]:
 
 
 @torch.no_grad()
-def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_images: int = 256) -> dict:
+def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_images: int = 256,
+                      decode_piece: int = DECODE_PIECE) -> dict:
     """For every coordinate, how much sweeping it changes the hue and the digit (:func:`changes`),
     from the codes of the first ``n_images`` test images; and the coordinate that changes each most,
     with how much it changes the other (a coordinate that sets the color alone changes no digit).
-    On grey images only the digit is measured."""
+    On grey images only the digit is measured. ``decode_piece``: codes decoded at once."""
     spec, color = model.spec, test.images.shape[1] == 3
     images = test.batch(torch.arange(min(n_images, len(test)), device=test.device)).images
     base = discretised(model.embed(images).float(), spec)
@@ -131,7 +132,7 @@ def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_i
     table = {}
     for coordinate in coordinates(spec):
         codes = coordinate.sweep(base)
-        swept = torch.cat([model.decode(piece) for piece in codes.flatten(0, 1).split(DECODE_PIECE)])
+        swept = torch.cat([model.decode(piece) for piece in codes.flatten(0, 1).split(decode_piece)])
         swept = swept.unflatten(0, codes.shape[:2])
         table[coordinate.name] = changes(unswept, Looks.of(swept, reference, color))
     metrics: dict = {"traversal_control": table}
