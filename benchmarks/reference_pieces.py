@@ -25,6 +25,19 @@ from vae_lab.reporting import load_model
 from vae_lab.runs import RunDir
 
 
+def side_by_side(ways: dict, repeats: int) -> tuple[dict[str, float], dict]:
+    """Each way's median seconds over ``repeats`` rounds, the ways taking turns within each round
+    (a machine that drifts in speed affects all alike), and what each returned last."""
+    seconds, found = {name: [] for name in ways}, {}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name, way in ways.items():
+                started = time.perf_counter()
+                found[name] = way()
+                seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(times) for name, times in seconds.items()}, found
+
+
 def time_traversal_control(folder: str, data_root: str, repeats: int) -> list:
     """Traversal control of the run's model with no pieces, then with the defaults', alternating."""
     run = RunDir(folder)
@@ -34,24 +47,25 @@ def time_traversal_control(folder: str, data_root: str, repeats: int) -> list:
     splits = load_splits(config.data, device)
     model, _ = load_model(run, config, device)
     classifier = reference_classifier(config.data, splits, device)
-    pieces = {"at once": (10**9, 10**9), "in pieces": (PIECE, traversal.DECODE_PIECE)}
-    seconds, found = {name: [] for name in pieces}, {}
-    for _ in range(repeats):
-        for name, (classifier_piece, decode_piece) in pieces.items():
+    model.eval()
+
+    def control(classifier_piece: int, decode_piece: int):
+        def run():
             classifier.piece = classifier_piece
-            started = time.perf_counter()
-            found[name] = traversal.traversal_control(model.eval(), classifier, splits.test, 256, decode_piece)
-            seconds[name].append(time.perf_counter() - started)
-    once = statistics.median(seconds["at once"])
+            return traversal.traversal_control(model, classifier, splits.test, 256, decode_piece)
+        return run
+
+    median, found = side_by_side({"at once": control(10**9, 10**9),
+                                  "in pieces": control(PIECE, traversal.DECODE_PIECE)}, repeats)
+    once = median["at once"]
     print(f"traversal control of {folder} ({config.model.summary()}): the same numbers both ways: "
           f"{found['at once'] == found['in pieces']}")
     results = []
-    for name in pieces:
-        median = statistics.median(seconds[name])
-        print(f"{name:<16}{median:>10.1f} s{once / median:>8.2f}x at once")
+    for name, seconds in median.items():
+        print(f"{name:<16}{seconds:>10.1f} s{once / seconds:>8.2f}x at once")
         results.append((f"traversal control, {name}", {"measured": "traversal-control", "data": config.data.name,
                                                        "way": name},
-                        {"seconds": median, "x_at_once": once / median}))
+                        {"seconds": seconds, "x_at_once": once / seconds}))
     return results
 
 
@@ -74,24 +88,16 @@ def main() -> None:
     at_once.load_state_dict(classifier.state_dict())
     at_once.eval()
     ways = {"at once": lambda: at_once(images), f"pieces of {classifier.piece}": lambda: classifier(images)}
-    seconds = {name: [] for name in ways}
-    logits = {}
-    with torch.no_grad():
-        for _ in range(args.repeats):
-            for name, way in ways.items():
-                started = time.perf_counter()
-                logits[name] = way()
-                seconds[name].append(time.perf_counter() - started)
-    once = statistics.median(seconds["at once"])
+    median, logits = side_by_side(ways, args.repeats)
+    once = median["at once"]
     difference = (logits["at once"] - logits[f"pieces of {classifier.piece}"]).abs().max().item()
     print(f"{args.images} {args.data} images, {torch.get_num_threads()} threads; largest logit difference {difference:.2g}")
     results = []
-    for name in ways:
-        median = statistics.median(seconds[name])
-        print(f"{name:<16}{args.images / median:>10,.0f} images/s{once / median:>8.2f}x at once")
+    for name, seconds in median.items():
+        print(f"{name:<16}{args.images / seconds:>10,.0f} images/s{once / seconds:>8.2f}x at once")
         results.append((name, {"measured": "classifier", "data": args.data,
                                   "images": str(args.images), "way": name},
-                        {"images_per_s": args.images / median, "x_at_once": once / median}))
+                        {"images_per_s": args.images / seconds, "x_at_once": once / seconds}))
     if args.run:
         results += time_traversal_control(args.run, args.data_root, max(1, args.repeats // 2))
     write_results(args.out, results)
