@@ -15,7 +15,7 @@ them as a summary.csv (a row per loop, as ``vae-lab sweep`` writes a row per run
 docs/findings/ generates its tables from.
 
     python benchmarks/throughput.py --epochs 3 --members 1,4,12 [--data-root PATH] [--device cpu|cuda]
-                                    [--compile] [--precision fp32|bf16] [--out summary.csv]
+                                    [--compile] [--precision fp32|bf16] [--seed 0] [--out summary.csv]
 """
 
 import argparse
@@ -131,6 +131,8 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile vae-lab's model (K=1)")
     parser.add_argument("--members", default="1,4,12", help="population sizes to measure, comma-separated")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the classic model's seed and the first of vae-lab's (a population of n takes n seeds)")
     parser.add_argument("--precision", default=None, help="trainer.precision (default: the config's)")
     parser.add_argument("--skip-classic", action="store_true", help="measure vae-lab's loop only")
     parser.add_argument("--free-cores", action="store_true",
@@ -141,7 +143,8 @@ def main():
 
     overrides = [f"data.root={args.data_root}", f"trainer.device={args.device}", f"trainer.compile={args.compile}",
                  *([f"trainer.precision={args.precision}"] if args.precision else [])]
-    configs = [train_config([*overrides, f"seed={seed}"]) for seed in range(max(int(k) for k in args.members.split(",")))]
+    configs = [train_config([*overrides, f"seed={seed}"])
+               for seed in range(args.seed, args.seed + max(int(k) for k in args.members.split(",")))]
     config = configs[0]
     device = resolve_device(config.trainer.device)
     governor = threads.ThreadGovernor(args.free_cores and threads.free_to_choose(None, device))
@@ -162,14 +165,14 @@ def main():
     classic = statistics.median(speeds["classic"]) if "classic" in speeds else math.nan
     precision = resolve_precision(config.trainer.precision, device)
     results = []
-    print(f"{'loop':<16}{'images/s (median)':>20}{'x classic':>11}{'per epoch':>34}{'test loss (nats)':>20}")
+    print(f"{'loop':<16}{'images/s (median)':>20}{'x classic':>11}{'test loss (nats)':>20}  images/s per epoch")
     for name, loop in loops.items():
         per_epoch = " ".join(f"{s / 1000:.1f}k" for s in speeds[name])
         median, test_loss = statistics.median(speeds[name]), loop.test_loss()
-        print(f"{name:<16}{median:>20,.0f}{median / classic:>10.1f}x{per_epoch:>34}{test_loss:>20.2f}")
+        print(f"{name:<16}{median:>20,.0f}{median / classic:>10.1f}x{test_loss:>20.2f}  {per_epoch}")
         numbers = {"images_per_s": median, "test_loss": test_loss,
                    **({} if math.isnan(classic) else {"x_classic": median / classic})}
-        results.append((name, {"precision": precision, "loop": name}, numbers))
+        results.append((name, {"precision": precision, "loop": name, "seed": str(args.seed)}, numbers))
     write_results(args.out, results)
 
 
