@@ -25,7 +25,7 @@ from vae_lab.training import train
 
 SETTING = ["experiment=seed000_three_latents", "model=combined", "backbone.tint=false",
            "model.capacity.enabled=true", "model.capacity.continuous_max=30", "model.capacity.discrete_max=5",
-           "model.capacity.steps=1740", "eval.figures=false"]
+           "model.capacity.steps=1740", "model.beta_warmup_steps=0", "eval.figures=false"]
 SHOWN = ["test/recon", "test/kl", "test/kl_disc", "test/nelbo", "test/code_mi", "test/cluster_acc",
          "test/color_probe_acc"]
 
