@@ -151,7 +151,7 @@ def test_a_sweeps_numbers_at_chosen_epochs_become_a_table_per_seed(tmp_path):
     page.write_text("<!-- table from epochs.csv rows=runs keys=epoch pivot=seed metrics=test/class_acc:% -->\n"
                     "<!-- end of table -->\n")
     assert tables.regenerate(page).splitlines()[1:5] == [
-        "| epoch | 0: test/class_acc | 1: test/class_acc |", "| --- | --- | --- |",
+        "| epoch | seed 0: test/class_acc | seed 1: test/class_acc |", "| --- | --- | --- |",
         "| 1 | 50.0% | 40.0% |", "| 3 | 70.0% | 90.0% |"]
     with pytest.raises(SystemExit, match="has no epoch 4: it ends at 3"):
         epochs.main([str(sweep), "--epochs", "4", "--out", str(tmp_path / "later.csv")])

@@ -17,7 +17,7 @@ A generated table sits between two comments that say where its numbers come from
 - fill=KEY=VALUE[,...]: the value a run's KEY has when its summary leaves it out (a sweep records only
   the keys it overrides, so another sweep's explicit `model.share_encoder=True` is its default).
 - rows=runs: a row per run, its `keys` then its `metrics`. pivot=KEY puts the runs that differ only in
-  KEY on one row, each metric once per value of KEY (released code beside vae-lab, seed by seed).
+  KEY on one row, each metric once per value of KEY (released code beside vae-lab, seed by seed); a pivot on `seed` heads its columns "seed N".
   footer=mean,best adds the mean ± sd row and the best run's row (for metrics given a direction).
 - rows=seeds: a row per configuration (the runs that share every key but the seed), mean ± sd.
 - metrics: `name:format[:max|min]`, the format a Python format spec (`.1f`, `.3g`; `_.0f` groups
@@ -127,7 +127,8 @@ def table(spec: dict, page: Path) -> list[str]:
     sides = list(dict.fromkeys(r.overrides.get(pivot, "") for r in runs)) if pivot else [None]
     side_runs = {side: [r for r in runs if side is None or r.overrides.get(pivot, "") == side] for side in sides}
     cells = [(side, c) for c in columns for side in sides]
-    lines = head([*keys, *(c.name if side is None else f"{side}: {c.name}" for side, c in cells)])
+    named = (lambda side: f"seed {side}") if pivot == SEED else (lambda side: side)  # a bare number needs its key
+    lines = head([*keys, *(c.name if side is None else f"{named(side)}: {c.name}" for side, c in cells)])
     rows: dict[tuple, dict] = {}
     for run in runs:
         rows.setdefault(tuple(run.overrides.get(k, "") for k in keys), {})[run.overrides.get(pivot) if pivot else None] = run
