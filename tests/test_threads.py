@@ -1,6 +1,8 @@
 """Threads kept to the cores other processes leave free, and subnormal floats flushed in training
 (vae_lab/device.py)."""
 
+import os
+
 import pytest
 import torch
 
@@ -46,29 +48,46 @@ def test_a_thread_count_that_was_asked_for_is_kept(monkeypatch):
     assert not threads.free_to_choose(None, cpu)
 
 
-def _subnormal_survives() -> bool:
-    return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+FLUSH_AND_MULTIPLY = """
+import sys, torch
+from vae_lab.device import flush_subnormals
+if sys.argv[1] == "first":
+    flush_subnormals()
+torch.set_num_threads(2)
+x = torch.full((1_000_000,), 1e-20)
+x.add_(0.0)  # a parallel operation: torch's worker thread starts here
+if sys.argv[1] == "late":
+    flush_subnormals()
+print(int((x * x != 0).sum()))  # 1e-40 each: subnormal unless flushed
+"""
 
 
-def test_subnormals_are_flushed_inside_and_kept_outside():
-    assert _subnormal_survives()
-    with threads.subnormals_flushed():
-        assert not _subnormal_survives()
-        assert (torch.tensor([2e-38]) * 1.0).item() == pytest.approx(2e-38)  # a normal float stays
-    assert _subnormal_survives()
+@pytest.mark.parametrize("when, survivors", [("first", "none"), ("late", "the worker's share"), ("never", "all")])
+def test_subnormals_are_flushed_in_every_thread_when_flushed_before_the_first_parallel_work(when, survivors):
+    import subprocess
+    import sys
+
+    left = int(subprocess.run([sys.executable, "-c", FLUSH_AND_MULTIPLY, when], capture_output=True, text=True,
+                              check=True, env={**os.environ, "OMP_NUM_THREADS": "2"}).stdout)
+    expected = {"none": lambda n: n == 0, "the worker's share": lambda n: 0 < n < 1_000_000,
+                "all": lambda n: n == 1_000_000}[survivors]
+    assert expected(left), f"{left:,} of 1,000,000 products left subnormal"
 
 
-def test_every_optimizer_step_of_training_computes_with_subnormals_flushed(train_config, tmp_path, monkeypatch):
-    from vae_lab.population import Population
-    from vae_lab.training import train
+def test_training_and_the_command_line_flush_subnormals_before_their_work(train_config, tmp_path, monkeypatch):
+    import vae_lab.cli
+    import vae_lab.preflight
+    import vae_lab.training
 
-    flushed, original = [], Population.step
-
-    def watched(self):
-        flushed.append(not _subnormal_survives())
-        return original(self)
-
-    monkeypatch.setattr(Population, "step", watched)
-    train(train_config("trainer.epochs=2", "backbone.hidden=[64]", *QUICK_EVAL, "eval.figures=false"), str(tmp_path / "run"))
-    assert len(flushed) > 2 and all(flushed)
-    assert _subnormal_survives()  # and the process's arithmetic is as before once training ends
+    calls = []
+    monkeypatch.setattr(threads, "flush_subnormals", lambda: calls.append("flush"))
+    monkeypatch.setattr(vae_lab.training, "flush_subnormals", lambda: calls.append("flush"))
+    checked = vae_lab.preflight.check_command
+    monkeypatch.setattr(vae_lab.preflight, "check_command", lambda *a: (calls.append("check"), checked(*a))[1])
+    with pytest.raises(SystemExit):
+        vae_lab.cli.main(["train", "model.latent_dim=0"])
+    assert calls == ["flush", "check"]
+    calls.clear()
+    vae_lab.training.train(train_config("trainer.epochs=1", "backbone.hidden=[64]", *QUICK_EVAL, "eval.figures=false"),
+                           str(tmp_path / "run"))
+    assert calls == ["flush"]

@@ -94,6 +94,9 @@ def run_command(argv: list[str]) -> None:
 
         print(help_text(argv[0], COMMANDS[command][0]))
         return
+    from vae_lab.device import flush_subnormals
+
+    flush_subnormals()  # before any work starts torch's worker threads: they copy the setting then
     import hydra
 
     from vae_lab.compose import config_dir, store_schemas

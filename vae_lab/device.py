@@ -114,17 +114,16 @@ class ThreadGovernor:
             self.threads = threads
 
 
-@contextlib.contextmanager
-def subnormals_flushed():
-    """CPU arithmetic that flushes subnormal floats (below 1.2e-38 in fp32) to zero, then PyTorch's
-    default again. Adam's running squared gradients of the pixels a decoder has settled reach that
-    range within a few epochs, and x86 cores compute on subnormals many times slower than on normal
-    numbers; as zeros they change no step by a measurable amount."""
+def flush_subnormals() -> None:
+    """From now on this process's CPU arithmetic flushes subnormal floats (below 1.2e-38 in fp32) to
+    zero. Adam's running squared gradients of the pixels a decoder has settled reach that range within
+    a few epochs, and x86 cores compute on subnormals many times slower than on normal numbers; as
+    zeros they change no update by a measurable amount.
+
+    The flag belongs to each thread, and torch's worker threads copy it from the main thread when they
+    start, which is at the first parallel operation: vae-lab's commands call this before anything else.
+    Called later, in a process that has computed in parallel already, it reaches the main thread only."""
     torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ import torch
 
 from vae_lab.config import TrainConfig
 from vae_lab.data import Batch, Splits
-from vae_lab.device import subnormals_flushed
 from vae_lab.errors import RunFailed
 from vae_lab.evaluate import TermMeans
 from vae_lab.models import VAE
@@ -177,28 +176,27 @@ class Loop:
         label = f"epoch {members[0].epoch + 1}/{self.settings.epochs}" + (f", {len(members)} models" if len(members) > 1 else "")
         hooked = [(k, hook) for k, member in enumerate(members) for hook in member.loss_hooks]
         started = time.perf_counter()
-        with subnormals_flushed():
-            for batches in progress(zip(*epochs), total=n_batches, desc=label, unit="batch"):
-                self.tick()
-                with self.autocast():
-                    terms = population.run("forward", self.stack(batches), {})
-                totals = {"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms}
-                for k, hook in hooked:
-                    added = hook.add_terms(members[k].model, batches[k].images, totals["loss"][k])
-                    if "loss" in added:
-                        totals["loss"] = totals["loss"] + added.pop("loss")
-                    totals.update({name: value.unsqueeze(0) for name, value in added.items()})
-                loss = totals["loss"].mean(-1)  # [K]: each member's batch mean
-                bad = ~torch.isfinite(loss.detach()) | (loss.detach().abs() > ABSURD_LOSS)
-                self.first_bad_step = torch.where((self.first_bad_step < 0) & bad, population.steps, self.first_bad_step)
-                population.zero_grad()
-                loss.sum().backward()  # members share no parameter: each gets its own gradient
-                population.clip_gradients([m.config.trainer.grad_clip for m in members])
-                population.step()
-                for k, hook in hooked:
-                    totals.update({name: value.unsqueeze(0) for name, value in
-                                   hook.after_step(members[k].model, batches[k].images, self.autocast()).items()})
-                means.add(totals)
+        for batches in progress(zip(*epochs), total=n_batches, desc=label, unit="batch"):
+            self.tick()
+            with self.autocast():
+                terms = population.run("forward", self.stack(batches), {})
+            totals = {"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms}
+            for k, hook in hooked:
+                added = hook.add_terms(members[k].model, batches[k].images, totals["loss"][k])
+                if "loss" in added:
+                    totals["loss"] = totals["loss"] + added.pop("loss")
+                totals.update({name: value.unsqueeze(0) for name, value in added.items()})
+            loss = totals["loss"].mean(-1)  # [K]: each member's batch mean
+            bad = ~torch.isfinite(loss.detach()) | (loss.detach().abs() > ABSURD_LOSS)
+            self.first_bad_step = torch.where((self.first_bad_step < 0) & bad, population.steps, self.first_bad_step)
+            population.zero_grad()
+            loss.sum().backward()  # members share no parameter: each gets its own gradient
+            population.clip_gradients([m.config.trainer.grad_clip for m in members])
+            population.step()
+            for k, hook in hooked:
+                totals.update({name: value.unsqueeze(0) for name, value in
+                               hook.after_step(members[k].model, batches[k].images, self.autocast()).items()})
+            means.add(totals)
         images_per_s = len(data) / (time.perf_counter() - started)
         per_member = means.per_member(len(members))  # syncs
         return [{"epoch": m.epoch + 1, **{f"train/{k}": v for k, v in mine.items()}, "train/images_per_s": images_per_s,

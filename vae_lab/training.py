@@ -19,7 +19,7 @@ from vae_lab import preflight
 from vae_lab.callbacks import resume, standard_callbacks
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.device import ThreadGovernor, free_to_choose, resolve_device, resolve_precision
+from vae_lab.device import ThreadGovernor, flush_subnormals, free_to_choose, resolve_device, resolve_precision
 from vae_lab.errors import one_line
 from vae_lab.image_losses import ImageLosses
 from vae_lab.loop import Member, train_members
@@ -48,6 +48,7 @@ def train_together(jobs: list[tuple[TrainConfig, str]], claims: Optional[Claims]
     """Train runs that share their architecture, data and training length as one population; return
     each run's final metrics, or the error that stopped it (the others go on). A run that is already
     complete is not trained again."""
+    flush_subnormals()  # a launcher's fresh process (joblib, submitit) or the Python API comes here first
     claims = claims or Claims()
     device = resolve_device(jobs[0][0].trainer.device)
     for config, _ in jobs:  # saved as resolved: what the run was, on any machine it is reloaded on
