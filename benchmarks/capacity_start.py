@@ -5,7 +5,8 @@ Capacity control (Dupont 2018, ``model.capacity.enabled=true``) holds each part'
 that begins at 0 nats, so for its first steps the code carries almost nothing. ``vae-lab train``
 refuses it together with ``trainer.start_at_mean_image=true``; this script trains that combination
 anyway, beside PyTorch's initialisation, each in a run folder of its own under ``--runs`` (those
-folders are the script's: their config.yaml holds a setting `vae-lab train` refuses), and prints
+folders are the script's: their config.yaml holds a setting `vae-lab train` refuses; run again, the
+script reads the runs that are complete and continues the others, as a sweep does), and prints
 each run's test reconstruction, KL and code information.
 
 The default setting is seeds/000's combined model (20 Gaussian dimensions + 5x65, conv, color MNIST,
@@ -25,22 +26,22 @@ from vae_lab.training import train
 
 SETTING = ["experiment=seed000_three_latents", "model=combined", "backbone.tint=false",
            "model.capacity.enabled=true", "model.capacity.continuous_max=30", "model.capacity.discrete_max=5",
-           "model.capacity.steps=1740", "model.beta_warmup_steps=0", "eval.figures=false"]
+           "model.capacity.steps=1740", "model.beta_warmup_steps=0", "eval.figures=false",
+           "trainer.resume=true"]  # a complete run is read, an interrupted one continued
 SHOWN = ["test/recon", "test/kl", "test/kl_disc", "test/nelbo", "test/code_mi", "test/cluster_acc",
          "test/color_probe_acc"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, required=True, help="a new folder for the run folders")
+    parser.add_argument("--runs", type=Path, required=True,
+                        help="the run folders' folder; given again, complete runs are read, not trained again")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after the default setting's")
     add_out_option(parser)
     args = parser.parse_args()
     refuse_existing_out(parser, args.out)
-    if args.runs.exists():
-        parser.error(f"--runs {args.runs} exists: give a folder that does not")
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
     results = []
@@ -56,7 +57,8 @@ def main():
             name = f"{start.replace(' ', '-')}-seed{seed}"
             metrics = train(config, str(args.runs / name))
             print(f"{start:<14}{seed:>5}" + "".join(f"{metrics.get(key, float('nan')):>18.3f}" for key in SHOWN))
-            results.append((name, {"trainer.start_at_mean_image": str(mean_image), "seed": str(seed)}, metrics))
+            numbers = {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
+            results.append((name, {"trainer.start_at_mean_image": str(mean_image), "seed": str(seed)}, numbers))
     write_results(args.out, results)
 
 

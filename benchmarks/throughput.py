@@ -8,6 +8,9 @@ images (vae-lab's training split) for the same number of epochs:
 * vae-lab K=n: vae-lab's loop training a population of n such models at once (seeds 0..n-1), the
   whole split as one tensor on the device, shuffled index batches, fused Adam. K=1 is a single run.
 
+Neither loop flushes subnormal floats, as vae-lab's commands do (``benchmarks/subnormals.py`` measures
+that), so that both run alike.
+
 Printed: the median aggregate images/s of each over the epochs (training passes only; the loops take
 turns epoch by epoch), the ratio to the classic loop, and the test loss (nats per image) of the first
 model of each after training, so that speed is not bought with worse results. ``--out`` also writes
