@@ -331,3 +331,11 @@ def test_a_summary_csv_reads_back_as_the_runs_it_was_written_from(tmp_path):
     assert [(r.name, r.overrides, r.status, r.metrics) for r in back] == [
         (r.name, r.overrides, r.status, r.metrics) for r in runs]
     assert [r.rate for r in back] == [4.5, None, 1.0]
+
+
+def test_the_rate_adds_the_kl_terms_once_not_their_breakdowns_by_dimension_or_variable():
+    from vae_lab.sweep import RunSummary
+
+    metrics = {"test/kl": 4.5, "test/kl_disc": 1.0, "test/kl_per_dim": [4.0, 0.5], "test/kl_per_var": [0.25, 0.75],
+               "test/recon": 80.0}
+    assert RunSummary("0", None, {}, "complete", metrics).rate == 5.5

@@ -48,8 +48,9 @@ class RunSummary:
 
     @property
     def rate(self) -> Optional[float]:
-        """Total KL (every kl term): the nats per image the code carries, for rate-distortion."""
-        kls = [v for k, v in self.metrics.items() if k.startswith("test/kl") and not k.endswith("per_dim")]
+        """Total KL (every kl term): the nats per image the code carries, for rate-distortion. The
+        per-dimension and per-variable lists break the same nats down, so they are not added."""
+        kls = [v for k, v in self.metrics.items() if k.startswith("test/kl") and isinstance(v, (int, float))]
         return sum(kls) if kls else None
 
 
