@@ -151,14 +151,15 @@ class Explorer:
 
     def _project(self, method: str) -> np.ndarray:
         from sklearn.decomposition import PCA
-        from sklearn.manifold import TSNE
+
+        from vae_lab.figures.style import tsne_map  # matplotlib with it: loaded when a map is first asked for
 
         codes = self.codes.double().numpy()
         if codes.std(0).max() < 1e-9:  # a code that is the same for every image: nothing to project
             return np.zeros((len(codes), 2))
         if method == "pca":
             return PCA(n_components=2).fit_transform(codes)
-        return TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(codes) - 1)).fit_transform(codes)
+        return tsne_map(codes)
 
     # -- interpolation ---------------------------------------------------------------------------
 

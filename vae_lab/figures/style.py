@@ -20,6 +20,9 @@ DIGIT_COLORS = plt.get_cmap("tab10").colors
 DPI = 150
 SCATTER_POINTS = 5000  # enough to see the structure, few enough that points stay readable
 TSNE_POINTS = 2000  # t-SNE costs grow with points; this many take a few seconds on a CPU
+# Half of sklearn's default 1,000: the maps keep their clusters and neighbourhoods in about half the
+# time (docs/findings/performance.md#t-sne-iterations).
+TSNE_ITERATIONS = 500
 
 TERM_LABELS = {
     "loss": "training objective",
@@ -90,12 +93,18 @@ def project(values: np.ndarray, method: str) -> tuple[np.ndarray, list[str], str
         jitter = np.random.default_rng(0).uniform(-0.4, 0.4, len(values))
         return np.column_stack([values[:, 0], jitter]), ["$z_1$", "jitter (no meaning)"], "one dimension"
     if method == "tsne":
-        points = TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(values)
-        return points, ["t-SNE 1", "t-SNE 2"], f"t-SNE of {values.shape[1]} dimensions"
+        return tsne_map(values), ["t-SNE 1", "t-SNE 2"], f"t-SNE of {values.shape[1]} dimensions"
     pca = PCA(n_components=2).fit(values)
     share = pca.explained_variance_ratio_ * 100
     return (pca.transform(values), [f"PC {i + 1} ({share[i]:.0f}% of variance)" for i in range(2)],
             f"PCA of {values.shape[1]} dimensions")
+
+
+def tsne_map(values: np.ndarray) -> np.ndarray:
+    """The t-SNE map of ``values`` [N, D] in 2-D that the figures and the explorer show: the same
+    points for the same values."""
+    return TSNE(n_components=2, init="pca", perplexity=min(30, len(values) - 1), max_iter=TSNE_ITERATIONS,
+                random_state=0).fit_transform(values)
 
 
 def scatter_by_digit(ax: plt.Axes, points: np.ndarray, labels: np.ndarray, legend: bool = True) -> None:
