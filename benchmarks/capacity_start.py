@@ -17,10 +17,9 @@ to 5 over the run's 1,740 steps; OVERRIDES replace or extend it.
 """
 
 import argparse
-import os
 from pathlib import Path
 
-from results_csv import add_out_option, refuse_existing_out, write_results
+from results_csv import add_out_option, add_training_options, refuse_existing_out, seeds, write_results
 from vae_lab.compose import train_config
 from vae_lab.training import train
 
@@ -36,17 +35,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, required=True,
                         help="the run folders' folder; given again, complete runs are read, not trained again")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
-    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides after the default setting's")
+    add_training_options(parser, "Hydra overrides after the default setting's")
     add_out_option(parser)
     args = parser.parse_args()
     refuse_existing_out(parser, args.out)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
 
     results = []
     print(f"{'start':<14}{'seed':>5}" + "".join(f"{name.split('/')[1]:>18}" for name in SHOWN))
-    for seed in seeds:
+    for seed in seeds(args):
         for mean_image in (False, True):
             # Composed with PyTorch's initialisation, which the config's checks accept, then switched:
             # the refused combination is the point of the measurement.

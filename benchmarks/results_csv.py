@@ -2,6 +2,7 @@
 its tables from (tools/findings_tables.py): a row per measured setting, its keys, then its numbers."""
 
 import argparse
+import os
 from pathlib import Path
 
 from vae_lab.sweep import RunSummary, write_summary_csv
@@ -9,6 +10,18 @@ from vae_lab.sweep import RunSummary, write_summary_csv
 
 def add_out_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="also write the results to this summary.csv (a new file)")
+
+
+def add_training_options(parser: argparse.ArgumentParser, overrides_help: str) -> None:
+    """--seeds, --data-root and Hydra overrides, for a benchmark that composes runs as `vae-lab
+    train` does (read back with :func:`seeds`)."""
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
+    parser.add_argument("overrides", nargs="*", help=overrides_help)
+
+
+def seeds(args: argparse.Namespace) -> list[int]:
+    return [int(seed) for seed in args.seeds.split(",")]
 
 
 def refuse_existing_out(parser: argparse.ArgumentParser, out: Path | None) -> None:

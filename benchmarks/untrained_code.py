@@ -10,11 +10,10 @@ each training draw adds to those logits.
 """
 
 import argparse
-import os
 
 import torch
 
-from results_csv import add_out_option, refuse_existing_out, write_results
+from results_csv import add_out_option, add_training_options, refuse_existing_out, seeds, write_results
 from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.metrics.codes import categorical_probabilities, mutual_information
@@ -37,16 +36,14 @@ def untrained_code(model, images, batch_size: int) -> dict[str, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
-    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as `vae-lab train` takes them")
+    add_training_options(parser, "Hydra overrides, as `vae-lab train` takes them")
     add_out_option(parser)
     args = parser.parse_args()
     refuse_existing_out(parser, args.out)
 
     results = []
     print(f"{'seed':>5}{'code_mi (nats)':>18}{'logit sd':>12}")
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds(args):
         config = train_config([*args.overrides, f"data.root={args.data_root}", f"seed={seed}"])
         splits = load_splits(config.data)
         seed_everything(config.seed)
