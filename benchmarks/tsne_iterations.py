@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.manifold import TSNE, trustworthiness
+from sklearn.manifold import trustworthiness
 
 from results_csv import add_out_option, refuse_existing_out, write_results
 from vae_lab.api import load_run
 from vae_lab.figures.latent import _embed, code_parts
-from vae_lab.figures.style import SCATTER_POINTS, has_spread
+from vae_lab.figures.style import SCATTER_POINTS, has_spread, tsne
 
 
 def main():
@@ -45,14 +45,14 @@ def main():
             name = "gaussian" if part.startswith("Gaussian") else "categorical"
             for n in iterations:
                 started = time.perf_counter()
-                tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=0, max_iter=n)
-                points = tsne.fit_transform(values)
+                mapping = tsne(len(values), iterations=n)  # the figures' own t-SNE, but for its length
+                points = mapping.fit_transform(values)
                 seconds = time.perf_counter() - started
                 trust = trustworthiness(values, points, n_neighbors=10)
-                print(f"{str(path):<40}{name:<14}{n:>11}{seconds:>9.2f}{tsne.kl_divergence_:>8.3f}{trust:>8.4f}")
+                print(f"{str(path):<40}{name:<14}{n:>11}{seconds:>9.2f}{mapping.kl_divergence_:>8.3f}{trust:>8.4f}")
                 folder = f"{path.resolve().parent.name}/{path.resolve().name}"
                 results.append((f"{folder}-{name}-{n}", {"folder": folder, "part": name, "iterations": str(n)},
-                                {"seconds": seconds, "kl_divergence": float(tsne.kl_divergence_),
+                                {"seconds": seconds, "kl_divergence": float(mapping.kl_divergence_),
                                  "trustworthiness": float(trust)}))
     write_results(args.out, results)
 

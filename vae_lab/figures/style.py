@@ -100,11 +100,15 @@ def project(values: np.ndarray, method: str) -> tuple[np.ndarray, list[str], str
             f"PCA of {values.shape[1]} dimensions")
 
 
+def tsne(points: int, iterations: int = TSNE_ITERATIONS) -> TSNE:
+    """The t-SNE that the figures and the explorer map ``points`` codes with (seeded: the same map for
+    the same codes)."""
+    return TSNE(n_components=2, init="pca", perplexity=min(30, points - 1), max_iter=iterations, random_state=0)
+
+
 def tsne_map(values: np.ndarray) -> np.ndarray:
-    """The t-SNE map of ``values`` [N, D] in 2-D that the figures and the explorer show: the same
-    points for the same values."""
-    return TSNE(n_components=2, init="pca", perplexity=min(30, len(values) - 1), max_iter=TSNE_ITERATIONS,
-                random_state=0).fit_transform(values)
+    """``values`` [N, D] mapped to 2-D by :func:`tsne`."""
+    return tsne(len(values)).fit_transform(values)
 
 
 def scatter_by_digit(ax: plt.Axes, points: np.ndarray, labels: np.ndarray, legend: bool = True) -> None:
