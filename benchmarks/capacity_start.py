@@ -53,8 +53,7 @@ def main():
             name = f"{start.replace(' ', '-')}-seed{seed}"
             metrics = train(config, str(args.runs / name))
             print(f"{start:<14}{seed:>5}" + "".join(f"{metrics.get(key, float('nan')):>18.3f}" for key in SHOWN))
-            numbers = {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
-            results.append((name, {"trainer.start_at_mean_image": str(mean_image), "seed": str(seed)}, numbers))
+            results.append((name, {"trainer.start_at_mean_image": str(mean_image), "seed": str(seed)}, metrics))
     write_results(args.out, results)
 
 

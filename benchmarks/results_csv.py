@@ -31,7 +31,10 @@ def refuse_existing_out(parser: argparse.ArgumentParser, out: Path | None) -> No
 
 
 def write_results(out: Path | None, rows: list[tuple[str, dict[str, str], dict[str, float]]]) -> None:
-    """``rows``: (name, keys, numbers) for each setting measured."""
+    """``rows``: (name, keys, numbers) for each setting measured; a run's metrics may be given whole,
+    since only the scalar numbers are written (a summary row holds no lists)."""
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_summary_csv(out, [RunSummary(name, Path(name), keys, "complete", numbers) for name, keys, numbers in rows])
+        write_summary_csv(out, [RunSummary(name, Path(name), keys, "complete",
+                                           {k: v for k, v in numbers.items() if isinstance(v, (int, float))})
+                                for name, keys, numbers in rows])

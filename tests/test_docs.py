@@ -161,8 +161,9 @@ def test_a_sweeps_numbers_at_chosen_epochs_become_a_table_per_seed(tmp_path):
 def test_a_benchmarks_results_become_a_table_with_thousands_grouped(tmp_path):
     tables, results = _findings_tables(), _script("benchmarks/results_csv.py")
     results.write_results(tmp_path / "bench" / "summary.csv", [
-        ("classic", {"loop": "classic"}, {"images_per_s": 13002.4, "x_classic": 1.0}),
+        ("classic", {"loop": "classic"}, {"images_per_s": 13002.4, "x_classic": 1.0, "per_epoch": [12.0, 13.0]}),
         ("vae-lab K=12", {"loop": "vae-lab K=12"}, {"images_per_s": 47209.6, "x_classic": 3.631})])
+    assert "per_epoch" not in (tmp_path / "bench" / "summary.csv").read_text()  # a list is no summary number
     page = tmp_path / "p.md"
     page.write_text("<!-- table from bench/summary.csv rows=runs keys=loop metrics=images_per_s:_.0f,x_classic:.1f "
                     "footer=mean -->\n<!-- end of table -->\n")
