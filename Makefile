@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")
 	$(BIN)/vae-lab train $(ARGS)
 
-test: install  ## the whole test suite, one worker per core (about 6 minutes on 2 CPU cores)
+test: install  ## the whole test suite, one worker per core (about 11 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 docs: install  ## the documentation site, from docs/ into site/ (strict: a broken link fails)
