@@ -423,7 +423,10 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(vae_lab_
 
 
 @pytest.mark.xdist_group("killed_sweep")
-def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tmp_path):
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "a-zombie"])
+def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tmp_path, reaped):
+    """Also while the killed sweep is a zombie (its caller has not reaped it yet): a signal 0 still
+    reaches a zombie, so a watcher that sent one trained on."""
     sweep = tmp_path / "sweep"
     env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
     main = subprocess.Popen([*vae_lab_command, "sweep", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -435,7 +438,8 @@ def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tm
         time.sleep(0.2)
     workers = [int(p.read_text().split()[2]) for p in locks]
     main.send_signal(signal.SIGKILL)
-    main.wait()
+    if reaped:
+        main.wait()
 
     def alive(pid: int) -> bool:
         try:
@@ -448,6 +452,7 @@ def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tm
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers), "the sweep's workers went on training after it was killed"
+    main.wait()
 
 
 # ---- round two: what a fault campaign still found -------------------------------------------------

@@ -36,8 +36,8 @@ commands:
 
 `vae-lab COMMAND --help` lists the config groups and the main keys with their defaults."""
 
-# Set by the process that runs a sweep; a job running in another process (a joblib worker) watches
-# it and stops when it is gone, instead of training on for nobody.
+# Set by the process that runs a sweep (see sweep_process); a job running in another process on the
+# same machine (a joblib worker) watches it and stops when it is gone, instead of training on for nobody.
 SWEEP_PROCESS_ENV = "VAE_LAB_SWEEP_PID"
 OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -120,7 +120,7 @@ def run_command(argv: list[str]) -> None:
     try:
         with claim(plan, claims), watching(plan):
             if plan.sweep:
-                os.environ[SWEEP_PROCESS_ENV] = str(os.getpid())
+                os.environ[SWEEP_PROCESS_ENV] = sweep_process()
             app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
                 reporting_user_errors(lambda cfg: task(cfg, claims), task.__name__))
             sys.argv = [f"vae-lab {command}", *plan.args]
@@ -165,7 +165,8 @@ def claim(plan, claims):
             yield
         except BaseException:
             jobs = [p for p in plan.folder.iterdir() if p.is_dir() and not p.name.startswith(".")]  # not .hydra
-            if fresh and not any(RunDir(p).holds_a_run for p in [plan.folder, *jobs]):
+            submitted = (plan.folder / ".submitit").exists()  # cluster jobs: their logs, and maybe their writes
+            if fresh and not submitted and not any(RunDir(p).holds_a_run for p in [plan.folder, *jobs]):
                 shutil.rmtree(plan.folder, ignore_errors=True)
             raise
 
@@ -208,24 +209,58 @@ def run_train(cfg, claims) -> Optional[float]:
 SWEEP_WATCH = "vae-lab sweep watch"  # the thread's name: one per worker process
 
 
-def stop_with_the_sweep() -> None:
-    """In a job that runs in a worker process of the sweep (joblib), end this process when the
-    sweep's own process is gone: its finished epochs are saved, and rerunning the sweep resumes it."""
-    sweep = os.environ.get(SWEEP_PROCESS_ENV)
-    if not sweep or int(sweep) == os.getpid() or any(t.name == SWEEP_WATCH for t in threading.enumerate()):
-        return
+def sweep_process() -> str:
+    """This process, as its jobs in other processes find it: its PID, and where that PID means it."""
+    return f"{os.getpid()}@{place()}"
 
-    def watch(pid: int) -> None:
+
+def place() -> str:
+    """Where this process runs, for watching another by its PID: this boot of this machine, this PID
+    namespace, and this SLURM job, if any. A job on another node or in a container of its own sees
+    other PIDs, and a job SLURM started is SLURM's to stop, even on the sweep's own machine."""
+    try:
+        here = f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}:{os.readlink('/proc/self/ns/pid')}"
+    except OSError:  # not Linux: the host name is the best there is
+        import socket
+
+        here = socket.gethostname()
+    return f"{here}:{os.environ.get('SLURM_JOB_ID', '')}"
+
+
+def stop_with_the_sweep() -> None:
+    """In a job that runs in a worker process of the sweep on its machine (joblib, submitit_local),
+    end this process when the sweep's own process is gone: its finished epochs are saved, and
+    rerunning the sweep resumes it. A job elsewhere (a cluster node) is its scheduler's to stop."""
+    sweep, _, where = os.environ.get(SWEEP_PROCESS_ENV, "").partition("@")
+    if (not sweep.isdigit() or where != place() or int(sweep) == os.getpid()
+            or any(t.name == SWEEP_WATCH for t in threading.enumerate())):
+        return
+    threading.Thread(target=exit_when_gone, args=(int(sweep),), daemon=True, name=SWEEP_WATCH).start()
+
+
+def exit_when_gone(pid: int) -> None:
+    """Exit this process as if terminated once process ``pid`` has ended. Through a pidfd, which
+    turns readable when the process ends, zombie or not: a signal 0 still reaches a zombie, and a
+    sweep killed before its parent reaped it would be watched forever."""
+    import select
+
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(143)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): poll the process instead
         while True:
             time.sleep(1)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                os._exit(143)  # as if terminated: the sweep was killed, so is its work
+                os._exit(143)
             except PermissionError:
                 pass  # alive, someone else's: not ours to judge
-
-    threading.Thread(target=watch, args=(int(sweep),), daemon=True, name=SWEEP_WATCH).start()
+    watch = select.poll()
+    watch.register(handle, select.POLLIN)
+    watch.poll()  # until the sweep's process ends
+    os._exit(143)  # as if terminated: the sweep was killed, so is its work
 
 
 def explore_command(args: list[str]) -> None:

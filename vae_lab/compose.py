@@ -63,10 +63,12 @@ def job_config(cfg: DictConfig, hydra_config: Any) -> TrainConfig:
 
 def threads_per_job(launcher: Any) -> Optional[int]:
     """Torch threads for one job, so that parallel jobs x threads never exceed the cores: the joblib
-    launcher's jobs share this machine's cores; a submitit job gets its cpus_per_task."""
+    launcher's jobs share this machine's cores; a submitit job gets its cpus_per_task, and a SLURM
+    job the cores SLURM gave it (a node may run other jobs on the rest)."""
     if launcher.get("n_jobs"):
         return max(1, (os.cpu_count() or 1) // jobs_at_once(launcher))
-    return launcher.get("cpus_per_task") or None
+    given = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    return launcher.get("cpus_per_task") or (int(given) if given and given.isdigit() else None)
 
 
 def jobs_at_once(launcher) -> int:

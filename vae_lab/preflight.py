@@ -87,6 +87,7 @@ def check_command(config_name: str, args: list[str]) -> Plan:
             base = compose(config_name, overrides=plain, return_hydra_config=True)
             basic_sweeper = base.hydra.sweeper._target_.endswith("BasicSweeper")
             optuna_study = base.hydra.sweeper._target_.endswith("OptunaStudySweeper")
+            refuse_hydras_slurm_launcher(base.hydra.launcher)
             if parsed.multirun:
                 jobs = [plain]
                 if basic_sweeper:
@@ -118,6 +119,15 @@ def check_command(config_name: str, args: list[str]) -> Plan:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             known = known_keys(config_name, parsed.overrides)
         raise UserError(f"{unknown}: no such key; the closest is {closest(unknown, known)}") from None
+
+
+def refuse_hydras_slurm_launcher(launcher) -> None:
+    """Hydra's own SLURM launcher lets a dead job end the sweep in a traceback, trains on after
+    SIGTERM and never requeues; vae-lab's takes the same settings and does neither."""
+    if str(launcher.get("_target_", "")).startswith("hydra_plugins.hydra_submitit_launcher.submitit_launcher.Slurm"):
+        raise UserError("hydra/launcher=submitit_slurm: use hydra/launcher=slurm, vae-lab's SLURM launcher, which "
+                        "takes the same settings and also stops a cancelled job at once, requeues one at its time "
+                        "limit and reports one that died (docs/guide/sweeps.md)")
 
 
 def refuse_missing_data(configs: list) -> None:

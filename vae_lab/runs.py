@@ -196,13 +196,20 @@ class Claims:
             raise UserError(f"{folder} is in use by {owner}: a {what} has one writer at a time; wait for it "
                             "to finish") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}{_slurm_job()}\n".encode(), 0)
         self._held[folder] = [fd, 1]
         try:
             yield
         finally:
             del self._held[folder]
             os.close(fd)  # releases the lock; the file stays, so no two processes race to create it
+
+
+def _slurm_job() -> str:
+    """Which SLURM job this process is, if any: a folder's holder may run on another machine."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+    return f" (SLURM job {job})" if job else ""
 
 
 def claimed(folder: Path, what: str = "run folder") -> contextlib.AbstractContextManager:
@@ -314,6 +321,22 @@ def record_failure(run: RunDir, error: BaseException) -> None:
         log.warning("could not write %s: %s", run.error, write_error)
 
 
+def record_dead_job(run: RunDir, failure: str, overrides: Optional[list[str]] = None) -> None:
+    """For a job of a sweep that died without a word (killed by its cluster): say why in its run
+    folder, as the job itself says why it failed, and list the folder with its overrides (Hydra's
+    ``.hydra/overrides.yaml``, which a job that died before starting did not write), so that the
+    sweep's summary has its row. Written as the folder's one writer; a folder still held (the job
+    alive after all) is left alone."""
+    try:
+        with claimed(run.path):
+            listing = run.path / ".hydra" / "overrides.yaml"
+            if overrides is not None and not listing.is_file():
+                atomic_write(listing, lambda f: f.write(OmegaConf.to_yaml(overrides)))
+            atomic_write(run.error, lambda f: f.write(f"{failure}\n"))
+    except (UserError, OSError) as error:
+        log.warning("could not record in %s that its job died: %s", run.path, error)
+
+
 # ---- run identity: which settings tell runs apart -------------------------------------------------
 
 
@@ -329,7 +352,7 @@ class Role(enum.Enum):
 
 ROLES: dict[str, Role] = {  # a key, or a prefix ending in '.'
     "trainer.resume": Role.COMMAND, "optimized_metric": Role.COMMAND, "hydra.": Role.COMMAND,
-    "hydra/": Role.COMMAND, "~hydra.": Role.COMMAND,
+    "hydra/": Role.COMMAND,  # the launcher and its cluster settings among them
     # The data is compared by its fingerprint instead of by data.root, so a moved copy still resumes;
     # eval. only changes the final metrics, which `vae-lab eval` recomputes.
     "trainer.device": Role.SETTING, "trainer.compile": Role.SETTING, "trainer.threads": Role.SETTING,
@@ -344,7 +367,9 @@ RESUMABLE = SAME_RUN | {Role.LENGTH}  # what a resumed run may change
 
 
 def role(key: str) -> Optional[Role]:
-    """The role of a dotted config key (or an override's key), None for one that tells runs apart."""
+    """The role of a dotted config key (or an override's key, whose ``+``, ``++`` or ``~`` does not
+    change what it sets), None for one that tells runs apart."""
+    key = key.lstrip("+~")
     for name, its_role in ROLES.items():
         if key == name or (name.endswith((".", "/")) and key.startswith(name)) or key == name.rstrip("./"):
             return its_role

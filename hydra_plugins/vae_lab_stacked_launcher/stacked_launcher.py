@@ -88,10 +88,14 @@ class StackedLauncher(Launcher):
             returns.update(zip(group, group_returns))
             if self.executor == "local":
                 self._report(group_returns, members, _train_here(members))
-            else:
+            elif members:
                 submitted.append((group_returns, members, self._submit(members)))
-        for group_returns, members, job in submitted:
-            self._report(group_returns, members, job.result() if job is not None else [])
+        if submitted:
+            from vae_lab.cluster import wait_for
+
+            for (group_returns, members, _), ended in zip(submitted, wait_for([job for _, _, job in submitted])):
+                self._report(group_returns, members, ended.value if ended.failure is None else
+                             _died(members, ended.failure))
         return [returns[i] for i in range(len(jobs))]
 
     def _sweep_config(self, idx: int, overrides: list[str]) -> DictConfig:
@@ -122,17 +126,20 @@ class StackedLauncher(Launcher):
         return returns, members
 
     def _submit(self, members: list[tuple[int, Any, str]]):
-        """One submitit job that trains these members (None for no member)."""
+        """One submitit job that trains these members."""
         import submitit
 
+        from vae_lab.cluster import ClusterJob
         from vae_lab.training import train_population
 
-        if not members:
-            return None
         cluster = {"submitit_local": "local", "submitit_slurm": "slurm"}[self.executor]
-        executor = submitit.AutoExecutor(folder=self.submitit_folder, cluster=cluster)
-        executor.update_parameters(**self.submitit)
-        return executor.submit(train_population, [(config, run_dir) for _, config, run_dir in members])
+        parameters = dict(self.submitit)
+        requeues = parameters.pop("max_num_timeout", 5)  # after the time limit: each resumes its runs
+        executor = submitit.AutoExecutor(folder=self.submitit_folder, cluster=cluster, slurm_max_num_timeout=requeues)
+        executor.update_parameters(**parameters)
+        job = executor.submit(ClusterJob(train_population, [(config, run_dir) for _, config, run_dir in members]))
+        log.info(f"Submitted {len(members)} runs as job {job.job_id}; its log: {job.paths.stderr}")
+        return job
 
     @staticmethod
     def _report(returns: list[JobReturn], members: list[tuple[int, Any, str]], outcomes: list) -> None:
@@ -146,6 +153,15 @@ class StackedLauncher(Launcher):
                 result(run_dir)
                 returns[i].return_value = outcome[config.optimized_metric] if config.optimized_metric else None
             returns[i].status = JobStatus.COMPLETED
+
+
+def _died(members: list[tuple[int, Any, str]], failure: str) -> list[str]:
+    """The outcome of each member of a job that died without a result: its run folder says why."""
+    from vae_lab.runs import RunDir, record_dead_job
+
+    for _, _, run_dir in members:
+        record_dead_job(RunDir(run_dir), failure)
+    return [failure] * len(members)
 
 
 def _train_here(members: list[tuple[int, Any, str]]) -> list:
