@@ -3,14 +3,15 @@ hydra/launcher=slurm, one after the other in one invocation.
 
 The sweep is --runs runs of the default model (seeds 0, 1, ...; --epochs epochs, metrics without
 figures). Through SLURM they run one job at a time (array_parallelism=1) with every core of the node
-(cpus_per_task), as the basic launcher runs them one after another in one process, so that the
-difference in wall time is the cost of the jobs themselves. Printed per launcher: the wall time, the
-mean time of a run (its .hydra/ written to its metrics.json), and for SLURM the mean wait in the
-queue (sacct's Submit to Start), the mean start-up on the node (Start to the run's .hydra/: Python,
-imports, Hydra) and the overhead per job, (wall time through SLURM - wall time through the basic
-launcher) / runs. Needs a cluster (tools/slurm-cluster.sh up) and SLURM_CONF.
+(cpus_per_task), as the basic launcher runs them one after another in one process. Printed per
+launcher, as medians over the runs: a run's own time (its .hydra/ written to its metrics.json), and
+for SLURM the time a job spends on its node besides its run (Python, imports, Hydra, submitit's
+files: sacct's Start to End less the run) and the scheduler's turn-around from one job's end to the
+next one's start; their sum is the overhead per job. sacct counts whole seconds. The wall time of
+each sweep is printed too (the first run in a process also trains the reference classifier if it is
+not cached yet: medians leave that out). Needs a cluster (tools/slurm-cluster.sh up) and SLURM_CONF.
 
-    python benchmarks/slurm_overhead.py --sweep-dir outputs/slurm-overhead [--runs 4] [--epochs 2] [--out summary.csv]
+    python benchmarks/slurm_overhead.py --sweep-dir outputs/slurm-overhead [--runs 5] [--epochs 2] [--out summary.csv]
 """
 
 import argparse
@@ -35,19 +36,19 @@ def run_times(sweep: Path, runs: int) -> list[tuple[float, float]]:
 
 
 def slurm_times(sweep: Path) -> list[tuple[float, float]]:
-    """(submitted, started) of each array task of the sweep's SLURM job, from sacct."""
+    """(started, ended) of each array task of the sweep's SLURM job, in task order, from sacct."""
     job = next(p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit())
-    listed = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Submit,Start", "-j", job],
+    listed = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End", "-j", job],
                             capture_output=True, text=True, check=True).stdout
-    rows = sorted(line.split("|") for line in listed.splitlines() if "_" in line.split("|")[0])
+    rows = [line.split("|") for line in listed.splitlines() if "_" in line.split("|")[0]]
     stamp = lambda text: datetime.fromisoformat(text).timestamp()  # noqa: E731
-    return [(stamp(submitted), stamp(started)) for _, submitted, started in sorted(rows, key=lambda r: int(r[0].split("_")[1]))]
+    return [(stamp(started), stamp(ended)) for _, started, ended in sorted(rows, key=lambda r: int(r[0].split("_")[1]))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep-dir", type=Path, required=True, help="a new folder: <dir>/basic and <dir>/slurm")
-    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     add_out_option(parser)
@@ -69,13 +70,13 @@ def main() -> None:
     rows = []
     for launcher in LAUNCHERS:
         sweep = args.sweep_dir / launcher
-        runs = run_times(sweep, args.runs)
-        numbers = {"wall_s": walls[launcher], "run_s": statistics.mean(end - start for start, end in runs)}
+        runs = [end - start for start, end in run_times(sweep, args.runs)]
+        numbers = {"wall_s": walls[launcher], "run_s": statistics.median(runs)}
         if launcher == "slurm":
             jobs = slurm_times(sweep)
-            numbers["queued_s"] = statistics.mean(started - submitted for submitted, started in jobs)
-            numbers["start_up_s"] = statistics.mean(run[0] - job[1] for run, job in zip(runs, jobs))
-            numbers["overhead_per_job_s"] = (walls["slurm"] - walls["basic"]) / args.runs
+            numbers["on_node_s"] = statistics.median(end - start - run for (start, end), run in zip(jobs, runs))
+            numbers["turn_around_s"] = statistics.median(after[0] - before[1] for before, after in zip(jobs, jobs[1:]))
+            numbers["overhead_per_job_s"] = numbers["on_node_s"] + numbers["turn_around_s"]
         print(f"{launcher:6s} " + "  ".join(f"{key} {value:.1f}" for key, value in numbers.items()), flush=True)
         rows.append((launcher, {"launcher": launcher, "runs": str(args.runs), "epochs": str(args.epochs)}, numbers))
     write_results(args.out, rows)
