@@ -455,6 +455,30 @@ def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tm
     main.wait()
 
 
+def test_a_job_watches_its_sweep_only_where_the_sweeps_pid_names_it(monkeypatch):
+    """A job on a cluster node (another machine, PID namespace or SLURM job) never watches the PID it
+    was handed: there it names nothing, or another process (every job used to end 13 s in)."""
+    from vae_lab import cli
+
+    watched = []
+    monkeypatch.setattr(cli, "exit_when_gone", watched.append)  # the watcher's thread, without its exit
+    here = cli.place().rsplit(":", 1)[0]  # this machine and PID namespace, no SLURM job
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    for sweep, slurm_job in (("1@another-boot:pid:[4026531836]:", None),  # another node
+                             (f"1@{here}:", "12"),  # a job SLURM started on the sweep's own machine
+                             (f"1@{here}:", None)):  # a joblib worker of the sweep
+        monkeypatch.setenv(cli.SWEEP_PROCESS_ENV, sweep)
+        if slurm_job:
+            monkeypatch.setenv("SLURM_JOB_ID", slurm_job)
+        else:
+            monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+        cli.stop_with_the_sweep()
+    deadline = time.monotonic() + 5
+    while not watched and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watched == [1], "only the worker on the sweep's machine should watch it"
+
+
 # ---- round two: what a fault campaign still found -------------------------------------------------
 
 

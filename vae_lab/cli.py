@@ -151,7 +151,8 @@ def watching(plan):
 def claim(plan, claims):
     """Hold the command's folder for its duration. A folder this command created and that holds no
     run when the command fails (refused before any work, interrupted while starting) is removed
-    again: what Hydra and the lock put there is all it has."""
+    again: what Hydra and the lock put there is all it has. One it submitted cluster jobs from is
+    kept: their logs are there, and a job may still be writing."""
     import shutil
 
     from vae_lab.runs import RunDir
