@@ -20,14 +20,23 @@ def add_training_options(parser: argparse.ArgumentParser, overrides_help: str) -
     parser.add_argument("overrides", nargs="*", help=overrides_help)
 
 
+def add_sweep_options(parser: argparse.ArgumentParser, sweep_help: str) -> None:
+    """--sweep-dir, a folder the benchmark creates for the sweeps it runs (refused if it exists, by
+    :func:`refuse_existing_out`), and --data-root."""
+    parser.add_argument("--sweep-dir", type=Path, required=True, help=sweep_help)
+    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
+
+
 def seeds(args: argparse.Namespace) -> list[int]:
     return [int(seed) for seed in args.seeds.split(",")]
 
 
-def refuse_existing_out(parser: argparse.ArgumentParser, out: Path | None) -> None:
+def refuse_existing_out(parser: argparse.ArgumentParser, out: Path | None, sweep_dir: Path | None = None) -> None:
     """Before any measuring: a benchmark writes only files it creates."""
     if out is not None and out.exists():
         parser.error(f"--out {out} exists: give a path that does not")
+    if sweep_dir is not None and sweep_dir.exists():
+        parser.error(f"--sweep-dir {sweep_dir} exists: the sweeps start in a new folder")
 
 
 def write_results(out: Path | None, rows: list[tuple[str, dict[str, str], dict[str, float]]]) -> None:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from results_csv import add_out_option, refuse_existing_out, write_results
+from results_csv import add_out_option, add_sweep_options, refuse_existing_out, write_results
 
 from vae_lab.runs import RunDir
 from vae_lab.sweep import read_summary_csv
@@ -36,14 +36,11 @@ def unfinished(sweep: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep-dir", type=Path, required=True, help="a new folder for the search")
+    add_sweep_options(parser, "a new folder for the search")
     parser.add_argument("--kill-after", type=float, default=64.0, help="seconds before the SIGKILL")
-    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     add_out_option(parser)
     args = parser.parse_args()
-    refuse_existing_out(parser, args.out)
-    if args.sweep_dir.exists():
-        parser.error(f"--sweep-dir {args.sweep_dir} exists: the search must start in a new folder")
+    refuse_existing_out(parser, args.out, args.sweep_dir)
     command = [sys.executable, "-m", "vae_lab", "sweep", "hparams_search=optuna", f"hydra.sweeper.n_trials={TRIALS}",
                "trainer.epochs=2", "eval.figures=false", f"hydra.sweep.dir={args.sweep_dir}",
                f"data.root={Path(args.data_root).resolve()}"]

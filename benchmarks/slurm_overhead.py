@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from results_csv import add_out_option, refuse_existing_out, write_results
+from results_csv import add_out_option, add_sweep_options, refuse_existing_out, write_results
 
 LAUNCHERS = {"basic": (), "slurm": ("hydra/launcher=slurm", "hydra.launcher.array_parallelism=1",
                                     f"hydra.launcher.cpus_per_task={os.cpu_count()}", "hydra.launcher.timeout_min=30")}
@@ -47,15 +47,12 @@ def slurm_times(sweep: Path) -> list[tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep-dir", type=Path, required=True, help="a new folder: <dir>/basic and <dir>/slurm")
+    add_sweep_options(parser, "a new folder: <dir>/basic and <dir>/slurm")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     add_out_option(parser)
     args = parser.parse_args()
-    refuse_existing_out(parser, args.out)
-    if args.sweep_dir.exists():
-        parser.error(f"--sweep-dir {args.sweep_dir} exists: give a new folder")
+    refuse_existing_out(parser, args.out, args.sweep_dir)
     if not os.environ.get("SLURM_CONF"):
         parser.error("SLURM_CONF is not set: start a cluster first (tools/slurm-cluster.sh up)")
     walls = {}
