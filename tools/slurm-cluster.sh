@@ -60,7 +60,7 @@ CredType=cred/munge
 StateSaveLocation=$DIR/ctld
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/spool/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 ProctrackType=proctrack/linuxproc
@@ -145,11 +145,13 @@ start_slurm() {
     slurmctld
     wait_for 60 slurmctld scontrol ping
   fi
-  if ! pid_of slurmd >/dev/null; then
-    # A node of its own: new PID, mount (for its /proc) and UTS (its host name) namespaces.
-    nohup unshare --pid --fork --mount-proc --uts sh -c "hostname $NODE && exec slurmd -D -N $NODE -f $SLURM_CONF" \
-      >"$DIR/log/slurmd.stdout" 2>&1 &
-    echo $! >"$DIR/unshare.pid"
+  if ! pid_of node >/dev/null; then  # slurmd's own PID file holds a PID of the node's namespace
+    # A node of its own: new PID, mount (for its /proc) and UTS (its host name) namespaces. Its first
+    # process is bash, which reaps the step daemons that end up its children there (slurmd would
+    # leave them zombies), and dies with unshare (--kill-child), taking the node with it.
+    nohup unshare --pid --fork --kill-child --mount-proc --uts \
+      bash -c "hostname $NODE || exit 1; slurmd -D -N $NODE -f $SLURM_CONF & wait" >"$DIR/log/slurmd.stdout" 2>&1 &
+    echo $! >"$DIR/node.pid"
     wait_for 60 "slurmd on $NODE" sh -c "sinfo -h -n $NODE -o %T | grep -Eq '^(idle|mixed|allocated)'"
   fi
 }
@@ -179,14 +181,14 @@ stop() {  # stop NAME: TERM, then KILL after 20 s
 down() {
   export SLURM_CONF=$DIR/slurm.conf
   [[ -f $SLURM_CONF ]] && pid_of slurmctld >/dev/null && scancel --full --quiet -u "$(id -un)" 2>/dev/null || true
-  stop unshare  # the node: killing its namespace's first process ends slurmd and any job left in it
+  stop node  # unshare: as it ends, its child, the node's first process, is killed, and with it everything on the node
   for daemon in slurmctld slurmdbd mariadb munged; do stop "$daemon"; done
   say "down"
 }
 
 status() {
   export SLURM_CONF=$DIR/slurm.conf
-  for daemon in munged mariadb slurmdbd slurmctld unshare; do
+  for daemon in munged mariadb slurmdbd slurmctld node; do
     printf '%-10s %s\n' "$daemon" "$(pid_of "$daemon" || echo stopped)"
   done
   sinfo 2>/dev/null || true
