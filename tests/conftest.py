@@ -48,6 +48,15 @@ def make_tiny_mnist(root: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache(tmp_path_factory) -> Path:
+    """The tests' own cache folder (the reference classifier's), not the user's; shared by the
+    `vae-lab` commands they start."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["VAE_LAB_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     return make_tiny_mnist(tmp_path_factory.mktemp("tiny_mnist"))

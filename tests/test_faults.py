@@ -150,16 +150,18 @@ def test_every_file_of_a_run_that_is_damaged_is_one_line_and_runs_no_code(tiny_r
     assert not marker.exists(), "loading a crafted checkpoint ran its code"
 
 
-def test_a_reference_classifier_cache_that_is_crafted_is_trained_again(tmp_path, train_config, data_root):
+def test_a_reference_classifier_cache_that_is_crafted_is_trained_again(tmp_path, train_config, monkeypatch):
     from vae_lab.data import load_splits
     from vae_lab.metrics.reference import cache_path, reference_classifier
 
-    config = train_config(f"data.root={shutil.copytree(data_root, tmp_path / 'data')}")
+    monkeypatch.setenv("VAE_LAB_CACHE", str(tmp_path / "cache"))
+    config = train_config()
     marker = tmp_path / "code-ran"
-    path = cache_path(config.data)
-    path.parent.mkdir(parents=True, exist_ok=True)  # the copy may hold a cache already: replaced here
+    splits = load_splits(config.data)
+    path = cache_path(config.data, splits.fingerprint["sha256"])
+    path.parent.mkdir(parents=True)
     torch.save({"model": Exploit(marker)}, path)
-    assert reference_classifier(config.data, load_splits(config.data), torch.device("cpu")) is not None
+    assert reference_classifier(config.data, splits, torch.device("cpu")) is not None
     assert not marker.exists()
 
 
@@ -171,10 +173,11 @@ def test_the_reference_classifier_works_where_no_cache_can_be_written(tmp_path, 
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(reference, "atomic_write", read_only)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    config = train_config(f"data.root={make_tiny_mnist(tmp_path / 'data')}")
-    model = reference.reference_classifier(config.data, load_splits(config.data), torch.device("cpu"))
-    assert model is not None and not reference.cache_path(config.data).exists()
+    monkeypatch.setenv("VAE_LAB_CACHE", str(tmp_path / "cache"))
+    config = train_config()
+    splits = load_splits(config.data)
+    model = reference.reference_classifier(config.data, splits, torch.device("cpu"))
+    assert model is not None and not reference.cache_path(config.data, splits.fingerprint["sha256"]).exists()
 
 
 def test_a_saved_config_is_data_not_interpolations(tiny_run, monkeypatch):

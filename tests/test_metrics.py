@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import make_tiny_mnist
 from test_discrete import exact_log_likelihood_and_elbo, tiny_discrete_model
 from vae_lab.data import ImageSet, load_splits
 from vae_lab.evaluate import evaluating, loss_terms
@@ -171,7 +172,7 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     config = train_config()
     splits = load_splits(config.data)
     reference = reference_classifier(config.data, splits, torch.device("cpu"))
-    assert cache_path(config.data).is_file()
+    assert cache_path(config.data, splits.fingerprint["sha256"]).is_file()
     cached = reference_classifier(config.data, splits, torch.device("cpu"))  # loaded, not retrained
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), cached.state_dict().values()))
     with torch.no_grad():
@@ -186,6 +187,31 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert real["class_entropy"] == pytest.approx(-(share * share.log()).sum().item(), rel=1e-5)
     assert real["confidence"] == pytest.approx(probabilities.max(-1).values.mean().item(), rel=1e-4)
     assert noise["fd"] > real["fd"] + 1
+
+
+def test_the_reference_classifier_is_cached_in_the_users_cache_never_beside_the_data(tmp_path, data_root,
+                                                                                     train_config, monkeypatch):
+    """The data folder may be shared or read-only: nothing is written there. $VAE_LAB_CACHE wins over
+    $XDG_CACHE_HOME; two data folders of one name but other images get a classifier each."""
+    import vae_lab.metrics.reference as module
+
+    before = sorted(p.relative_to(data_root) for p in data_root.rglob("*"))
+    monkeypatch.delenv("VAE_LAB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    config = train_config()
+    splits = load_splits(config.data)
+    monkeypatch.setattr(module, "_train", lambda model, train, test: 0.5)  # the place is tested, not the training
+    reference_classifier(config.data, splits, torch.device("cpu"))
+    assert [p.relative_to(tmp_path) for p in (tmp_path / "xdg").rglob("*.pt")] == [
+        Path("xdg", "vae-lab", "reference", cache_path(config.data, splits.fingerprint["sha256"]).name)]
+    monkeypatch.setenv("VAE_LAB_CACHE", str(tmp_path / "mine"))
+    assert cache_path(config.data, "x").parent == tmp_path / "mine" / "reference"
+    assert sorted(p.relative_to(data_root) for p in data_root.rglob("*")) == before
+    other = make_tiny_mnist(tmp_path / "other")
+    (other / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(
+        (data_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[:-1] + b"\x01")
+    changed = load_splits(train_config(f"data.root={other}").data).fingerprint["sha256"]
+    assert cache_path(config.data, changed) != cache_path(config.data, splits.fingerprint["sha256"])
 
 
 def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_numbers():
@@ -206,8 +232,9 @@ def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_
 
 def test_resized_data_gets_a_reference_classifier_of_its_own(train_config):
     resized = train_config("data.image_size=32").data
-    assert cache_path(resized) != cache_path(train_config().data)
     splits = load_splits(resized)
+    assert cache_path(resized, splits.fingerprint["sha256"]) != cache_path(train_config().data,
+                                                                           splits.fingerprint["sha256"])
     reference = reference_classifier(resized, splits, torch.device("cpu"))
     with torch.no_grad():
         predicted = reference(splits.test.batch(torch.arange(len(splits.test))).images).argmax(-1)
@@ -220,7 +247,8 @@ def test_the_reference_classifier_learns_from_every_training_image_whatever_n_tr
     import vae_lab.metrics.reference as module
 
     few, every = train_config("data.n_train=100").data, train_config().data
-    assert cache_path(few) == cache_path(every)  # one instrument for both
+    assert load_splits(few).fingerprint == load_splits(every).fingerprint
+    assert cache_path(few, "data") == cache_path(every, "data")  # one instrument for both
     seen, train = [], module._train
 
     def counting_train(model, images, test):
@@ -228,7 +256,7 @@ def test_the_reference_classifier_learns_from_every_training_image_whatever_n_tr
         return train(model, images, test)
 
     monkeypatch.setattr(module, "_train", counting_train)
-    monkeypatch.setattr(module, "cache_path", lambda config: tmp_path / "reference.pt")
+    monkeypatch.setattr(module, "cache_path", lambda config, data_hash: tmp_path / "reference.pt")
     splits = load_splits(few)
     reference_classifier(few, splits, torch.device("cpu"))
     assert len(splits.train) == 100 and seen == [len(load_splits(every).train)]
@@ -244,7 +272,7 @@ def test_the_reference_classifier_is_the_same_instrument_whatever_threads_the_ru
     splits, weights = load_splits(config), []
     try:
         for threads in (2, 1):
-            monkeypatch.setattr(module, "cache_path", lambda config, threads=threads: tmp_path / f"{threads}.pt")
+            monkeypatch.setattr(module, "cache_path", lambda config, data_hash, threads=threads: tmp_path / f"{threads}.pt")
             torch.set_num_threads(threads)
             torch.manual_seed(threads)
             weights.append(reference_classifier(config, splits, torch.device("cpu")).state_dict())

@@ -2,9 +2,9 @@
 
 A small CNN trained by vae-lab on the training split of the same data (same dataset, tint, binarization
 and validation split; every training image, whatever data.n_train a model was given), once: it is
-cached beside the data (``<data.root>/vae_lab_reference/``, or the user's cache folder when the data
-folder is read-only) and reused by every run on that data. Where neither can be written it is trained
-for each run and not kept: a cache must never cost a run.
+cached in the user's cache folder (:func:`cache_folder`), never beside the data, which may be shared or
+read-only, and reused by every run on that data. Where the cache cannot be written it is trained for
+each run and not kept: a cache must never cost a run.
 
 It is an instrument, so it must be the same for every run: it trains on one CPU thread (a thread count
 changes the order of the gradients' sums, and after a few epochs the weights are another classifier's,
@@ -71,27 +71,26 @@ class ReferenceClassifier(nn.Module):
         return InPieces(self.features, self.piece)
 
 
-def cache_path(config: DataConfig) -> Path:
-    """Where the classifier for this data is kept: the first of the folders beside the data and in the
-    user's cache that holds it or could."""
+def cache_folder() -> Path:
+    """``$VAE_LAB_CACHE``, else ``$XDG_CACHE_HOME/vae-lab``, else ``~/.cache/vae-lab``."""
+    if os.environ.get("VAE_LAB_CACHE"):
+        return Path(os.environ["VAE_LAB_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "vae-lab"
+
+
+def cache_path(config: DataConfig, data_hash: str) -> Path:
+    """Where the classifier for this data is kept: named by its recipe, the data's settings and the
+    content of its images (``data_hash``, as in Splits.fingerprint), so that two data folders of the
+    same name never share one."""
     size = "" if (config.image_size,) * 2 == IMAGE_SIZE else f"-size{config.image_size}"
     name = (f"{config.name}{size}-binarize_{config.binarize}-seed{config.seed}-val{config.val_fraction:g}"
-            f"-recipe{RECIPE}.pt")
-    folders = [Path(config.root) / "vae_lab_reference", Path.home() / ".cache" / "vae-lab" / "reference"]
-    for folder in folders:
-        if (folder / name).is_file() or _could_write(folder):
-            return folder / name
-    return folders[0] / name
-
-
-def _could_write(folder: Path) -> bool:
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    return existing is not None and os.access(existing, os.W_OK)
+            f"-data{data_hash[:12]}-recipe{RECIPE}.pt")
+    return cache_folder() / "reference" / name
 
 
 def reference_classifier(config: DataConfig, splits: Splits, device: torch.device) -> ReferenceClassifier:
     """The cached classifier for this data, trained now if there is none yet."""
-    path = cache_path(config)
+    path = cache_path(config, splits.fingerprint["sha256"])
     if path.is_file():
         try:
             model = ReferenceClassifier(splits.image_shape).to(device)
