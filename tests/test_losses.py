@@ -35,6 +35,21 @@ def test_bernoulli_nll_is_cross_entropy_to_grey_values(rng):
     np.testing.assert_allclose(bernoulli_nll(logits, grey).numpy(), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["evaluating", "training"])
+def test_softplus_is_log1p_exp_in_float64_with_and_without_gradients(grad):
+    """Both ways of computing it: over logits from -100 to 100 (where e^l overflows float32 and
+    log(sigmoid) would round to 0 if taken naively), and its gradient is sigmoid(l), at 0 too."""
+    from vae_lab.losses import softplus
+
+    logits = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([0.0, 1e-8, -1e-8])]).requires_grad_(grad)
+    expected = np.logaddexp(0, logits.detach().double().numpy())
+    found = softplus(logits)
+    np.testing.assert_allclose(found.detach().double().numpy(), expected, rtol=2e-7, atol=1e-7)
+    if grad:
+        found.sum().backward()
+        torch.testing.assert_close(logits.grad, torch.sigmoid(logits.detach()))
+
+
 def test_bernoulli_nll_sums_pixels_and_keeps_images_apart(rng):
     logits = torch.randn(3, 1, 28, 28, generator=rng)
     pixels = torch.rand(3, 1, 28, 28, generator=rng)

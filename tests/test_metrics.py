@@ -215,19 +215,57 @@ def test_the_reference_classifier_is_cached_in_the_users_cache_never_beside_the_
 
 
 def test_the_reference_classifier_judges_a_large_batch_in_pieces_with_one_passs_numbers():
+    """In pieces, and with its kernels channels-last for judging: the numbers of one pass over every
+    image by the classifier as it was trained (channels-first), up to float32 rounding."""
+    import copy
+
     from vae_lab.metrics.reference import ReferenceClassifier
 
     torch.manual_seed(0)
-    classifier = ReferenceClassifier((3, 28, 28), piece=64).eval()
+    trained = ReferenceClassifier((3, 28, 28), piece=64).eval()
+    judge = copy.deepcopy(trained).for_judging()
+    assert judge.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     images = torch.rand(64 * 3 + 5, 3, 28, 28)
     seen = []
-    classifier.features.register_forward_hook(lambda _, inputs, __: seen.append(len(inputs[0])))
+    judge.features.register_forward_hook(lambda _, inputs, __: seen.append(len(inputs[0])))
     with torch.no_grad():
-        logits, features = classifier(images), classifier.feature_extractor()(images)
-        whole = classifier.features(images)
-    assert seen == [64, 64, 64, 5] * 2 + [len(images)]
-    torch.testing.assert_close(features, whole)
-    torch.testing.assert_close(logits, classifier.classify(whole))
+        logits, features = judge(images), judge.embed(images)
+        whole = trained.features(images)
+    assert seen == [64, 64, 64, 5] * 2
+    torch.testing.assert_close(features, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, trained.classify(whole), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 28, 28), (1, 32, 40)])
+def test_ssim_is_torchmetrics_ssim(shape):
+    """Against torchmetrics' own: noisy copies, the image itself (1), and flat images (the constants
+    alone)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from vae_lab.metrics.images import ssim
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(64, *shape, generator=generator)
+    rebuilt = (target + 0.2 * torch.randn(64, *shape, generator=generator)).clamp(0, 1)
+    rebuilt[0], rebuilt[1], target[2], rebuilt[2] = target[0], 0.5, 0.0, 0.0
+    expected = structural_similarity_index_measure(rebuilt, target, data_range=1.0, reduction="none")
+    torch.testing.assert_close(ssim(rebuilt, target), expected, rtol=0, atol=2e-6)
+    assert ssim(rebuilt, target)[0] == pytest.approx(1, abs=1e-6)
+
+
+def test_the_frechet_distance_of_features_is_the_closed_form():
+    """FD = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed here with scipy's matrix root."""
+    from scipy.linalg import sqrtm
+
+    from vae_lab.metrics.samples import frechet_distance
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 128, generator=generator, dtype=torch.float64)
+    fake = 0.7 * torch.randn(300, 128, generator=generator, dtype=torch.float64) + 0.3
+    mu1, mu2 = real.mean(0).numpy(), fake.mean(0).numpy()
+    s1, s2 = np.cov(real.numpy(), rowvar=False), np.cov(fake.numpy(), rowvar=False)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
+    assert frechet_distance(real.float(), fake.float()) == pytest.approx(expected, rel=1e-4)
 
 
 def test_resized_data_gets_a_reference_classifier_of_its_own(train_config):

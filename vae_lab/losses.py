@@ -23,7 +23,17 @@ def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     softplus(l) - x l is the cross-entropy with logits, written so that ``images`` [B, C, H, W] may
     broadcast against ``logits`` with extra leading axes ([n, B, C, H, W] for n draws per image)."""
     logits = logits.float()
-    return (F.softplus(logits) - images * logits).sum(PIXEL_DIMS)
+    return (softplus(logits) - images * logits).sum(PIXEL_DIMS)
+
+
+def softplus(logits: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^l). Where no gradient is wanted (evaluation: every held-out score and the importance
+    weights), as max(l, 0) - log(sigmoid(|l|)): a CPU's log and sigmoid are vectorised where its log1p
+    is not, which makes this several times faster than F.softplus, equal up to float32 rounding
+    (tests/test_losses.py). Training keeps F.softplus, whose gradient is exact at l = 0 too."""
+    if logits.requires_grad:
+        return F.softplus(logits)
+    return logits.clamp_min(0) - torch.sigmoid(logits.abs()).log()
 
 
 def gaussian_nll(logits: torch.Tensor, images: torch.Tensor, std: float) -> torch.Tensor:

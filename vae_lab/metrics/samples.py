@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
-from vae_lab.metrics.reference import ReferenceClassifier
+from vae_lab.metrics.reference import FEATURES, ReferenceClassifier
 from vae_lab.metrics.traversal import stroke_hue
 from vae_lab.progress import counting, progress
 
@@ -25,38 +25,42 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     generator = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
     with progress(desc="sample quality", total=2 * n_samples + len(test), unit="image") as bar:
-        samples = torch.cat([model.sample(size, generator=generator) for size in sizes])
+        samples = torch.cat([model.sample(size, generator=generator) for size in sizes]).float()
         bar.update(n_samples)
-        fd = frechet_distance(reference, test, samples, batch_size, bar)
-    probabilities = torch.cat([F.softmax(reference(chunk), -1) for chunk in samples.split(batch_size)])
+        fake = reference.embed(samples)  # once, for the distance and the digits seen
+        bar.update(n_samples)
+        real = torch.cat([reference.embed(batch.images.float()) for batch in counting(test.batches(batch_size), bar)])
+    probabilities = F.softmax(reference.classify(fake), -1)
     counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
     share = counts / counts.sum()
     metrics = {
         "confidence": probabilities.max(-1).values.mean().item(),
         "class_entropy": -(share * share.clamp_min(1e-12).log()).sum().item(),
-        "fd": fd,
+        "fd": frechet_distance(real, fake),
     }
     if samples.shape[-3] == 3:
         data_chroma = torch.cat([stroke_hue(batch.images.float())[1] for batch in test.batches(batch_size)]).mean()
-        metrics["stroke_chroma"] = (stroke_hue(samples.float())[1].mean() / data_chroma.clamp_min(1e-8)).item()
+        metrics["stroke_chroma"] = (stroke_hue(samples)[1].mean() / data_chroma.clamp_min(1e-8)).item()
     if model.conditional:
         labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
         asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])
-        seen = torch.cat([reference(chunk).argmax(-1) for chunk in asked.split(batch_size)])
+        seen = reference(asked).argmax(-1)
         metrics["label_acc"] = (seen.cpu() == labels).float().mean().item()
     return metrics
 
 
-def frechet_distance(reference: ReferenceClassifier, real: ImageSet, fake: torch.Tensor, batch_size: int,
-                     bar=None) -> float:
-    """``bar``: a progress bar advanced by each image fed to the feature extractor."""
+class _Computed(torch.nn.Identity):
+    """A feature extractor for torchmetrics' FID whose input is features already computed."""
+
+    num_features = FEATURES
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The Frechet distance between two sets of features [N, FEATURES] (torchmetrics' FID, fed the
+    reference classifier's features)."""
     from torchmetrics.image.fid import FrechetInceptionDistance  # lazily, as in metrics/images.py
 
-    fid = FrechetInceptionDistance(feature=reference.feature_extractor(), normalize=True,
-                                   input_img_size=real.image_shape).to(fake.device)
-    count = (lambda batches: counting(batches, bar)) if bar is not None else iter
-    for batch in count(real.batches(batch_size)):
-        fid.update(batch.images.float(), real=True)
-    for chunk in count(fake.split(batch_size)):
-        fid.update(chunk.float(), real=False)
+    fid = FrechetInceptionDistance(feature=_Computed()).to(fake.device)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
     return fid.compute().item()
