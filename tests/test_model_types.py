@@ -35,6 +35,11 @@ def test_every_model_type_trains_one_epoch_and_writes_its_run_folder(train_confi
     assert all(np.isfinite(value).all() for value in metrics.values() if not isinstance(value, (str, dict)))
     assert metrics["test/digit_control_by"] in metrics["test/traversal_control"]
     assert metrics["test/nelbo"] > 0
+    phases = {"loss_terms", "image_quality", "latent_statistics", "probes", "reference_classifier", "sample_quality",
+              "traversal_control", *(["importance_sampled_nll"] if config.eval.is_samples else []),
+              *(["disentanglement"] if data == "color_mnist" and config.eval.disentanglement_train else []),
+              *(["figures"] if draw else [])}
+    assert set(metrics["eval_s"]) == phases and all(seconds >= 0 for seconds in metrics["eval_s"].values())
     row = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert {"train/loss", "train/nelbo", "train/recon", "val/nelbo", "test/nelbo", "test/recon"} <= set(row)
     if model == "semi":

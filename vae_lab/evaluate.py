@@ -16,6 +16,9 @@ from vae_lab.device import resolve_precision
 from vae_lab.progress import counting, progress
 
 log = logging.getLogger(__name__)
+# Where metrics.json keeps what each phase of the evaluation cost, in seconds (a model's share where a
+# population was evaluated at once): {"loss_terms": 0.1, ..., "figures": 3.2}.
+EVAL_SECONDS = "eval_s"
 
 
 class TermMeans:
@@ -111,11 +114,14 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
     metrics: list[dict] = [{} for _ in models]
     count = f" of {len(models)} models" if len(models) > 1 else ""
 
-    def section(name: str, prefix: str, compute) -> None:
+    def section(name: str, prefix: str, compute, phase: str) -> None:
         started = time.perf_counter()
         for mine, values in zip(metrics, compute()):
             mine.update({f"{prefix}/{key}": value for key, value in values.items()})
-        log.info("%s%s: %.1f s", name, count, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        for mine in metrics:
+            mine.setdefault(EVAL_SECONDS, {})[phase] = seconds / len(models)
+        log.info("%s%s: %.1f s", name, count, seconds)
 
     def each(compute):  # model by model
         return lambda: [compute(model, config) for model, config in zip(models, configs)]
@@ -125,29 +131,36 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
             modes.enter_context(evaluating(model))
         torch.manual_seed(seeds[0])
         section("loss terms", "test", lambda: each_model(
-            models, seeds, lambda population, s: loss_terms(population, s, splits.test, settings.batch_size)))
+            models, seeds, lambda population, s: loss_terms(population, s, splits.test, settings.batch_size)),
+            "loss_terms")
         if settings.is_samples:
             precision = resolve_precision(settings.precision, models[0].device)
             section(f"importance-sampled NLL ({settings.is_samples} samples, {precision})", "test",
                     lambda: each_model(models, seeds, lambda population, s: importance_sampled_nll(
-                        population, s, splits.test, settings.is_samples, settings.is_rows, precision, tick)))
+                        population, s, splits.test, settings.is_samples, settings.is_rows, precision, tick)),
+                    "importance_sampled_nll")
         section("image quality", "test", lambda: each_model(
             models, seeds, lambda population, s: population_reconstruction_quality(population, splits.test,
-                                                                                 settings.batch_size)))
-        section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)))
+                                                                                 settings.batch_size)),
+            "image_quality")
+        section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)),
+                "latent_statistics")
         section("probes", "test", each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
-                                                                     settings.probe_images)))
+                                                                     settings.probe_images)), "probes")
         if settings.disentanglement_train and splits.train.hue_bins is not None:
             section("disentanglement", "test", each(lambda m, c: disentanglement_metrics(
                 m, splits.train, splits.test, settings.batch_size, settings.disentanglement_train,
-                settings.disentanglement_test, settings.dci_estimator)))
+                settings.disentanglement_test, settings.dci_estimator)), "disentanglement")
         if settings.sample_images:
+            started = time.perf_counter()
             reference = reference_classifier(configs[0].data, splits, models[0].device)
+            for mine in metrics:
+                mine[EVAL_SECONDS]["reference_classifier"] = (time.perf_counter() - started) / len(models)
             section("sample quality", "samples", each(lambda m, c: sample_quality(
-                m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)))
+                m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)), "sample_quality")
             if settings.traversal_images:
                 section("traversal control", "test", each(lambda m, c: traversal_control(
-                    m, reference, splits.test, settings.traversal_images)))
+                    m, reference, splits.test, settings.traversal_images)), "traversal_control")
     return metrics
 
 

@@ -15,7 +15,7 @@ from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.device import resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, show
-from vae_lab.evaluate import evaluating, final_metrics
+from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
 from vae_lab.loop import Member
 from vae_lab.models import VAE, build_model
@@ -37,6 +37,7 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
         drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
         seconds = time.perf_counter() - started
         log.info("figures (%d): %.1f s", len(drawn), seconds)
+        metrics.setdefault(EVAL_SECONDS, {})["figures"] = seconds
         if "cost_s" in metrics:
             metrics["cost_s"] += seconds
     write_json(metrics_path, metrics)
