@@ -235,27 +235,28 @@ def text_problems(fig) -> list[str]:
     return problems
 
 
+class Checked(list):
+    """Problems found (a list of lines), and how many figures were checked."""
+
+    figures = 0
+
+
 @pytest.fixture
 def checked_figures(monkeypatch):
-    """Every figure saved or rendered into an animation frame is checked by text_problems first."""
-    from matplotlib.figure import Figure
-
+    """Every figure, saved or rendered into an animation's frames, is checked by text_problems once
+    laid out (style.render, which every figure passes through)."""
     from vae_lab.figures import animations, style
 
-    problems: list[str] = []
-    savefig, pixels = Figure.savefig, style.figure_pixels
+    problems, render = Checked(), style.render
 
-    def checked_savefig(fig, *args, **kwargs):
+    def checked_render(fig, *args, **kwargs):
+        pixels = render(fig, *args, **kwargs)
         problems.extend(text_problems(fig))
-        return savefig(fig, *args, **kwargs)
+        problems.figures += 1
+        return pixels
 
-    def checked_pixels(fig, *args, **kwargs):
-        style.fit_titles(fig)
-        problems.extend(text_problems(fig))
-        return pixels(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", checked_savefig)
-    monkeypatch.setattr(animations, "figure_pixels", checked_pixels)
+    monkeypatch.setattr(style, "render", checked_render)
+    monkeypatch.setattr(animations, "render", checked_render)
     return problems
 
 
@@ -283,6 +284,7 @@ def test_no_figure_cuts_or_overlaps_its_text(layout, train_config, tmp_path, che
         paths = draw_figures(model, splits, history, snapshots, tmp_path, config,
                              metrics={"test/traversal_control": control})
     assert len(paths) >= 9
+    assert checked_figures.figures >= len(paths) - 1  # interpolation.gif's frames are drawn with PIL
     assert not checked_figures, "\n".join(checked_figures)
 
 
@@ -375,6 +377,7 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
     assert montage([failed], keys, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
     metrics_against(runs, "model.latent_dim", ["model.share_encoder"], tmp_path / "metrics.png")
     rate_distortion(runs, keys, tmp_path / "rate.png")
+    assert checked_figures.figures >= 3
     assert not checked_figures, "\n".join(checked_figures)
     assert "share_encoder=-" not in " ".join(r.name for r in runs)
 
@@ -395,6 +398,7 @@ def test_rate_distortion_labels_of_nearby_points_do_not_overlap(tmp_path, checke
     runs = [RunSummary(f"{beta}-{latent}", tmp_path, {"model.beta": beta, "model.latent_dim": latent}, "complete",
                        {"test/recon": recon, "test/kl": rate}) for (beta, latent), (rate, recon) in measured.items()]
     rate_distortion(runs, ["model.beta", "model.latent_dim"], tmp_path / "rate.png")
+    assert checked_figures.figures == 1
     assert not checked_figures, "\n".join(checked_figures)
 
 

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from vae_lab.data import ImageSet
 from vae_lab.figures.latent import code_parts
 from vae_lab.runs import atomic_write
-from vae_lab.figures.style import figure_pixels, image_grid, scatter_by_digit, show_grid
+from vae_lab.figures.style import image_grid, render, scatter_by_digit, show_grid
 
 SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows
 SNAPSHOT_IMAGES = 8  # test images whose reconstructions it shows
@@ -62,21 +62,34 @@ def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, 
     every = np.concatenate(points)
     low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
     margin = 0.05 * (high - low)
+    # One figure for every frame: laid out (titles fitted) for the first, then only its points, pictures
+    # and epoch change, which costs a fraction of laying out a new figure per frame.
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.15, 1]},
+                                      constrained_layout=True)
+    scatter_by_digit(left, points[0], labels)
+    left.set_xlim(low[0] - margin[0], high[0] + margin[0])
+    left.set_ylim(low[1] - margin[1], high[1] + margin[1])
+    left.set_xlabel(axis_labels[0])
+    left.set_ylabel(axis_labels[1])
+    left.set_title(f"{part_name} of {len(labels)} test images", fontsize=9)
+    digits = [labels == digit for digit in range(len(left.collections))]  # scatter_by_digit: one per digit
+    grid = lambda shot: image_grid(torch.cat([originals, shot["reconstructions"].float() / 255]),  # noqa: E731
+                                   SNAPSHOT_IMAGES // 2)
+    show_grid(right, grid(shown[0]))
+    right.set_title("test images (top) and their reconstructions (bottom)", fontsize=9)
+    title = fig.suptitle(f"Epoch {len(snapshots)} of {len(snapshots)}\n{caption}", fontsize=10)  # the longest
     frames = []
-    for epoch, frame_points, shot in zip(epochs + 1, points, shown):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.15, 1]},
-                                          constrained_layout=True)
-        scatter_by_digit(left, frame_points, labels)
-        left.set_xlim(low[0] - margin[0], high[0] + margin[0])
-        left.set_ylim(low[1] - margin[1], high[1] + margin[1])
-        left.set_xlabel(axis_labels[0])
-        left.set_ylabel(axis_labels[1])
-        left.set_title(f"{part_name} of {len(labels)} test images", fontsize=9)
-        rebuilt = shot["reconstructions"].float() / 255
-        show_grid(right, image_grid(torch.cat([originals, rebuilt]), SNAPSHOT_IMAGES // 2))
-        right.set_title("test images (top) and their reconstructions (bottom)", fontsize=9)
-        fig.suptitle(f"Epoch {epoch} of {len(snapshots)}\n{caption}", fontsize=10)
-        frames.append(figure_pixels(fig))
+    try:
+        render(fig, dpi=100)
+        for epoch, frame_points, shot in zip(epochs + 1, points, shown):
+            for collection, mine in zip(left.collections, digits):
+                collection.set_offsets(frame_points[mine])
+            right.images[0].set_data(grid(shot))
+            title.set_text("\n".join([f"Epoch {epoch} of {len(snapshots)}", *title.get_text().split("\n")[1:]]))
+            fig.canvas.draw()
+            frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    finally:
+        plt.close(fig)
     return save_gif(frames, path, seconds_per_frame=0.7)
 
 

@@ -186,9 +186,11 @@ def title_room(fig: plt.Figure, ax: Optional[plt.Axes], text: matplotlib.text.Te
 
 def fit_titles(fig: plt.Figure) -> None:
     """Wrap every title wider than its room (:func:`title_room`) onto more lines, so that no caption
-    is cut at the figure's edge or runs into its neighbour's."""
-    for _ in range(3):  # wrapping moves the layout, which changes the room: settle it
+    is cut at the figure's edge or runs into its neighbour's. Leaves the canvas drawn as it stands."""
+    for wraps in range(4):  # wrapping moves the layout, which changes the room: settle it (3 wraps at most)
         fig.canvas.draw()
+        if wraps == 3:
+            return
         renderer = fig.canvas.get_renderer()
         changed = False
         for text, ax in titles(fig):
@@ -202,21 +204,20 @@ def fit_titles(fig: plt.Figure) -> None:
             return
 
 
+def render(fig: plt.Figure, dpi: int = 100) -> np.ndarray:
+    """The figure laid out, its titles fitted (:func:`fit_titles`) and drawn at ``dpi``: RGBA pixels
+    [H, W, 4]."""
+    fig.set_dpi(dpi)
+    fit_titles(fig)
+    return np.asarray(fig.canvas.buffer_rgba())
+
+
 def save(fig: plt.Figure, path: Path) -> Path:
     """Write the figure atomically (a full disk or a kill never leaves half a PNG) and close it; long
-    titles are wrapped first (:func:`fit_titles`)."""
+    titles are wrapped first (:func:`render`), then it is drawn again at DPI."""
     try:
-        fit_titles(fig)
+        render(fig)
         atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format=path.suffix.lstrip(".")), binary=True)
     finally:
         plt.close(fig)
     return path
-
-
-def figure_pixels(fig: plt.Figure, dpi: int = 100) -> np.ndarray:
-    """A figure rendered to an RGB array (a frame of an animation); closes the figure."""
-    fig.set_dpi(dpi)
-    fit_titles(fig)
-    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return pixels
