@@ -240,6 +240,24 @@ def test_the_time_estimate_counts_the_jobs_that_run_side_by_side(tmp_path, at_on
         assert "will take" in line and ("at a time" in line) == (at_once > 1)
 
 
+def test_the_time_estimate_counts_evaluation_once_a_run_of_this_sweep_has_finished(tmp_path):
+    """Run 0 finished in this sweep with 30 s of evaluation: the 3 runs left add 90 s (2 min) one after another,
+    45 s two at a time; a run finished before the sweep started, or one without eval_s, says nothing."""
+    from vae_lab.progress import SweepProgress
+
+    started = time.time() - 60
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"eval_s": {"probes": 10.0, "figures": 20.0}}))
+    line = SweepProgress(tmp_path, jobs=4, epochs=10, started=started).first_evaluation()
+    assert "run 0's evaluation took 30 s" in line and "the 3 runs left adds about 2 min" in line, line
+    assert "about 45 s (2 at a time)" in SweepProgress(tmp_path, jobs=4, epochs=10, at_once=2,
+                                                       started=started).first_evaluation()
+    os.utime(tmp_path / "0" / "metrics.json", (started - 10, started - 10))
+    assert SweepProgress(tmp_path, jobs=4, epochs=10, started=started).first_evaluation() is None
+    (tmp_path / "0" / "metrics.json").write_text("{}")
+    assert SweepProgress(tmp_path, jobs=4, epochs=10, started=started).first_evaluation() is None
+
+
 def test_the_joblib_launcher_runs_as_many_jobs_at_once_as_it_is_given_or_one_per_core():
     from vae_lab.compose import jobs_at_once, threads_per_job
 

@@ -191,10 +191,34 @@ class SweepProgress:
         training = epoch_s * epochs_left / members / max(1, min(self.at_once, left))
         together = f" ({members * self.at_once} at a time)" if members * self.at_once > 1 else ""
         return (f"vae-lab: an epoch takes {epoch_s:.1f} s{together}: training the {left} runs left "
-                f"({epochs_left} epochs) will take about {minutes(training)}, and each run's evaluation adds to that")
+                f"({epochs_left} epochs) will take about {minutes(training)}, and each run's evaluation adds to that "
+                "(an estimate follows the first run's)")
+
+    def first_evaluation(self) -> Optional[str]:
+        """Once a run has finished in this sweep: what evaluating the runs left will cost, from the
+        seconds its metrics.json records for each evaluation phase (``eval_s``, a stacked member's
+        share), the runs that evaluate side by side counted as the training's are."""
+        left = self.jobs - len(self.finished())
+        for number in self.complete():
+            path = self._run(number) / "metrics.json"
+            try:
+                if path.stat().st_mtime < self.started:
+                    continue
+                phases = json.loads(path.read_text()).get("eval_s")
+            except (OSError, ValueError):
+                continue
+            if not phases or not left:
+                return None
+            seconds = sum(phases.values())
+            together = max(1, min(self.at_once, left))
+            return (f"vae-lab: run {number}'s evaluation took {seconds:.0f} s: evaluating the {left} runs left "
+                    f"adds about {minutes(seconds * left / together)}"
+                    + (f" ({together} at a time)" if together > 1 else ""))
+        return None
 
     def _watch(self) -> None:
         done = len(self.finished())
+        evaluation_said = False
         with progress(desc="sweep", total=self.jobs, initial=done, unit="run", position=0) as bar:
             while not self.stopped.wait(POLL_S) or done < len(self.finished()):
                 if not self.estimated:
@@ -202,6 +226,11 @@ class SweepProgress:
                     if line:
                         tqdm.write(line, file=sys.stderr)
                         self.estimated = True
+                if not evaluation_said:
+                    line = self.first_evaluation()
+                    if line:
+                        tqdm.write(line, file=sys.stderr)
+                        evaluation_said = True
                 now = len(self.finished())
                 if now > done:
                     bar.update(now - done)
