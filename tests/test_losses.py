@@ -43,11 +43,32 @@ def test_softplus_is_log1p_exp_in_float64_with_and_without_gradients(grad):
 
     logits = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([0.0, 1e-8, -1e-8])]).requires_grad_(grad)
     expected = np.logaddexp(0, logits.detach().double().numpy())
-    found = softplus(logits)
+    with torch.set_grad_enabled(grad):
+        found = softplus(logits)
     np.testing.assert_allclose(found.detach().double().numpy(), expected, rtol=2e-7, atol=1e-7)
     if grad:
         found.sum().backward()
         torch.testing.assert_close(logits.grad, torch.sigmoid(logits.detach()))
+
+
+def test_softplus_trains_with_f_softplus_inside_torch_func_too():
+    """Stacked training takes gradients with torch.func.grad, where no tensor says it requires one: the
+    loss must be the same function there as in a model trained alone (the same bits), and evaluation
+    under no_grad takes the fast formula."""
+    import torch.nn.functional as F
+
+    from vae_lab import losses
+
+    logits = torch.randn(64, generator=torch.Generator().manual_seed(0)) * 4
+    seen = []
+    real = F.softplus
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(losses.F, "softplus", lambda x: seen.append("F") or real(x))
+        grad = torch.func.grad(lambda l: losses.softplus(l).sum())(logits)
+        with torch.no_grad():
+            losses.softplus(logits)
+    torch.testing.assert_close(grad, torch.sigmoid(logits))
+    assert seen == ["F"]
 
 
 def test_bernoulli_nll_sums_pixels_and_keeps_images_apart(rng):

@@ -30,8 +30,10 @@ def softplus(logits: torch.Tensor) -> torch.Tensor:
     """log(1 + e^l). Where no gradient is wanted (evaluation: every held-out score and the importance
     weights), as max(l, 0) - log(sigmoid(|l|)): a CPU's log and sigmoid are vectorised where its log1p
     is not, which makes this several times faster than F.softplus, equal up to float32 rounding
-    (tests/test_losses.py). Training keeps F.softplus, whose gradient is exact at l = 0 too."""
-    if logits.requires_grad:
+    (tests/test_losses.py). Training keeps F.softplus, whose gradient is exact at l = 0 too. Gradient
+    mode, not ``requires_grad``, tells them apart: inside torch.func's grad transform (stacked
+    training) a tensor does not say that it requires one."""
+    if torch.is_grad_enabled():
         return F.softplus(logits)
     return logits.clamp_min(0) - torch.sigmoid(logits.abs()).log()
 
