@@ -7,9 +7,12 @@ times, each into a fresh copy of the run, with the evaluation that training ends
 ("probes: 0.7 s"); the median of the repeats is reported for each, with the ratio, and every metric
 both report with its largest difference between the versions. Both read one cached reference
 classifier (the same recipe), so its training is never timed. Run it alone: a second process on the
-cores skews every number.
+cores skews every number, except the one ``--beside-training`` starts on purpose: a vae-lab training
+(benchmarks/sharing.py's, choosing its threads as a default run does) that runs through every timed
+evaluation, the case of a sweep's evaluation beside its other jobs.
 
-    python benchmarks/eval_cost.py --run RUN --before COMMIT [--repeats 3] [--data-root DIR] [--out summary.csv]
+    python benchmarks/eval_cost.py --run RUN --before COMMIT [--repeats 3] [--beside-training] [--data-root DIR]
+        [--out summary.csv] [eval.* overrides]
 """
 
 import argparse
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 from results_csv import add_out_option, refuse_existing_out, write_results
+from sharing import SETTINGS, competitor
 
 from vae_lab.metrics.reference import cache_folder
 
@@ -86,6 +90,7 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="the commit to compare with")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("VAE_LAB_DATA", "./data")))
+    parser.add_argument("--beside-training", action="store_true", help="a training runs beside each evaluation")
     parser.add_argument("overrides", nargs="*", help="eval.* overrides for both versions")
     add_out_option(parser)
     args = parser.parse_args()
@@ -112,7 +117,16 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for version, tree in trees.items():
                     run = copy_run(args.run.resolve(), scratch / f"{version}-{repeat}")
-                    phases, metrics[version], wall = evaluate(tree, run, data, cache, overrides)
+                    busy = (competitor(SETTINGS["vae-lab: threads = free cores"], None, str(args.data_root))
+                            if args.beside_training else None)
+                    try:
+                        if busy:
+                            time.sleep(10)  # past its start-up, training
+                        phases, metrics[version], wall = evaluate(tree, run, data, cache, overrides)
+                    finally:
+                        if busy:
+                            busy.kill()
+                            busy.wait()
                     for name, value in {**phases, "command": wall}.items():
                         seconds[version].setdefault(name, []).append(value)
                     print(f"{version} {repeat + 1}/{args.repeats}: {wall:.1f} s", flush=True)

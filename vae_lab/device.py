@@ -109,7 +109,7 @@ class ThreadGovernor:
         threads = max(1, min(self.cores, round(self.cores - others)))
         if threads != self.threads:
             torch.set_num_threads(threads)
-            log.info("other processes use %.1f of %d cores: training on %d thread%s", others, self.cores, threads,
+            log.info("other processes use %.1f of %d cores: running on %d thread%s", others, self.cores, threads,
                      "" if threads == 1 else "s")
             self.threads = threads
 

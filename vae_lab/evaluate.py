@@ -115,6 +115,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
     count = f" of {len(models)} models" if len(models) > 1 else ""
 
     def section(name: str, prefix: str, compute, phase: str) -> None:
+        tick()
         started = time.perf_counter()
         for mine, values in zip(metrics, compute()):
             mine.update({f"{prefix}/{key}": value for key, value in values.items()})

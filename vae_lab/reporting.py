@@ -13,7 +13,7 @@ import torch
 from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.device import resolve_device
+from vae_lab.device import ThreadGovernor, free_to_choose, resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 
 def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict], snapshots: list[dict],
            metrics_path: Path, figures_dir: Path, extra: Optional[dict] = None,
-           metrics: Optional[dict] = None) -> dict:
+           metrics: Optional[dict] = None, tick: Callable[[], None] = lambda: None) -> dict:
     """Every metric (``metrics`` when computed already, with the rest of a population) and, unless
     ``eval.figures`` is off, every figure of ``model``; metrics.json is written last (its presence
-    means done). A ``cost_s`` in ``extra`` grows by the time the figures took."""
-    metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config])[0]), **(extra or {})}
+    means done). A ``cost_s`` in ``extra`` grows by the time the figures took. ``tick``: the thread
+    governor's (vae_lab/device.py)."""
+    metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config], tick)[0]),
+               **(extra or {})}
     if config.eval.figures:
         started = time.perf_counter()
         drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
@@ -73,9 +75,13 @@ def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
     model, best = load_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
     history, snapshots = training_record(run)
+    threads = config.trainer.threads  # as the run was trained: a fixed count gives the same numbers
+    if threads is not None:
+        torch.set_num_threads(threads)
+    governor = ThreadGovernor(free_to_choose(threads, device))  # beside busy processes: the cores left
     started = time.perf_counter()
     metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
-                     extra={"best_epoch": best["epoch"]})
+                     extra={"best_epoch": best["epoch"]}, tick=governor.tick)
     log.info("evaluation took %.1f s", time.perf_counter() - started)
     return run, metrics
 
