@@ -26,7 +26,7 @@ NODE = "vaelab-node"  # the compute node's host name (tools/slurm-cluster.sh)
 GUIDE = Path(__file__).parents[1] / "docs" / "guide" / "sweeps.md"
 # The cluster commands docs/guide/sweeps.md shows: the tests below run each (with QUICK and a folder).
 SLURM = "model.latent_dim=2,3 trainer.epochs=2 hydra/launcher=slurm hydra.launcher.timeout_min=10"
-REQUEUED = ("model.latent_dim=2 trainer.epochs=600 hydra/launcher=slurm hydra.launcher.timeout_min=2 "
+REQUEUED = ("model.latent_dim=2 trainer.epochs=1200 hydra/launcher=slurm hydra.launcher.timeout_min=2 "
             "hydra.launcher.signal_delay_s=30")
 OUT_OF_MEMORY = ("model.latent_dim=2 trainer.epochs=2 hydra/launcher=slurm hydra.launcher.timeout_min=10 "
                  "+hydra.launcher.additional_parameters.mem=200M")
@@ -196,7 +196,7 @@ def test_without_accounting_a_dead_job_is_given_up_not_awaited_forever(cluster, 
 
 def test_a_job_over_its_time_limit_is_requeued_and_ends_with_the_uninterrupted_numbers(
         cluster, vae_lab, vae_lab_command, data_root, tmp_path):
-    """The job gets two minutes and trains for longer (600 epochs of about 0.2 s); SLURM signals it
+    """The job gets two minutes and trains for longer (1200 epochs of about 0.15 s); SLURM signals it
     30 s before its limit (its controller looks every 30 s, so 30 to 60 s before), submitit requeues
     it, and it resumes its run. The sweep ends with the numbers of a run that was never interrupted, trained meanwhile
     beside it."""
