@@ -139,6 +139,15 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def govern_threads(configured: Optional[int], device: torch.device) -> ThreadGovernor:
+    """Torch's threads for a run's work: ``configured`` where it is set (``trainer.threads``: the same
+    numbers to the bit), else the cores other processes leave free, looked at as the work goes on
+    (call the governor's ``tick``)."""
+    if configured is not None:
+        torch.set_num_threads(configured)
+    return ThreadGovernor(free_to_choose(configured, device))
+
+
 def free_to_choose(configured: Optional[int], device: torch.device) -> bool:
     """Whether a run chooses its threads itself: on the CPU, when neither ``trainer.threads`` nor
     OMP_NUM_THREADS says how many. A thread count that follows the load changes the order of

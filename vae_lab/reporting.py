@@ -13,7 +13,7 @@ import torch
 from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.device import ThreadGovernor, free_to_choose, resolve_device
+from vae_lab.device import govern_threads, resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
@@ -75,10 +75,7 @@ def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
     model, best = load_model(run, config, device)
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
     history, snapshots = training_record(run)
-    threads = config.trainer.threads  # as the run was trained: a fixed count gives the same numbers
-    if threads is not None:
-        torch.set_num_threads(threads)
-    governor = ThreadGovernor(free_to_choose(threads, device))  # beside busy processes: the cores left
+    governor = govern_threads(config.trainer.threads, device)  # as the run was trained
     started = time.perf_counter()
     metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
                      extra={"best_epoch": best["epoch"]}, tick=governor.tick)

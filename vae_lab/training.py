@@ -19,7 +19,7 @@ from vae_lab import preflight
 from vae_lab.callbacks import resume, standard_callbacks
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
-from vae_lab.device import ThreadGovernor, flush_subnormals, free_to_choose, resolve_device, resolve_precision
+from vae_lab.device import flush_subnormals, govern_threads, resolve_device, resolve_precision
 from vae_lab.errors import one_line
 from vae_lab.image_losses import ImageLosses
 from vae_lab.loop import Member, train_members
@@ -59,10 +59,7 @@ def train_together(jobs: list[tuple[TrainConfig, str]], claims: Optional[Claims]
     with contextlib.ExitStack() as held:
         for _, run_dir in jobs:
             held.enter_context(claims.hold(run_dir))
-        threads = jobs[0][0].trainer.threads
-        if threads is not None:
-            torch.set_num_threads(threads)
-        governor = ThreadGovernor(free_to_choose(threads, device))
+        governor = govern_threads(jobs[0][0].trainer.threads, device)
         splits, members = None, []
         for i, (config, run_dir) in enumerate(jobs):
             try:

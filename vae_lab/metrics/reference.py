@@ -60,8 +60,10 @@ class ReferenceClassifier(nn.Module):
         """[N, FEATURES]: the features that the Frechet distance compares and :attr:`classify` reads,
         for at most ``piece`` images at a time (an image's features do not depend on those beside it,
         so these are one pass's numbers up to rounding)."""
-        layout = torch.channels_last if self.features[0].weight.is_contiguous(
-            memory_format=torch.channels_last) else torch.contiguous_format
+        # The second convolution's kernels say the layout: the first's, of one input channel on grey
+        # data, pass for both.
+        judging = self.features[3].weight.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if judging else torch.contiguous_format
         pieces = [self.features(part.contiguous(memory_format=layout)) for part in images.split(self.piece)]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
