@@ -38,11 +38,12 @@ from vae_lab.data import load_splits
 from vae_lab.evaluate import loss_terms
 from vae_lab.models import build_model
 from vae_lab import device as threads
-from vae_lab.loop import Loop, Member
+from vae_lab.loop import Loop
+from vae_lab.member import Member
 from vae_lab.population import Population
 from vae_lab.runs import RunDir
 from vae_lab.device import resolve_device, resolve_precision
-from vae_lab.preflight import seed_everything
+from vae_lab.member import seed_everything
 from results_csv import add_out_option, refuse_existing_out, write_results
 
 

@@ -18,7 +18,7 @@ from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.metrics.codes import categorical_probabilities, mutual_information
 from vae_lab.models import build_model
-from vae_lab.preflight import seed_everything
+from vae_lab.member import seed_everything
 
 
 @torch.no_grad()

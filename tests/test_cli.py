@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import EXACT
-from vae_lab.runs import load_checkpoint
+from vae_lab.checkpoints import load_checkpoint
 
 FIGURES = ("reconstructions.png", "samples.png", "samples_posterior.png", "latent_scatter.png",
            "latent_ranges.png", "latent_traversal.png", "training_curves.png", "interpolation.gif",

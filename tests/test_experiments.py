@@ -114,7 +114,7 @@ def test_quick_mode_runs_one_seed_of_each_configuration():
     """`seed=0` on the command line replaces the seeds an experiment's sweep lists."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from vae_lab.preflight import grid
+    from vae_lab.plan import grid
 
     params = ["seed=0,1,2", "model.latent_dim=2,4,16"]
     overrides = OverridesParser.create().parse_overrides([*params, *QUICK_OVERRIDES])

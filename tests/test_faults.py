@@ -18,7 +18,8 @@ import torch
 from conftest import N_TRAIN, make_tiny_mnist, write_idx
 from test_cli import QUICK_EVAL
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
-from vae_lab.runs import Claims, RunDir, claimed, remove_temporary_files
+from vae_lab.files import remove_temporary_files
+from vae_lab.runs import Claims, RunDir, claimed
 
 TINY = ("trainer.epochs=1", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false")
 
@@ -461,21 +462,21 @@ def test_killing_a_joblib_sweep_stops_its_workers(vae_lab_command, data_root, tm
 def test_a_job_watches_its_sweep_only_where_the_sweeps_pid_names_it(monkeypatch):
     """A job on a cluster node (another machine, PID namespace or SLURM job) never watches the PID it
     was handed: there it names nothing, or another process (every job used to end 13 s in)."""
-    from vae_lab import cli
+    from vae_lab import commands
 
     watched = []
-    monkeypatch.setattr(cli, "exit_when_gone", watched.append)  # the watcher's thread, without its exit
-    here = cli.place().rsplit(":", 1)[0]  # this machine and PID namespace, no SLURM job
+    monkeypatch.setattr(commands, "exit_when_gone", watched.append)  # the watcher's thread, without its exit
+    here = commands.place().rsplit(":", 1)[0]  # this machine and PID namespace, no SLURM job
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     for sweep, slurm_job in (("1@another-boot:pid:[4026531836]:", None),  # another node
                              (f"1@{here}:", "12"),  # a job SLURM started on the sweep's own machine
                              (f"1@{here}:", None)):  # a joblib worker of the sweep
-        monkeypatch.setenv(cli.SWEEP_PROCESS_ENV, sweep)
+        monkeypatch.setenv(commands.SWEEP_PROCESS_ENV, sweep)
         if slurm_job:
             monkeypatch.setenv("SLURM_JOB_ID", slurm_job)
         else:
             monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-        cli.stop_with_the_sweep()
+        commands.stop_with_the_sweep()
     deadline = time.monotonic() + 5
     while not watched and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -585,7 +586,7 @@ def test_a_figure_that_cannot_be_drawn_costs_only_itself(train_config, tmp_path,
 def test_any_folder_name_a_filesystem_takes_is_a_run_folder(vae_lab, tmp_path):
     """Letters of any script, =, commas, quotes and brackets: vae-lab hands the folder back to Hydra."""
     folder = tmp_path / "résumé=1, it's [x]"
-    from vae_lab.preflight import hydra_value
+    from vae_lab.plan import hydra_value
 
     result = vae_lab("train", f"hydra.run.dir={hydra_value(str(folder))}", *TINY)
     assert result.stdout.strip().splitlines()[-1] == str(folder)

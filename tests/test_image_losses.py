@@ -13,7 +13,7 @@ from test_cli import QUICK_EVAL, assert_figure_is_not_blank
 from vae_lab.config import ConfigError, UserError
 from vae_lab.image_losses import (PatchDiscriminator, VGGPerceptual, discriminator_loss, generator_loss,
                                   imagenet_vgg16)
-from vae_lab.runs import load_checkpoint
+from vae_lab.checkpoints import load_checkpoint
 from vae_lab.training import train
 
 

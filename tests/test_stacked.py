@@ -15,7 +15,8 @@ from test_cli import QUICK_EVAL
 from test_sweep import read_summary, stamps, sweep_runner
 from vae_lab.models import build_model
 from vae_lab.population import Population, index_maps, pad, unpad
-from vae_lab.runs import RunDir, load_checkpoint
+from vae_lab.checkpoints import load_checkpoint
+from vae_lab.runs import RunDir
 
 QUICK = ("trainer.epochs=2", "backbone.hidden=[64]", *QUICK_EVAL, "eval.sample_images=0", "eval.figures=false",
          *EXACT)

@@ -299,7 +299,7 @@ def test_a_resumed_run_leaves_its_old_epochs_out_of_the_sweeps_pace(tmp_path):
     """Resuming rewrites metrics.jsonl to last.pt's rows and keeps the file's time: the epoch
     before a pause (an hour here) must not pass for this sweep's pace."""
     from vae_lab.progress import SweepProgress
-    from vae_lab.runs import read_jsonl
+    from vae_lab.files import read_jsonl
     from vae_lab.training import align_epoch_rows
 
     history = [{"epoch": 1, "epoch_s": 9.0}, {"epoch": 2, "epoch_s": 3600.0}]
@@ -328,7 +328,7 @@ def test_the_sweep_grid_is_the_basic_sweepers(overrides):
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from vae_lab.preflight import grid
+    from vae_lab.plan import grid
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     assert grid(parsed) == BasicSweeper.split_arguments(parsed, None)[0]

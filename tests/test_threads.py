@@ -76,14 +76,14 @@ def test_subnormals_are_flushed_in_every_thread_when_flushed_before_the_first_pa
 
 def test_training_and_the_command_line_flush_subnormals_before_their_work(train_config, tmp_path, monkeypatch):
     import vae_lab.cli
-    import vae_lab.preflight
+    import vae_lab.plan
     import vae_lab.training
 
     calls = []
     monkeypatch.setattr(threads, "flush_subnormals", lambda: calls.append("flush"))
     monkeypatch.setattr(vae_lab.training, "flush_subnormals", lambda: calls.append("flush"))
-    checked = vae_lab.preflight.check_command
-    monkeypatch.setattr(vae_lab.preflight, "check_command", lambda *a: (calls.append("check"), checked(*a))[1])
+    checked = vae_lab.plan.check_command
+    monkeypatch.setattr(vae_lab.plan, "check_command", lambda *a: (calls.append("check"), checked(*a))[1])
     with pytest.raises(SystemExit):
         vae_lab.cli.main(["train", "model.latent_dim=0"])
     assert calls == ["flush", "check"]

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import vae_lab
 from vae_lab.errors import UserError
-from vae_lab.runs import read_jsonl
+from vae_lab.files import read_jsonl
 
 QUICK = ("trainer.batch_size=64", "eval.is_samples=8", "eval.sample_images=0", "eval.probe_images=500",
          "eval.epoch_images=100", "eval.tsne_points=0")

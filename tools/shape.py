@@ -1,18 +1,22 @@
-"""The shape of vae_lab/ from its imports: modules, import arrows, cycles, module-level mutable state.
+"""The shape of vae_lab/ from its imports: modules, import arrows, floors, cycles, imports inside
+functions, module-level mutable state.
 
-    python tools/shape.py            # the counts
-    python tools/shape.py --arrows   # and every arrow
+    python tools/shape.py              # the counts, for this tree
+    python tools/shape.py --arrows     # and every arrow
+    python tools/shape.py --root DIR   # for another checkout (a git worktree of an older commit)
 
-An arrow is one module importing another of vae_lab (at the top or inside a function). A cycle is a
-strongly connected group of modules. Mutable module state is a module-level name assigned again
-through ``global`` inside a function.
+An arrow is one module of vae_lab importing another (at the top or inside a function; hydra_plugins/
+is counted apart). Floors: the modules on the longest chain of arrows (a module that imports nothing
+of vae_lab is on floor 1). A cycle is a strongly connected group of modules. An import inside a
+function is any import statement in a function's body. Mutable module state is a module-level name
+assigned again through ``global`` inside a function.
 """
 
 import ast
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(sys.argv[sys.argv.index("--root") + 1]).resolve() if "--root" in sys.argv else Path(__file__).resolve().parents[1]
 PACKAGES = ("vae_lab", "hydra_plugins")
 
 
@@ -111,13 +115,59 @@ def mutable_globals(known: dict[str, Path]) -> list[str]:
     return sorted(set(found))
 
 
+def floors(nodes: list[str], edges: set[tuple[str, str]]) -> int:
+    """The modules on the longest chain of arrows; the modules of a cycle share one floor."""
+    group = {n: n for n in nodes}
+    for members in cycles(nodes, edges):
+        group.update({n: members[0] for n in members})
+    graph: dict[str, set[str]] = {group[n]: set() for n in nodes}
+    for a, b in edges:
+        if group[a] != group[b]:
+            graph[group[a]].add(group[b])
+    memo: dict[str, int] = {}
+
+    def floor(n: str) -> int:
+        if n not in memo:
+            memo[n] = 1 + max((floor(m) for m in graph[n]), default=0)
+        return memo[n]
+
+    return max(floor(n) for n in graph)
+
+
+def imports_in_functions(known: dict[str, Path]) -> dict[str, int]:
+    """Per module, the import statements inside its functions' bodies."""
+    found = {}
+    for name, path in known.items():
+        tree = ast.parse(path.read_text())
+        inner = {id(node) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for node in ast.walk(f) if isinstance(node, (ast.Import, ast.ImportFrom))}
+        if inner:
+            found[name] = len(inner)
+    return found
+
+
+def lines(paths) -> int:
+    return sum(len(p.read_text().splitlines()) for p in paths)
+
+
 def main() -> None:
     known = modules()
     edges = arrows(known)
     # Package __init__ files that only re-export count as modules too; empty ones do not.
     counted = [n for n, p in known.items() if p.read_text().strip()]
     print(f"modules: {len(counted)} ({sum(len(p.read_text().splitlines()) for p in known.values())} lines)")
-    print(f"import arrows: {len(edges)}")
+    ours = {n: p for n, p in known.items() if n.split(".")[0] == "vae_lab"}
+    inside = {(a, b) for a, b in edges if a in ours and b in ours}
+    print(f"import arrows: {len(inside)} in vae_lab/, {len(edges) - len(inside)} more from hydra_plugins/")
+    print(f"floors: {floors(list(ours), inside)}")
+    in_functions = imports_in_functions(ours)
+    most = sorted(in_functions.items(), key=lambda item: -item[1])[:5]
+    print(f"imports inside functions: {sum(in_functions.values())} in vae_lab/ (most: "
+          + ", ".join(f"{name.removeprefix('vae_lab.')} {count}" for name, count in most) + ")")
+    command_line = [ROOT / "vae_lab" / f for f in ("cli.py", "commands.py", "plan.py", "preflight.py")]
+    print(f"lines: {lines(ours.values())} in vae_lab/, {lines(p for p in command_line if p.is_file())} of them in "
+          f"the command line and its checks ({', '.join(p.name for p in command_line if p.is_file())}), "
+          f"{lines((ROOT / 'tests').rglob('*.py'))} in tests/")
     found = cycles(list(known), edges)
     print(f"import cycles: {len(found)}" + "".join(f"\n  {' <-> '.join(c)}" for c in found))
     state = mutable_globals(known)

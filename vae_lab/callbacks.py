@@ -15,13 +15,17 @@ import time
 
 import torch
 
+from vae_lab.checkpoints import best_state, resumable_state, save_checkpoint
 from vae_lab.config import as_dict
 from vae_lab.errors import RunFailed
 from vae_lab.evaluate import each_model, evaluating, loss_terms
 from vae_lab.figures.animations import SNAPSHOT_IMAGES, snapshot
-from vae_lab.loop import ABSURD_LOSS, Callback, Loop, Member, log
+from vae_lab.files import write_jsonl
+from vae_lab.hooks import Callback
+from vae_lab.loop import ABSURD_LOSS, Loop, log
+from vae_lab.member import Member
 from vae_lab.metrics import population_reconstruction_quality
-from vae_lab.runs import save_checkpoint, write_jsonl
+from vae_lab.trackers import Trackers
 
 
 def standard_callbacks() -> list[Callback]:
@@ -116,54 +120,26 @@ class Checkpoints(Callback):
         val_loss = row.get("val/loss", -math.inf)  # without a validation split the latest epoch is the best
         if val_loss <= member.best["val/loss"]:
             member.best = {"epoch": row["epoch"], "val/loss": val_loss}
-            save_checkpoint(member.run.best_checkpoint, {
-                "epoch": row["epoch"], "model": member.model.state_dict(), "image_shape": list(splits.image_shape),
-                "config": as_dict(member.config), "data": splits.fingerprint})
+            save_checkpoint(member.run.best_checkpoint, best_state(member, row["epoch"], splits))
         save_checkpoint(member.run.last_checkpoint, resumable_state(member, splits.fingerprint))
         write_jsonl(member.run.metrics_per_epoch, member.history)
 
 
-def resumable_state(member: Member, fingerprint: dict) -> dict:
-    """checkpoints/last.pt: everything a resumed run needs to end exactly as an uninterrupted one."""
-    cuda = member.model.device.type == "cuda"
-    return {
-        "epoch": member.epoch,
-        "model": member.model.state_dict(),
-        "optimizer": member.optimizer_state,
-        **{hook.name: hook.state_dict() for hook in member.loss_hooks},  # a discriminator and its optimizer
-        "rng": {"torch": torch.get_rng_state(), "shuffle": member.shuffle.get_state(),
-                "noise": member.noise.get_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []},
-        "history": member.history,
-        "snapshots": member.snapshots,
-        "best": member.best,
-        "config": as_dict(member.config),
-        "data": fingerprint,
-    }
-
-
-def resume(member: Member, checkpoint: dict) -> None:
-    """Continue a member from its checkpoints/last.pt. The process's own generators are restored
-    too: only a model that cannot stack draws from them, and such a model trains alone."""
-    member.model.load_state_dict(checkpoint["model"])
-    member.optimizer_state = checkpoint["optimizer"]
-    for hook in member.loss_hooks:
-        hook.load_state_dict(checkpoint.get(hook.name, {}))
-    member.history, member.best = checkpoint["history"], checkpoint["best"]
-    member.snapshots = checkpoint["snapshots"]
-    rng = checkpoint["rng"]
-    member.shuffle.set_state(rng["shuffle"].cpu())
-    if "noise" in rng:
-        member.noise.set_state(rng["noise"].cpu())
-    torch.set_rng_state(rng["torch"].cpu())
-    if member.model.device.type == "cuda" and rng["cuda"]:
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-
-
 class Tracking(Callback):
-    """Each member's epoch in its experiment trackers (vae_lab/trackers/)."""
+    """Each member's experiment trackers (vae_lab/trackers/): opened as the run starts, continuing
+    after the epochs it has; fed each epoch; closed as it ends (unfinished if it did not)."""
+
+    def on_run_start(self, member: Member) -> None:
+        config = as_dict(member.config)
+        member.trackers = Trackers.open(member.config.logger, member.run.path, config, member.history)
 
     def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
         member.trackers.epoch(row, lambda: tracked_images(member, loop.splits))
+
+    def on_run_end(self, member: Member, metrics: "dict | BaseException") -> None:
+        if member.trackers is not None:  # once: an interrupted run ends here again as the command unwinds
+            member.trackers.close(finished=not isinstance(metrics, BaseException))
+            member.trackers = None
 
 
 def tracked_images(member: Member, splits) -> dict[str, torch.Tensor]:

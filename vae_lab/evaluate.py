@@ -13,39 +13,13 @@ from vae_lab.metrics import (disentanglement_metrics, importance_sampled_nll, la
                              traversal_control)
 from vae_lab.models import VAE
 from vae_lab.device import resolve_precision
+from vae_lab.hooks import TermMeans
 from vae_lab.progress import counting, progress
 
 log = logging.getLogger(__name__)
 # Where metrics.json keeps what each phase of the evaluation cost, in seconds (a model's share where a
 # population was evaluated at once): {"loss_terms": 0.1, ..., "figures": 3.2}.
 EVAL_SECONDS = "eval_s"
-
-
-class TermMeans:
-    """Per-image means of named terms over many batches, summed on the device (no sync per batch).
-    Values are per image on their last axis, [B], or [K, B] for the K members of a population."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}  # per term: some join mid-epoch (the discriminator's)
-
-    def add(self, terms: dict[str, torch.Tensor]) -> None:
-        for name, values in terms.items():
-            total = values.detach().float().sum(-1)
-            self.sums[name] = self.sums[name] + total if name in self.sums else total
-            self.counts[name] = self.counts.get(name, 0) + values.shape[-1]
-
-    def means(self) -> dict[str, float]:
-        return {name: total.item() / self.counts[name] for name, total in self.sums.items()}
-
-    def per_member(self, members: int) -> list[dict[str, float]]:
-        """One dict of means per member (one sync for all of them)."""
-        names = list(self.sums)
-        if not names:
-            return [{} for _ in range(members)]
-        table = (torch.stack([self.sums[n].expand(members) for n in names]).cpu()
-                 / torch.tensor([float(self.counts[n]) for n in names])[:, None])
-        return [{n: float(table[i, k]) for i, n in enumerate(names)} for k in range(members)]
 
 
 def with_totals(model: VAE, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

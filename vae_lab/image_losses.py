@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from vae_lab.config import LossConfig, UserError
-from vae_lab.loop import LossHook
+from vae_lab.hooks import LossHook
 
 
 # ---- the adversarial loss ---------------------------------------------------------------------

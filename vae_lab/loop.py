@@ -17,99 +17,22 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
-from vae_lab.config import TrainConfig
 from vae_lab.data import Batch, Splits
-from vae_lab.errors import RunFailed
-from vae_lab.evaluate import TermMeans
-from vae_lab.models import VAE
+from vae_lab.hooks import Callback, TermMeans
+from vae_lab.member import Member
 from vae_lab.population import Population
 from vae_lab.device import precision_context
 from vae_lab.progress import progress
-from vae_lab.runs import RunDir
 
 log = logging.getLogger("vae_lab.training")
 
-NOISE_STREAM = 2**32  # a member's noise generator is seeded with seed + this: apart from its shuffling
 # A loss beyond this many nats per image is divergence, though finite: no image of these datasets costs
 # it (784 pixels x 3 channels at a cross-entropy of 1e4 each is 2e7), and its figures would not draw.
 ABSURD_LOSS = 1e10
-
-
-class LossHook:
-    """Terms beyond the model's own objective, for one member (an image-space loss): added before
-    the backward pass, with a step of their own after the optimizer's (a discriminator's). Its state
-    travels in the member's checkpoint. A member with a loss hook trains in a population of its own
-    (vae_lab/population.py never stacks it)."""
-
-    name = "loss_hook"  # its key in the checkpoint
-
-    def add_terms(self, model: VAE, images: torch.Tensor, objective: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image terms [B] to log, and ``loss``: what to add to the per-image ``objective``."""
-        return {}
-
-    def after_step(self, model: VAE, images: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
-        """After the optimizer's step: per-image terms [B] to log."""
-        return {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-@dataclass
-class Member:
-    """One run in a population: what it is, and where its training stands."""
-
-    config: TrainConfig
-    run: RunDir
-    model: VAE
-    loss_hooks: list[LossHook] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)  # a row of metrics per finished epoch
-    snapshots: list[dict] = field(default_factory=list)  # one per epoch, for training_evolution.gif
-    best: dict = field(default_factory=lambda: {"epoch": 0, "val/loss": math.inf})
-    optimizer_state: Optional[dict] = None  # Adam's state between populations; None: it starts afresh
-    failure: Optional[RunFailed] = None
-    trackers: object = None  # vae_lab.trackers.Trackers, opened when the run starts
-    shuffle: torch.Generator = field(init=False)
-    noise: torch.Generator = field(init=False)
-
-    def __post_init__(self) -> None:
-        device = self.model.device
-        self.shuffle = torch.Generator(device=device).manual_seed(self.config.seed)
-        self.noise = torch.Generator(device=device).manual_seed(self.config.seed + NOISE_STREAM)
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    @property
-    def epoch(self) -> int:
-        return len(self.history)
-
-    @property
-    def done(self) -> bool:
-        return self.failure is not None or self.epoch >= self.config.trainer.epochs
-
-    def log(self, message: str, *args, console: bool = True) -> None:
-        """A line of this run's log; ``console=False``: its train.log only (a population's terminal
-        shows one line for all its members instead)."""
-        log.info(message, *args, extra={"run": self.run.path, "console": console})
-
-
-class Callback:
-    """Called by the loop at its named moments; each does nothing unless overridden."""
-
-    def on_epoch_end(self, loop: "Loop", rows: list[dict]) -> None:
-        pass
-
-    def on_member_epoch_end(self, loop: "Loop", member: Member, row: dict) -> None:
-        pass
 
 
 def train_members(members: list[Member], splits: Splits, callbacks: list[Callback],

@@ -17,9 +17,10 @@ from vae_lab.device import govern_threads, resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
-from vae_lab.loop import Member
+from vae_lab.member import Member
 from vae_lab.models import VAE, build_model
-from vae_lab.runs import SAME_RUN, RunDir, differences, record_failure, write_json
+from vae_lab.files import write_json
+from vae_lab.runs import SAME_RUN, RunDir, differences, record_failure
 from vae_lab.trackers import Embedding
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from vae_lab.errors import HeldInterrupt, UserError, fail
-from vae_lab.runs import atomic_write
+from vae_lab.files import atomic_write
 from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys, write_summary_csv
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
 
@@ -47,7 +47,7 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
     """Compose every job of every sweep to be run, as `vae-lab sweep` would before its first job, so
     that a bad override ends the command with one line (exit 2) before anything trains."""
     from vae_lab.compose import store_schemas
-    from vae_lab.preflight import check_command
+    from vae_lab.plan import check_command
 
     store_schemas()
     for write_up in chosen:
@@ -58,7 +58,7 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
 def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ...]]:
     """The seeds the write-up's sweep runs each configuration with (None: they cannot be composed)."""
     from vae_lab.compose import store_schemas
-    from vae_lab.preflight import check_command
+    from vae_lab.plan import check_command
 
     store_schemas()
     try:

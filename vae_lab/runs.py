@@ -23,131 +23,23 @@ differ between the members of one population, with one comparer over it (:func:`
 import contextlib
 import enum
 import fcntl
-import io
-import json
 import logging
 import os
-import re
 import socket
-import tempfile
 import traceback
-import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from omegaconf import OmegaConf
 
+from vae_lab.checkpoints import load_checkpoint
 from vae_lab.errors import ConfigError, DamagedFile, UserError
+from vae_lab.files import atomic_write, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
 LOCK_FILE = ".lock"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read it back: files get the usual permissions, not mkstemp's private 0600
-_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
-
-
-# ---- writing and reading files -------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = str(path)  # a write through a file object names no file
-        raise
-
-
-def remove_temporary_files(folder: Path, recursive: bool = True) -> int:
-    """Delete the temporaries of :func:`atomic_write` that a killed process left in ``folder``. Only
-    safe while holding the folder (:func:`claimed`): another writer's temporaries look the same."""
-    removed = 0
-    for path in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")):
-        if _TEMPORARY.match(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda f: json.dump(data, f, indent=2, sort_keys=True))
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write(path, lambda f: f.writelines(json.dumps(row) + "\n" for row in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return _parsed(path, lambda text: [json.loads(line) for line in text.splitlines() if line.strip()],
-                   list, "it is rewritten from checkpoints/last.pt when the run is resumed")
-
-
-def read_json(path: Path, remedy: str) -> dict:
-    return _parsed(path, json.loads, dict, remedy)
-
-
-def _parsed(path: Path, parse: Callable[[str], Any], kind: type, remedy: str) -> Any:
-    try:
-        value = parse(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
-        raise DamagedFile(path, f"not valid {'JSON lines' if kind is list else 'JSON'}: {error}", remedy) from None
-    if not isinstance(value, kind) or (kind is list and not all(isinstance(row, dict) for row in value)):
-        raise DamagedFile(path, "not what vae-lab writes there", remedy)
-    return value
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Serialised in memory first: torch.save's own writer reports a full disk as an anonymous
-    RuntimeError, and Python's file writes raise the OSError (ENOSPC) that the CLI explains."""
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()), binary=True)
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", remedy: str = "") -> dict:
-    """A checkpoint holds only tensors and plain Python values, so it loads with weights_only=True:
-    a file that holds anything else (a crafted pickle) is refused before any of it runs. Its zip
-    checksums are verified first: a flipped bit in the weights would otherwise load without a word."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-        if damaged is not None:
-            raise DamagedFile(path, f"damaged: {damaged} fails its checksum",
-                              remedy or "it was changed after vae-lab wrote it")
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (FileNotFoundError, DamagedFile):
-        raise
-    except zipfile.BadZipFile:
-        raise DamagedFile(path, "truncated or not a PyTorch file",
-                          remedy or "it was not written by vae-lab, or not completely") from None
-    except Exception as error:  # noqa: BLE001  foreign objects, anything else: all one answer
-        raise DamagedFile(path, _load_failure(error), remedy or "it was not written by vae-lab, or not completely") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise DamagedFile(path, "not a vae-lab checkpoint", remedy or "it was not written by vae-lab")
-    return state
-
-
-def _load_failure(error: Exception) -> str:
-    text = str(error)
-    if "Weights only load failed" in text or "Unsupported global" in text:
-        return "it holds Python objects, not only tensors, so it was not loaded"
-    if "central directory" in text or "zip archive" in text or isinstance(error, EOFError):
-        return "truncated or not a PyTorch file"
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
 def _literal(value: Any) -> Any:
     """A value read from a run folder, with OmegaConf's ``${...}`` escaped: a saved config is data,
     and reloading it must not resolve environment variables or other interpolations."""

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from vae_lab.figures.style import label_points, save  # noqa: E402
 from vae_lab.errors import DamagedFile  # noqa: E402
-from vae_lab.runs import SAME_RUN, Role, RunDir, atomic_write, differences, flatten, role  # noqa: E402
+from vae_lab.files import atomic_write  # noqa: E402
+from vae_lab.runs import SAME_RUN, Role, RunDir, differences, flatten, role  # noqa: E402
 
 log = logging.getLogger(__name__)
 

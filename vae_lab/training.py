@@ -13,21 +13,20 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-import torch
-
 from vae_lab import preflight
-from vae_lab.callbacks import resume, standard_callbacks
+from vae_lab.callbacks import standard_callbacks
 from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.device import flush_subnormals, govern_threads, resolve_device, resolve_precision
 from vae_lab.errors import one_line
-from vae_lab.image_losses import ImageLosses
-from vae_lab.loop import Member, train_members
+from vae_lab.files import remove_temporary_files, write_jsonl
+from vae_lab.hooks import Callback
+from vae_lab.loop import train_members
+from vae_lab.member import Member, build_member
 from vae_lab.population import refuse_unstackable
 from vae_lab.progress import MemberLogs
 from vae_lab.reporting import conclude
-from vae_lab.runs import Claims, RunDir, record_failure, remove_temporary_files, write_jsonl
-from vae_lab.trackers import Trackers
+from vae_lab.runs import Claims, RunDir, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -56,54 +55,63 @@ def train_together(jobs: list[tuple[TrainConfig, str]], claims: Optional[Claims]
         config.trainer.precision = resolve_precision(config.trainer.precision, device)
     refuse_unstackable([config for config, _ in jobs])
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
+    callbacks = standard_callbacks()
     with contextlib.ExitStack() as held:
         for _, run_dir in jobs:
             held.enter_context(claims.hold(run_dir))
         governor = govern_threads(jobs[0][0].trainer.threads, device)
         splits, members = None, []
         for i, (config, run_dir) in enumerate(jobs):
+            run = RunDir(run_dir)
             try:
                 splits = splits or load_splits(config.data, device)
-                checked = preflight.check_run(config, RunDir(run_dir), splits, device)
+                previous = preflight.check_run(config, run, splits, device)
+                if previous is not None and previous.finished:
+                    log.info(previous.found)
+                    outcomes[i] = previous.final_metrics
+                    continue
+                member = build_member(config, run, splits, device, previous and previous.checkpoint)
+                preflight.refuse_unknown_metric(config, member.model, splits)
             except Exception as error:  # noqa: BLE001  one run's refusal; the others go on
                 outcomes[i] = error
                 continue
-            if isinstance(checked, dict):
-                outcomes[i] = checked  # complete already
-                continue
-            member = Member(config, RunDir(run_dir), checked.model, loss_hooks=(
-                [ImageLosses(config.loss, splits.image_shape, device)] if config.loss.enabled else []))
-            start(member, checked.checkpoint, splits)
-            held.callback(member.trackers.close, finished=False)  # interrupted: a no-op once closed below
+            start(member, previous, splits, callbacks)
+            held.callback(end, callbacks, member, KeyboardInterrupt())  # interrupted; once ended below, a no-op
             members.append((i, member))
         if members:
-            train_members([m for _, m in members], splits, standard_callbacks(), governor.tick)
+            train_members([m for _, m in members], splits, callbacks, governor.tick)
             concluded = conclude([m for _, m in members], splits, logs, governor.tick)
             for i, member in members:
                 outcomes[i] = concluded[member]
-                member.trackers.close(finished=not isinstance(outcomes[i], BaseException))
+                end(callbacks, member, outcomes[i])
     return outcomes
 
 
-def start(member: Member, checkpoint: Optional[dict], splits: Splits) -> None:
+def start(member: Member, previous: Optional[preflight.PreviousRun], splits: Splits, callbacks: list[Callback]) -> None:
     """The first writes of a run that passed every check: its folder tidied, its config saved, its
-    model at its start (the mean image) or where its checkpoint left it, its trackers opened."""
-    run, config = member.run, member.config
+    epochs' rows as its checkpoint has them; then each callback's start of the run."""
+    run, config, model = member.run, member.config, member.model
+    if previous is not None and previous.damaged:
+        log.warning(previous.damaged)
+    if previous is not None and previous.found:
+        log.info(previous.found)
     remove_temporary_files(run.path)  # what a killed process left; this one holds the folder now
     run.error.unlink(missing_ok=True)
     run.metrics.unlink(missing_ok=True)  # no longer final once training goes on
     run.write_config(as_dict(config))
-    if config.trainer.start_at_mean_image:  # a resumed run loads its own weights over this
-        member.model.start_at_mean_image(splits.train.mean_image())
-    if checkpoint is not None:
-        resume(member, checkpoint)
+    if member.epoch:
         member.log("resuming %s after epoch %d", run.path, member.epoch)
     align_epoch_rows(run.metrics_per_epoch, member.history)
-    member.trackers = Trackers.open(config.logger, run.path, as_dict(config), member.history)
-    model = member.model
+    for callback in callbacks:
+        callback.on_run_start(member)
     member.log("training %s on %s (%d train / %d val / %d test images), %s parameters", type(model).__name__,
                model.device, len(splits.train), len(splits.val), len(splits.test),
                f"{sum(p.numel() for p in model.parameters()):,}")
+
+
+def end(callbacks: list[Callback], member: Member, outcome: Outcome) -> None:
+    for callback in callbacks:
+        callback.on_run_end(member, outcome)
 
 
 def align_epoch_rows(path: Path, history: list[dict]) -> None:

@@ -114,7 +114,7 @@ class OptunaStudySweeper(Sweeper):
                 study.tell(trial, state=TrialState.PRUNED)
 
     def save_results(self, study: Any) -> None:
-        from vae_lab.runs import atomic_write
+        from vae_lab.files import atomic_write
 
         if len(self.directions) == 1:
             try:

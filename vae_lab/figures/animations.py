@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 
 from vae_lab.data import ImageSet
 from vae_lab.figures.latent import code_parts
-from vae_lab.runs import atomic_write
+from vae_lab.files import atomic_write
 from vae_lab.figures.style import image_grid, render, scatter_by_digit, show_grid
 
 SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows

@@ -14,7 +14,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from vae_lab.data import CLASS_NAMES  # noqa: E402,F401
-from vae_lab.runs import atomic_write  # noqa: E402
+from vae_lab.files import atomic_write  # noqa: E402
 
 DIGIT_COLORS = plt.get_cmap("tab10").colors
 DPI = 150

@@ -27,7 +27,8 @@ from vae_lab.data.mnist import IMAGE_SIZE
 from vae_lab.device import one_thread
 from vae_lab.errors import DamagedFile
 from vae_lab.progress import counting, progress
-from vae_lab.runs import atomic_write, load_checkpoint
+from vae_lab.checkpoints import load_checkpoint
+from vae_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 FEATURES = 128

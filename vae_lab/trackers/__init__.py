@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from vae_lab.config import LoggerConfig, MlflowConfig
-from vae_lab.runs import atomic_write
+from vae_lab.files import atomic_write
 from vae_lab.trackers.base import Embedding, Tracker
 
 log = logging.getLogger(__name__)
