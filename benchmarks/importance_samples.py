@@ -67,7 +67,7 @@ def main() -> None:
         cells = []
         for n in SAMPLES:
             started = time.perf_counter()
-            per_image[folder, n] = nll_per_image(Population([model]), [config.seed], test, n, 1000, "auto")[0]
+            per_image[folder, n] = nll_per_image(Population.of([model]), [config.seed], test, n, 1000, "auto")[0]
             seconds = time.perf_counter() - started
             cells.append(f"{n} draws {shown(per_image[folder, n])} in {seconds:.1f} s")
             results.append(row(name, n, len(test), per_image[folder, n], seconds))

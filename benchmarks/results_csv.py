@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vae_lab.sweep import RunSummary, write_summary_csv
+from vae_lab.summary import RunSummary, write_summary_csv
 
 
 def add_out_option(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from results_csv import add_out_option, add_sweep_options, refuse_existing_out, write_results
 
 from vae_lab.runs import RunDir
-from vae_lab.sweep import read_summary_csv
+from vae_lab.summary import read_summary_csv
 
 TRIALS = 6
 

@@ -27,7 +27,7 @@ from torch import nn
 from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.metrics.codes import cluster_accuracy, mutual_information
-from vae_lab.sweep import RunSummary, read_summary_csv, write_summary_csv
+from vae_lab.summary import RunSummary, read_summary_csv, write_summary_csv
 
 CATEGORIES = 10
 

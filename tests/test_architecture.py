@@ -41,6 +41,15 @@ def test_a_layer_contract_fails_when_a_loss_imports_the_loop(tmp_path):
     assert "vae_lab.image_losses -> vae_lab.loop" in checked.stdout
 
 
+def test_a_sweeps_tables_load_neither_hydra_nor_matplotlib():
+    """Reading a sweep's runs and writing its tables (tools, the explorer's sweep picker) waits for
+    neither: the figures and the Hydra callback are vae_lab/sweep.py's."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, vae_lab.summary; "
+                             "print(sorted({m.split('.')[0] for m in sys.modules} & {'hydra', 'matplotlib'}))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_no_import_cycle_and_no_mutable_module_state():
     shape = tool("shape")
     known = shape.modules()

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from vae_lab.compose import config_dir, store_schemas
 from vae_lab.reproduce import QUICK_OVERRIDES, section
-from vae_lab.sweep import Measured, RunSummary
+from vae_lab.summary import Measured, RunSummary
 from vae_lab.write_ups import Claim, Missing, Runs, judge, load_write_up, write_ups
 
 

@@ -276,7 +276,7 @@ def test_a_run_that_diverges_stops_and_keeps_its_last_finite_epoch(tiny_run, mon
     assert len(run.history()) == 1 and run.best_checkpoint.is_file()
     assert run.error.read_text().startswith("training diverged in epoch 2")
 
-    from vae_lab.sweep import run_status
+    from vae_lab.summary import run_status
 
     assert run_status(run, {})[0].startswith("failed: training diverged in epoch 2")
 
@@ -305,7 +305,7 @@ def _fake_run(folder: Path, overrides: list[str], latent_dim: int, complete: boo
 
 
 def test_a_summary_row_always_describes_the_run_that_made_its_numbers(tmp_path):
-    from vae_lab.sweep import read_runs
+    from vae_lab.summary import read_runs
 
     _fake_run(tmp_path / "0", ["model.latent_dim=2", "model.beta=1"], 2)
     _fake_run(tmp_path / "1", ["model.latent_dim=4", "model.beta=1"], 8)  # settings from another grid

@@ -356,7 +356,8 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
     from vae_lab.data import load_splits
     from vae_lab.figures import images
     from vae_lab.models import build_model
-    from vae_lab.sweep import RunSummary, grid_top, metrics_against, montage, rate_distortion
+    from vae_lab.figures.sweep import grid_top, metrics_against, montage, rate_distortion
+    from vae_lab.summary import RunSummary
 
     config = train_config("model=combined", "data=color_mnist")
     splits = load_splits(config.data, torch.device("cpu"))
@@ -391,7 +392,8 @@ def test_no_sweep_figure_cuts_or_overlaps_its_text(train_config, tmp_path, check
 
 def test_rate_distortion_labels_of_nearby_points_do_not_overlap(tmp_path, checked_figures):
     """seeds/004's six configurations (rate, distortion), where two labels ran into each other."""
-    from vae_lab.sweep import RunSummary, rate_distortion
+    from vae_lab.figures.sweep import rate_distortion
+    from vae_lab.summary import RunSummary
 
     measured = {("10", "2"): (2.0, 169.5), ("10", "64"): (2.5, 163.9), ("1", "2"): (5.3, 153.3),
                 ("0", "2"): (25.0, 151.8), ("1", "64"): (26.0, 85.2), ("0", "64"): (990.0, 60.7)}
@@ -406,8 +408,9 @@ def test_rate_distortion_labels_of_nearby_points_do_not_overlap(tmp_path, checke
 def test_a_rate_distortion_point_pooling_seeds_is_not_named_after_one_of_them(tmp_path, monkeypatch):
     import matplotlib.text
 
-    from vae_lab import sweep
-    from vae_lab.sweep import RunSummary, rate_distortion
+    from vae_lab.figures import sweep
+    from vae_lab.figures.sweep import rate_distortion
+    from vae_lab.summary import RunSummary
 
     drawn = {}
     monkeypatch.setattr(sweep, "save", lambda fig, path: drawn.update(figure=fig))
@@ -430,8 +433,9 @@ def test_training_curves_leave_no_empty_grid_slot(panels):
 def test_the_rate_distortion_plot_shows_a_configuration_over_seeds_as_one_point_with_its_spread(tmp_path, monkeypatch):
     import matplotlib.text
 
-    from vae_lab import sweep
-    from vae_lab.sweep import RunSummary, rate_distortion
+    from vae_lab.figures import sweep
+    from vae_lab.figures.sweep import rate_distortion
+    from vae_lab.summary import RunSummary
 
     drawn = {}
     monkeypatch.setattr(sweep, "save", lambda fig, path: drawn.setdefault("figure", fig))

@@ -33,7 +33,7 @@ def test_importance_sampling_converges_to_the_exact_likelihood(train_config):
     log_px, elbo = exact_log_likelihood_and_elbo(model, data.batch(torch.arange(4)).images)
     torch.manual_seed(0)
     with evaluating(model):
-        estimate = importance_sampled_nll(Population([model]), [0], data, n_samples=3000, rows_per_pass=1000)[0]["nll"]
+        estimate = importance_sampled_nll(Population.of([model]), [0], data, n_samples=3000, rows_per_pass=1000)[0]["nll"]
     assert estimate == pytest.approx(-log_px.mean().item(), abs=0.05)
     assert -log_px.mean() < -elbo.mean()  # the bound is not tight here, so the test can tell them apart
 
@@ -45,7 +45,7 @@ def untrained(config):
 
 def mean_nelbo(model, data, repeats: int) -> float:
     """The NELBO averaged over ``repeats`` posterior draws per image."""
-    return sum(loss_terms(Population([model]), [seed], data, len(data))[0]["nelbo"] for seed in range(repeats)) / repeats
+    return sum(loss_terms(Population.of([model]), [seed], data, len(data))[0]["nelbo"] for seed in range(repeats)) / repeats
 
 
 def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_config):
@@ -53,8 +53,8 @@ def test_more_importance_samples_never_raise_the_estimate_above_the_nelbo(train_
     with evaluating(model):
         torch.manual_seed(1)
         nelbo = mean_nelbo(model, data, repeats=50)
-        one = sum(importance_sampled_nll(Population([model]), [seed], data, 1, 1000)[0]["nll"] for seed in range(50)) / 50
-        many = importance_sampled_nll(Population([model]), [0], data, 500, 2000)[0]
+        one = sum(importance_sampled_nll(Population.of([model]), [seed], data, 1, 1000)[0]["nll"] for seed in range(50)) / 50
+        many = importance_sampled_nll(Population.of([model]), [0], data, 500, 2000)[0]
     assert one == pytest.approx(nelbo, rel=0.01)  # one sample: the ELBO itself
     assert many["nll"] < nelbo - 1  # an untrained posterior leaves a wide gap that sampling closes
     assert many["bits_per_dim"] == pytest.approx(many["nll"] / (784 * math.log(2)))
@@ -68,7 +68,7 @@ def test_importance_sampling_works_for_every_latent(train_config, name):
     with evaluating(model):
         torch.manual_seed(1)
         nelbo = mean_nelbo(model, data, repeats=20)
-        nll = importance_sampled_nll(Population([model]), [0], data, 200, 800)[0]["nll"]
+        nll = importance_sampled_nll(Population.of([model]), [0], data, 200, 800)[0]["nll"]
     assert math.isfinite(nll) and nll < nelbo
 
 
@@ -441,7 +441,7 @@ def test_the_released_jointvae_scorer_adds_its_numbers_to_a_summary(data_root, t
 
     from torch.distributions import Normal, kl_divergence
 
-    from vae_lab.sweep import read_summary_csv
+    from vae_lab.summary import read_summary_csv
 
     model_file = _released_layout(tmp_path)
     summary = tmp_path / "released" / "summary.csv"

@@ -43,7 +43,7 @@ def test_importance_sampling_in_bf16_is_within_0_1_nats_of_fp32(both_precisions)
     config = train_config_from_dict(run.read_config())
     model, _ = load_model(run, config, torch.device("cpu"))
     test = load_splits(config.data).test
-    population = Population([model])
+    population = Population.of([model])
     nll = {p: importance_sampled_nll(population, [0], test, 100, 500, p)[0]["nll"] for p in ("fp32", "bf16")}
     assert nll["fp32"] != nll["bf16"], "bf16 was not applied"
     assert abs(nll["bf16"] - nll["fp32"]) < 0.1

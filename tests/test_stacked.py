@@ -92,7 +92,7 @@ def test_a_padded_latent_gets_no_gradient_and_no_share_of_any_term(train_config)
     for seed, config in enumerate(configs):
         torch.manual_seed(seed)
         models.append(build_model(config.model, config.backbone, (1, 28, 28)))
-    population = Population(models, [1e-3, 1e-3])
+    population = Population.of(models, [1e-3, 1e-3])
     images = torch.rand(2, 8, 1, 28, 28).round()
     noise = population.pad_noise([m.draw_noise((8,)) for m in models])
     for _ in range(3):

@@ -336,7 +336,7 @@ def test_the_sweep_grid_is_the_basic_sweepers(overrides):
 
 def test_a_summary_csv_reads_back_as_the_runs_it_was_written_from(tmp_path):
     """The results a report publishes are checked against the summary.csv committed beside them."""
-    from vae_lab.sweep import RunSummary, read_summary_csv, write_summary_csv
+    from vae_lab.summary import RunSummary, read_summary_csv, write_summary_csv
 
     runs = [RunSummary("0", tmp_path / "0", {"seed": "0", "model.latent_dim": "2"}, "complete",
                        {"test/nelbo": 101.23456789012345, "test/kl": 4.5, "test/probe_acc": 0.875}),
@@ -352,7 +352,7 @@ def test_a_summary_csv_reads_back_as_the_runs_it_was_written_from(tmp_path):
 
 
 def test_the_rate_adds_the_kl_terms_once_not_their_breakdowns_by_dimension_or_variable():
-    from vae_lab.sweep import RunSummary
+    from vae_lab.summary import RunSummary
 
     metrics = {"test/kl": 4.5, "test/kl_disc": 1.0, "test/kl_per_dim": [4.0, 0.5], "test/kl_per_var": [0.25, 0.75],
                "test/recon": 80.0}

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vae_lab.runs import RunDir  # noqa: E402
-from vae_lab.sweep import RunSummary, read_runs, write_summary_csv  # noqa: E402
+from vae_lab.summary import RunSummary, read_runs, write_summary_csv  # noqa: E402
 
 
 def epoch_rows(sweep: Path, epochs: list[int]) -> list[RunSummary]:

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vae_lab.sweep import SEED, Measured, RunSummary, read_summary_csv, seed_groups  # noqa: E402
+from vae_lab.summary import SEED, Measured, RunSummary, read_summary_csv, seed_groups  # noqa: E402
 
 FINDINGS = REPO / "docs" / "findings"
 BLOCK = re.compile(r"(<!-- table from (?P<spec>[^\n]*?) -->\n)(?P<table>.*?)(<!-- end of table -->)", re.S)

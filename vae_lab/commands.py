@@ -39,7 +39,8 @@ from vae_lab.plan import hydra_value
 from vae_lab.progress import SweepProgress, result
 from vae_lab.reporting import evaluate_run
 from vae_lab.runs import Claims, Role, RunDir, claimed, record_failure, role
-from vae_lab.sweep import failed_runs, summarize
+from vae_lab.summary import failed_runs
+from vae_lab.sweep import summarize
 from vae_lab.training import train
 
 # Set by the process that runs a sweep (see sweep_process); a job running in another process on the

@@ -1,6 +1,6 @@
-"""Hydra wiring, at the top of vae-lab: every schema into Hydra's ConfigStore (which needs every
-model and backbone imported), the config folder, and composing typed configs. config.py below it
-holds the schemas and their checks and imports nothing that knows a model.
+"""Hydra wiring: every schema into Hydra's ConfigStore (every model and backbone registered with
+its own), the config folder, and composing typed configs. config.py below it holds the schemas and
+their checks, and knows neither Hydra nor any model.
 """
 
 import os
@@ -10,21 +10,24 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.backbones import BACKBONES
 from vae_lab.config import (DataConfig, EvalConfig, EvalRunConfig, LossConfig, TrainConfig, TrainerConfig,
                             validate)
+from vae_lab.models import MODELS  # every model type, registered as its module is imported
 
 
 def store_schemas() -> None:
-    """Put every schema into Hydra's ConfigStore; must run before composing."""
+    """Put every schema into Hydra's ConfigStore, each registered model's and backbone's too (under
+    ``schema/<group>/<name>``, which ``conf/<group>/<name>.yaml`` extends); must run before composing."""
     store = ConfigStore.instance()
     for group, schema in (("data", DataConfig), ("trainer", TrainerConfig), ("eval", EvalConfig),
                           ("loss", LossConfig)):
         store.store(group=f"schema/{group}", name="base", node=schema)
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="evaluate_schema", node=EvalRunConfig)
-    # Models and backbones register their own schemas when imported.
-    import vae_lab.backbones  # noqa: F401
-    import vae_lab.models  # noqa: F401
+    for registry in (MODELS, BACKBONES):
+        for name in registry.names():
+            store.store(group=f"schema/{registry.group}", name=name, node=registry.schema(name))
 
 
 def config_dir() -> Path:

@@ -1,10 +1,10 @@
 """Typed configuration: the schemas Hydra composes into, and the checks made before any work.
 
-Each config group has a dataclass schema stored in Hydra's ConfigStore under ``schema/<group>``; the
-YAML files in ``conf/`` extend a schema and give its values. OmegaConf enforces the types while
-composing. Allowed values and ranges are declared beside each field (``at_least(1)``,
-``one_of(...)``) and :func:`validate` checks them all, naming the first bad key, its value and what is
-allowed. Pluggable parts (models, backbones) keep their schema next to their code and register both
+Each config group has a dataclass schema (stored in Hydra's ConfigStore under ``schema/<group>`` by
+vae_lab/compose.py); the YAML files in ``conf/`` extend a schema and give its values. OmegaConf
+enforces the types while composing. Allowed values and ranges are declared beside each field
+(``at_least(1)``, ``one_of(...)``) and :func:`validate` checks them all, naming the first bad key,
+its value and what is allowed. Pluggable parts (models, backbones) keep their schema next to their code and register both
 in a :class:`Registry`, so a new one is one module plus one YAML file.
 """
 
@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Optional, TypeVar
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from vae_lab.errors import ConfigError, UserError  # noqa: F401  (re-exported)
@@ -335,7 +334,6 @@ class Registry(Generic[T]):
     def register(self, name: str, schema: type) -> Callable[[T], T]:
         def add(entry: T) -> T:
             self._entries[name] = (entry, schema)
-            ConfigStore.instance().store(group=f"schema/{self.group}", name=name, node=schema)
             return entry
 
         return add

@@ -12,6 +12,7 @@ from vae_lab.metrics import (disentanglement_metrics, importance_sampled_nll, la
                              population_reconstruction_quality, probe_accuracies, reference_classifier, sample_quality,
                              traversal_control)
 from vae_lab.models import VAE
+from vae_lab.population import Population, can_stack
 from vae_lab.device import resolve_precision
 from vae_lab.hooks import TermMeans
 from vae_lab.progress import counting, progress
@@ -42,7 +43,7 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 def loss_terms(population, seeds: list[int], data: ImageSet, batch_size: int) -> list[dict[str, float]]:
     """Each member's mean loss, negative ELBO and loss terms over a split, with one posterior draw per
     image from a generator seeded by its seed (so the numbers depend only on the weights, in any
-    population), in full precision. ``population``: vae_lab.population.Population (one model: a
+    population), in full precision. ``population``: a vae_lab.population.Population (one model: a
     population of one)."""
     models = population.models
     generators = [torch.Generator(device=population.device).manual_seed(seed) for seed in seeds]
@@ -68,11 +69,9 @@ def stack_evaluation(device: torch.device) -> bool:
 def each_model(models: list[VAE], seeds: list[int], compute) -> list[dict]:
     """``compute(population, seeds)`` for every model: all at once where that pays (see
     :func:`stack_evaluation`) and the models stack, else one population of one after another."""
-    from vae_lab.population import Population
-
-    if len(models) > 1 and stack_evaluation(models[0].device) and Population.can_stack(models):
-        return compute(Population(models), seeds)
-    return [result for model, seed in zip(models, seeds) for result in compute(Population([model]), [seed])]
+    if len(models) > 1 and stack_evaluation(models[0].device) and can_stack(models):
+        return compute(Population.of(models), seeds)
+    return [result for model, seed in zip(models, seeds) for result in compute(Population.of([model]), [seed])]
 
 
 def final_metrics(models: list[VAE], splits: Splits, configs: list,

@@ -60,7 +60,7 @@ class Loop:
             raise ValueError("a member with loss hooks trains in a population of its own")
         self.members, self.splits, self.callbacks, self.tick = members, splits, callbacks, tick
         self.settings = members[0].config.trainer
-        self.population = Population([m.model for m in members], [m.config.trainer.lr for m in members],
+        self.population = Population.of([m.model for m in members], [m.config.trainer.lr for m in members],
                                      compile=self.settings.compile)
         for k, member in enumerate(members):
             if member.optimizer_state is not None:

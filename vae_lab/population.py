@@ -155,20 +155,24 @@ class _Method(nn.Module):
 
 class Population:
     """K member models trained as one; ``models[k]`` holds member k's weights after
-    :meth:`hand_back`."""
+    :meth:`hand_back`. Two kinds behind this one interface, chosen once by :meth:`Population.of`: a
+    model alone runs itself (:class:`Alone`); several are stacked and run with one vmap
+    (:class:`Stacked`)."""
 
-    def __init__(self, models: list[VAE], lrs: Optional[list[float]] = None, compile: bool = False):
+    @staticmethod
+    def of(models: list[VAE], lrs: Optional[list[float]] = None, compile: bool = False) -> "Population":
+        """The population of ``models`` (with their learning rates): one runs alone, several stacked."""
+        if len(models) == 1:
+            return Alone(models[0], None if lrs is None else lrs[0], compile)
+        return Stacked(models, lrs)
+
+    def __init__(self, models: list[VAE], lrs: Optional[list[float]]):
         self.models, self.lrs = models, lrs or [0.0] * len(models)
         self.device = models[0].device
-        self.stacked = len(models) > 1
-        if not self.stacked:
-            self.template = models[0]
-            self.compiled = torch.compile(models[0]) if compile else models[0]
-            self.params = dict(models[0].named_parameters())
-            self.buffers = dict(models[0].named_buffers())
-            self.maps = [{}]
-        else:
-            self._stack(models)
+        self.template: VAE = models[0]  # the architecture; a stack's template holds no tensors of its own
+        self.params: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.maps: list[dict] = [{}]  # per member, where its latent sits in the population's (padding)
         self._adam: Optional[MemberAdam] = None  # made when first needed: evaluation needs none
 
     @property
@@ -177,80 +181,43 @@ class Population:
             self._adam = MemberAdam(self)
         return self._adam
 
-    @staticmethod
-    def can_stack(models: list[VAE]) -> bool:
-        return all(model.stackable for model in models)
-
-    def _stack(self, models: list[VAE]) -> None:
-        if not self.can_stack(models):
-            raise NotStackable(f"{type(models[0]).__name__} cannot be stacked")
-        widest = max(models, key=lambda m: m.latent.code_size)
-        self.template = copy.deepcopy(widest).to("meta")  # the shapes; its own tensors are never used
-        self.maps = [index_maps(m.latent, widest.latent) for m in models]
-        shapes = {**{n: t.shape for n, t in widest.named_parameters()}, **{n: t.shape for n, t in widest.named_buffers()}}
-        padded = [self._padded_state(model, maps, shapes) for model, maps in zip(models, self.maps)]
-        stacked = {name: torch.stack([state[name] for state in padded]) for name in shapes}
-        is_param = dict(widest.named_parameters())
-        self.params = {name: t.requires_grad_() for name, t in stacked.items() if name in is_param}
-        self.buffers = {name: t for name, t in stacked.items() if name not in is_param}
-        self.call = _Method(self.template)
-
-    @staticmethod
-    def _padded_state(model: VAE, maps: dict, shapes: dict) -> dict[str, torch.Tensor]:
-        own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-        if own.keys() != shapes.keys():
-            raise NotStackable(f"{type(model).__name__}: its tensors differ from the population's")
-        return {name: pad(t.detach(), shapes[name], maps, name) for name, t in own.items()}
-
     def __len__(self) -> int:
         return len(self.models)
 
-    # -- running the members ---------------------------------------------------------------------
+    # -- what each kind does its own way ---------------------------------------------------------------
 
     def run(self, method: str, batched: dict[str, torch.Tensor], shared: dict[str, torch.Tensor],
             build: Callable[..., tuple] = lambda **kw: (Batch(**kw),)):
         """``method`` of every member on its arguments, results stacked [K, ...]. ``batched`` tensors
         have a leading member axis, ``shared`` ones are the same for every member; ``build`` turns
         them into the method's positional arguments (by default one Batch)."""
-        if not self.stacked:
-            arguments = {**{k: v[0] for k, v in batched.items()}, **shared}
-            module = self.compiled if method == "forward" else self.template
-            call = module if method == "forward" else getattr(module, method)
-            return _add_member_axis(call(*build(**arguments)))
-
-        def one(params, buffers, mine):
-            return functional_call(self.call, (params, buffers), (method, *build(**mine, **shared)))
-
-        prefixed = lambda tensors: {f"model.{name}": t for name, t in tensors.items()}  # noqa: E731  (_Method.model)
-        return vmap(one, randomness="error")(prefixed(self.params), prefixed(self.buffers), batched)
+        raise NotImplementedError
 
     def pad_noise(self, noises: list[torch.Tensor]) -> list[torch.Tensor]:
         """Members' noise [..., noise_size] in the population's layout (it follows the code's)."""
-        if not self.stacked:
-            return noises
-        size = self.template.latent.noise_size
-        return [pad(noise, torch.Size([*noise.shape[:-1], size]), maps, "noise") for noise, maps in zip(noises, self.maps)]
+        raise NotImplementedError
 
     def train(self, mode: bool = True) -> None:
-        """Training or evaluation mode, for the stacked computation and the members' own models
-        (whose weights, such as a warmed-up beta, read it)."""
-        if self.stacked:
-            self.call.train(mode)
+        """Training or evaluation mode, for the members' models (whose weights, such as a warmed-up
+        beta, read it) and the population's own computation."""
         for model in self.models:
             model.train(mode)
 
     @property
     def steps(self) -> torch.Tensor:
         """[K] optimizer steps each member has taken."""
-        step = self.buffers["step"]
-        return step if self.stacked else step.view(1)
-
-    def advance(self) -> None:
-        with torch.no_grad():
-            self.buffers["step"] += 1
+        raise NotImplementedError
 
     def member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
-        return tensor[k] if self.stacked else tensor
+        """Member k's part of a population tensor (a parameter, its gradient, Adam's moments)."""
+        raise NotImplementedError
+
+    def clip_gradients(self, max_norms: list[Optional[float]]) -> None:
+        """Scale each member's gradient to at most its max norm, as clip_grad_norm_ would."""
+        raise NotImplementedError
+
+    def hand_back(self) -> None:
+        """Copy every member's weights (and step) from the population into its own model."""
 
     # -- objectives, gradients, steps --------------------------------------------------------------
 
@@ -271,39 +238,14 @@ class Population:
     def nelbos(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(terms[name] for name in self.models[0].elbo_terms)
 
-    def clip_gradients(self, max_norms: list[Optional[float]]) -> None:
-        """Scale each member's gradient to at most its max norm, as clip_grad_norm_ would."""
-        if all(norm is None for norm in max_norms):
-            return
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        if not self.stacked:
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), max_norms[0])
-            return
-        total = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
-        limit = torch.tensor([math.inf if n is None else n for n in max_norms], device=total.device)
-        coefficient = torch.clamp(limit / (total + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coefficient.view(-1, *[1] * (g.dim() - 1)))
-
     def step(self) -> None:
         self.adam.step()
-        self.advance()
+        with torch.no_grad():
+            self.buffers["step"] += 1
 
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None
-
-    # -- members' own shapes -----------------------------------------------------------------------
-
-    def hand_back(self) -> None:
-        """Copy every member's weights (and step) from the stack into its own model."""
-        if not self.stacked:
-            return
-        with torch.no_grad():
-            for k, (model, maps) in enumerate(zip(self.models, self.maps)):
-                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-                    stacked = self.params.get(name, self.buffers.get(name))
-                    tensor.copy_(unpad(stacked[k], tensor.shape, maps, name))
 
     def optimizer_state(self, k: int) -> dict:
         """Member k's Adam state in its own shapes (the checkpoint format)."""
@@ -311,6 +253,105 @@ class Population:
 
     def load_optimizer_state(self, k: int, state: dict) -> None:
         self.adam.load_member_state(k, state)
+
+
+class Alone(Population):
+    """One model, running itself (compiled if asked): its own tensors are the population's."""
+
+    def __init__(self, model: VAE, lr: Optional[float] = None, compile: bool = False):
+        super().__init__([model], None if lr is None else [lr])
+        self.compiled = torch.compile(model) if compile else model
+        self.params = dict(model.named_parameters())
+        self.buffers = dict(model.named_buffers())
+
+    def run(self, method, batched, shared, build=lambda **kw: (Batch(**kw),)):
+        arguments = {**{k: v[0] for k, v in batched.items()}, **shared}
+        call = self.compiled if method == "forward" else getattr(self.template, method)
+        return _add_member_axis(call(*build(**arguments)))
+
+    def pad_noise(self, noises):
+        return noises
+
+    @property
+    def steps(self) -> torch.Tensor:
+        return self.buffers["step"].view(1)
+
+    def member_slice(self, tensor, k):
+        return tensor
+
+    def clip_gradients(self, max_norms):
+        if max_norms[0] is not None:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), max_norms[0])
+
+
+class Stacked(Population):
+    """Models of one architecture on a leading member axis, smaller latents padded to the widest,
+    run with one ``vmap`` of ``functional_call``."""
+
+    def __init__(self, models: list[VAE], lrs: Optional[list[float]] = None):
+        if not can_stack(models):
+            raise NotStackable(f"{type(models[0]).__name__} cannot be stacked")
+        super().__init__(models, lrs)
+        widest = max(models, key=lambda m: m.latent.code_size)
+        self.template = copy.deepcopy(widest).to("meta")  # the shapes; its own tensors are never used
+        self.maps = [index_maps(m.latent, widest.latent) for m in models]
+        shapes = {**{n: t.shape for n, t in widest.named_parameters()}, **{n: t.shape for n, t in widest.named_buffers()}}
+        padded = [self._padded_state(model, maps, shapes) for model, maps in zip(models, self.maps)]
+        stacked = {name: torch.stack([state[name] for state in padded]) for name in shapes}
+        is_param = dict(widest.named_parameters())
+        self.params = {name: t.requires_grad_() for name, t in stacked.items() if name in is_param}
+        self.buffers = {name: t for name, t in stacked.items() if name not in is_param}
+        self.call = _Method(self.template)
+
+    @staticmethod
+    def _padded_state(model: VAE, maps: dict, shapes: dict) -> dict[str, torch.Tensor]:
+        own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        if own.keys() != shapes.keys():
+            raise NotStackable(f"{type(model).__name__}: its tensors differ from the population's")
+        return {name: pad(t.detach(), shapes[name], maps, name) for name, t in own.items()}
+
+    def run(self, method, batched, shared, build=lambda **kw: (Batch(**kw),)):
+        def one(params, buffers, mine):
+            return functional_call(self.call, (params, buffers), (method, *build(**mine, **shared)))
+
+        prefixed = lambda tensors: {f"model.{name}": t for name, t in tensors.items()}  # noqa: E731  (_Method.model)
+        return vmap(one, randomness="error")(prefixed(self.params), prefixed(self.buffers), batched)
+
+    def pad_noise(self, noises):
+        size = self.template.latent.noise_size
+        return [pad(noise, torch.Size([*noise.shape[:-1], size]), maps, "noise") for noise, maps in zip(noises, self.maps)]
+
+    def train(self, mode: bool = True) -> None:
+        self.call.train(mode)
+        super().train(mode)
+
+    @property
+    def steps(self) -> torch.Tensor:
+        return self.buffers["step"]
+
+    def member_slice(self, tensor, k):
+        return tensor[k]
+
+    def clip_gradients(self, max_norms):
+        if all(norm is None for norm in max_norms):
+            return
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        total = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
+        limit = torch.tensor([math.inf if n is None else n for n in max_norms], device=total.device)
+        coefficient = torch.clamp(limit / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coefficient.view(-1, *[1] * (g.dim() - 1)))
+
+    def hand_back(self) -> None:
+        with torch.no_grad():
+            for k, (model, maps) in enumerate(zip(self.models, self.maps)):
+                for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                    stacked = self.params.get(name, self.buffers.get(name))
+                    tensor.copy_(unpad(stacked[k], tensor.shape, maps, name))
+
+
+def can_stack(models: list[VAE]) -> bool:
+    return all(model.stackable for model in models)
 
 
 def _add_member_axis(value):

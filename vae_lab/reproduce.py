@@ -25,7 +25,8 @@ import torch
 
 from vae_lab.errors import HeldInterrupt, UserError, fail
 from vae_lab.files import atomic_write
-from vae_lab.sweep import SEED, read_runs, seed_groups, seeds_table, summarize, swept_keys, write_summary_csv
+from vae_lab.summary import SEED, read_runs, seed_groups, seeds_table, swept_keys, write_summary_csv
+from vae_lab.sweep import summarize
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the

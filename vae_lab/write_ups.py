@@ -37,7 +37,7 @@ from typing import Optional, Union
 from omegaconf import OmegaConf
 
 from vae_lab.errors import UserError
-from vae_lab.sweep import SEED, Measured
+from vae_lab.summary import SEED, Measured
 
 
 class Missing(Exception):
@@ -246,7 +246,7 @@ def rankings(write_up: WriteUp, runs: Runs) -> list[str]:
 def configurations(runs: Runs) -> list[dict]:
     """A selector for each configuration of the runs: the short names of the overrides that vary
     between runs (but the seed), None where a configuration lacks one."""
-    from vae_lab.sweep import swept_keys
+    from vae_lab.summary import swept_keys
 
     keys = [k for k in swept_keys(runs.all) if k != SEED]
     found: list[dict] = []

@@ -25,7 +25,7 @@ def listing(path: Path) -> dict[str, tuple[Path, str]]:
     if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
         run = RunDir.open(path)
         return {"0": (run.path, run.path.name)}
-    from vae_lab.sweep import SEED, read_runs, swept_keys
+    from vae_lab.summary import SEED, read_runs, swept_keys
 
     runs = [r for r in read_runs(path) if r.status == "complete"] if path.is_dir() else []
     if not runs:

@@ -7,8 +7,9 @@ from typing import Callable
 import torch
 
 from vae_lab.data import ImageSet
-from vae_lab.progress import counting, progress
 from vae_lab.device import precision_context, resolve_precision
+from vae_lab.population import Population
+from vae_lab.progress import counting, progress
 
 
 def importance_sampled_nll(population, seeds: list[int], data: ImageSet, n_samples: int, rows_per_pass: int,
@@ -69,11 +70,9 @@ def matrices_in_bf16(population):
     """A copy of the population whose weight matrices and kernels are bfloat16, cast once: autocast
     would cast them again at every pass (for 12 stacked MLPs, 7.8M numbers per decoder pass). Biases
     and norms stay float32, as under autocast."""
-    from vae_lab.population import Population
-
     models = [copy.deepcopy(model) for model in population.models]
     for model in models:
         for parameter in model.parameters():
             if parameter.dim() >= 2:
                 parameter.data = parameter.data.to(torch.bfloat16)
-    return Population(models)
+    return Population.of(models)
