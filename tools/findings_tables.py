@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vae_lab.summary import SEED, Measured, RunSummary, read_summary_csv, seed_groups  # noqa: E402
+from vae_lab.runs import is_replicate  # noqa: E402
+from vae_lab.summary import Measured, RunSummary, read_summary_csv, seed_groups  # noqa: E402
 
 FINDINGS = REPO / "docs" / "findings"
 BLOCK = re.compile(r"(<!-- table from (?P<spec>[^\n]*?) -->\n)(?P<table>.*?)(<!-- end of table -->)", re.S)
@@ -117,7 +118,7 @@ def measured(runs: list[RunSummary], metric: str) -> Measured:
 def table(spec: dict, page: Path) -> list[str]:
     runs, columns, keys = read(spec, page), spec["metrics"], spec["keys"]
     if spec["rows"] == "seeds":
-        settings = [k for k in keys if k != SEED]
+        settings = [k for k in keys if not is_replicate(k)]
         lines = head([*settings, "seeds", *(c.name for c in columns)])
         for group in seed_groups(runs, settings):
             lines.append(row([*(group.settings.get(k, "") for k in settings), str(len(group.runs)),
@@ -127,7 +128,7 @@ def table(spec: dict, page: Path) -> list[str]:
     sides = list(dict.fromkeys(r.overrides.get(pivot, "") for r in runs)) if pivot else [None]
     side_runs = {side: [r for r in runs if side is None or r.overrides.get(pivot, "") == side] for side in sides}
     cells = [(side, c) for c in columns for side in sides]
-    named = (lambda side: f"seed {side}") if pivot == SEED else (lambda side: side)  # a bare number needs its key
+    named = (lambda side: f"seed {side}") if pivot and is_replicate(pivot) else (lambda side: side)  # a bare number needs its key
     lines = head([*keys, *(c.name if side is None else f"{named(side)}: {c.name}" for side, c in cells)])
     rows: dict[tuple, dict] = {}
     for run in runs:

@@ -16,7 +16,7 @@ member keeps what makes it itself:
 
 A population of one whose model cannot be stacked (M2, image-space losses) runs the model itself.
 
-Which runs stack: those that differ only in the settings members may differ in (``Role.MEMBER`` in
+Which runs stack: those that differ only in the settings members may differ in (``STACKABLE`` in
 vae_lab/runs.py) and whose model can be stacked (not M2, no image-space losses, not compiled). The
 stacked launcher (``hydra/launcher=stacked``, hydra_plugins/vae_lab_stacked_launcher) groups a
 sweep's jobs by :func:`stack_key` and trains each group as one population.
@@ -36,7 +36,7 @@ from vae_lab.config import TrainConfig, as_dict
 from vae_lab.data import Batch
 from vae_lab.latents import GaussianLatent, JointLatent, Latent
 from vae_lab.models import VAE
-from vae_lab.runs import ROLES, Role, flatten, role
+from vae_lab.runs import ROLES, STACKABLE, Role, flatten, role
 
 
 # ---- which runs stack ----------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def stack_key(config: TrainConfig) -> Optional[str]:
     """Runs with the same key train as one population; None for a run that trains alone."""
     if not config.model.stackable() or config.loss.enabled or config.trainer.compile:
         return None
-    shared = {k: v for k, v in flatten(as_dict(config)).items() if role(k) not in (Role.MEMBER, Role.COMMAND)}
+    shared = {k: v for k, v in flatten(as_dict(config)).items() if role(k) not in STACKABLE | {Role.COMMAND}}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -54,7 +54,7 @@ def refuse_unstackable(configs: list[TrainConfig]) -> None:
     """Runs trained together must share one stack key (a single run always trains)."""
     keys = {stack_key(c) for c in configs}
     if len(configs) > 1 and (None in keys or len(keys) > 1):
-        members = [key for key, its_role in ROLES.items() if its_role is Role.MEMBER]
+        members = [key for key, its_role in ROLES.items() if its_role in STACKABLE]
         raise ValueError("runs trained together must differ only in " + ", ".join(members)
                          + ", and their model must stack (vae_lab/population.py)")
 

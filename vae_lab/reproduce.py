@@ -25,7 +25,8 @@ import torch
 
 from vae_lab.errors import HeldInterrupt, UserError, fail
 from vae_lab.files import atomic_write
-from vae_lab.summary import SEED, read_runs, seed_groups, seeds_table, swept_keys, write_summary_csv
+from vae_lab.runs import is_replicate
+from vae_lab.summary import read_runs, seed_groups, seeds_table, swept_keys, write_summary_csv
 from vae_lab.sweep import summarize
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
 
@@ -66,7 +67,7 @@ def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ..
         plan = check_command("train", ["--multirun", f"experiment={write_up.experiment}", *extra])
     except UserError:
         return None
-    seeds = {o.split("=", 1)[1] for job in plan.grid for o in job if o.startswith(f"{SEED}=")}
+    seeds = {o.split("=", 1)[1] for job in plan.grid for o in job if "=" in o and is_replicate(o.split("=", 1)[0])}
     return tuple(sorted(seeds, key=int)) if seeds else ("0",)
 
 
@@ -137,13 +138,13 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     lines += [f"Sweep folder: `{os.path.relpath(folder)}`{took}.", ""]
     keys = swept_keys(runs.all)
     complete = sum(r.status == "complete" for r in runs.all)
-    seeds = sorted({r.overrides.get(SEED, "") for r in runs.all})
+    seeds = sorted({r.replicate for r in runs.all})
     target = docs / "results" / write_up.experiment
     data = keep_the_data(write_up, folder, runs, target)
     lines += [f"{complete} of {len(runs.all)} runs complete; mean ± standard deviation over seeds "
               f"{', '.join(seeds)}. Every run's numbers: [{data.name}]({data.relative_to(docs).as_posix()}), "
               f"and each run's metrics.json beside it.", "",
-              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if k != SEED], list(write_up.metrics)), ""]
+              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)], list(write_up.metrics)), ""]
     for figure in write_up.figures:
         try:
             source = (folder if figure.run is None else runs.find(**figure.run).path) / "figures" / figure.file

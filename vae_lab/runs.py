@@ -240,6 +240,8 @@ class Role(enum.Enum):
     SETTING = "how a run is computed, not what: a finished run with another value is the same run"
     LENGTH = "how long a run trains: a resumed run may train for more epochs"
     MEMBER = "may differ between the members of one stacked population (vae_lab/population.py)"
+    REPLICATE = ("a repeat of one configuration (its seed): runs that differ only in it are one configuration, "
+                 "measured over them; members of a population may differ in it too")
 
 
 ROLES: dict[str, Role] = {  # a key, or a prefix ending in '.'
@@ -250,12 +252,13 @@ ROLES: dict[str, Role] = {  # a key, or a prefix ending in '.'
     "trainer.device": Role.SETTING, "trainer.compile": Role.SETTING, "trainer.threads": Role.SETTING,
     "data.root": Role.SETTING, "data.download": Role.SETTING, "eval.": Role.SETTING, "logger.": Role.SETTING,
     "trainer.epochs": Role.LENGTH,
-    "seed": Role.MEMBER, "model.beta": Role.MEMBER, "model.beta_warmup_steps": Role.MEMBER,
+    "seed": Role.REPLICATE, "model.beta": Role.MEMBER, "model.beta_warmup_steps": Role.MEMBER,
     "model.latent_dim": Role.MEMBER, "model.temperature": Role.MEMBER, "model.temperature_min": Role.MEMBER,
     "model.anneal_rate": Role.MEMBER, "trainer.lr": Role.MEMBER, "trainer.grad_clip": Role.MEMBER,
 }
 SAME_RUN = frozenset({Role.COMMAND, Role.SETTING})  # what a finished run may differ in and stay the run
 RESUMABLE = SAME_RUN | {Role.LENGTH}  # what a resumed run may change
+STACKABLE = frozenset({Role.MEMBER, Role.REPLICATE})  # what the members of one population may differ in
 
 
 def role(key: str) -> Optional[Role]:
@@ -266,6 +269,11 @@ def role(key: str) -> Optional[Role]:
         if key == name or (name.endswith((".", "/")) and key.startswith(name)) or key == name.rstrip("./"):
             return its_role
     return None
+
+
+def is_replicate(key: str) -> bool:
+    """Whether runs that differ only in ``key`` are repeats of one configuration (their seed)."""
+    return role(key) is Role.REPLICATE
 
 
 def differences(before: dict, now: dict, ignoring: frozenset = frozenset()) -> list[tuple[str, Any, Any]]:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from vae_lab.errors import DamagedFile
 from vae_lab.files import atomic_write
-from vae_lab.runs import SAME_RUN, Role, RunDir, differences, flatten, role
+from vae_lab.runs import SAME_RUN, Role, RunDir, differences, flatten, is_replicate, role
 
 # The metrics a summary table shows, in this order, when the runs have them.
 TABLE_METRICS = ("test/nelbo", "test/nll", "test/recon", "test/kl", "test/kl_disc", "test/mse", "test/ssim",
@@ -33,6 +33,11 @@ class RunSummary:
     overrides: dict[str, str]
     status: str  # complete | incomplete (epochs done/asked) | failed | not started
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def replicate(self) -> str:
+        """Its seed, as its overrides set it ("" where they leave it to the config)."""
+        return next((value for key, value in self.overrides.items() if is_replicate(key)), "")
 
     @property
     def rate(self) -> Optional[float]:
@@ -127,7 +132,6 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-SEED = "seed"  # runs that differ only in it are repeats of one configuration
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,7 @@ def seed_groups(runs: list[RunSummary], keys: list[str]) -> list[SeedGroup]:
     groups: dict[tuple, SeedGroup] = {}
     for r in runs:
         if r.status == "complete":
-            settings = {k: r.overrides[k] for k in keys if k != SEED and k in r.overrides}
+            settings = {k: r.overrides[k] for k in keys if not is_replicate(k) and k in r.overrides}
             groups.setdefault(tuple(settings.items()), SeedGroup(settings, [])).runs.append(r)
     return list(groups.values())
 
@@ -226,7 +230,7 @@ def write_seed_csv(path: Path, groups: list[SeedGroup]) -> None:
         for g in groups:
             spreads = [g.spread(m) for m in metric_keys]
             writer.writerow([*(g.settings.get(k, "") for k in setting_keys), len(g.runs),
-                             " ".join(r.overrides.get(SEED, "") for r in g.runs),
+                             " ".join(r.replicate for r in g.runs),
                              *(_cell(v) for pair in spreads for v in pair)])
 
     atomic_write(path, write)
@@ -239,7 +243,7 @@ def write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups: 
              "test split (nats per image unless named otherwise); rate is the total KL.", ""]
     if groups:
         lines += ["## Over seeds", "", "Mean ± standard deviation over the complete runs of each configuration.",
-                  "", *seeds_table(groups, [k for k in keys if k != SEED], ["rate", *shown]), "", "## Every run", ""]
+                  "", *seeds_table(groups, [k for k in keys if not is_replicate(k)], ["rate", *shown]), "", "## Every run", ""]
     lines += runs_table(runs, keys, ["rate", *shown])
     atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
 

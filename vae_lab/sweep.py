@@ -14,7 +14,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vae_lab.figures.sweep import metrics_against, montage, rate_distortion
-from vae_lab.summary import (SEED, numeric_key, read_runs, seed_groups, short_key, swept_keys, write_markdown,
+from vae_lab.runs import is_replicate
+from vae_lab.summary import (numeric_key, read_runs, seed_groups, short_key, swept_keys, write_markdown,
                              write_seed_csv, write_summary_csv)
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def summarize(sweep_dir: str | Path) -> Path:
         raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
     swept = swept_keys(runs)
     keys = swept or sorted({k for r in runs for k in r.overrides})  # runs that vary in nothing: all they set
-    groups = seed_groups(runs, keys) if SEED in keys else []
+    groups = seed_groups(runs, keys) if any(is_replicate(k) for k in keys) else []
     write_summary_csv(sweep_dir / "summary.csv", runs)
     if groups:
         write_seed_csv(sweep_dir / "summary_over_seeds.csv", groups)
@@ -39,7 +40,7 @@ def summarize(sweep_dir: str | Path) -> Path:
     complete = [r for r in runs if r.status == "complete"]
     if complete:
         rate_distortion(complete, keys, figures / "rate_distortion.png")
-        varied = [k for k in swept if k != SEED]  # a plot against a key that never changes says nothing
+        varied = [k for k in swept if not is_replicate(k)]  # a plot against a key that never changes says nothing
         for key in varied:
             if numeric_key(complete, key):
                 metrics_against(complete, key, [k for k in varied if k != key], figures / f"metrics_vs_{short_key(key)}.png")

@@ -37,7 +37,8 @@ from typing import Optional, Union
 from omegaconf import OmegaConf
 
 from vae_lab.errors import UserError
-from vae_lab.summary import SEED, Measured
+from vae_lab.runs import is_replicate
+from vae_lab.summary import Measured
 
 
 class Missing(Exception):
@@ -61,19 +62,19 @@ class Runs:
                        for name, value in selector.items())
 
         found = [r for r in self.all if matches(r)]
-        configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if k != SEED)) for r in found}
+        configurations = {tuple(sorted((k, v) for k, v in r.overrides.items() if not is_replicate(k))) for r in found}
         if len(configurations) != 1:
             raise Missing(f"{len(configurations)} configurations match {_shown(selector)}")
         return found
 
     def find(self, **selector: Optional[str]):
         """The configuration's first run (lowest seed): the one whose figures are shown."""
-        return min(self.configuration(**selector), key=lambda r: int(r.overrides.get(SEED, "0")))
+        return min(self.configuration(**selector), key=lambda r: int(r.replicate or "0"))
 
     def get(self, metric: str, **selector: Optional[str]) -> Measured:
         runs = self.configuration(**selector)
         lacking = [f"run {r.name} ({r.status})" for r in runs if metric not in r.metrics]
-        have = {r.overrides.get(SEED) for r in runs}
+        have = {r.replicate or None for r in runs}
         lacking += [f"seed {seed}'s run" for seed in (self.seeds or ()) if seed not in have and
                     not (seed == "0" and None in have)]  # a run without a seed override has seed 0
         if lacking:
@@ -210,7 +211,7 @@ def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
 def judge(write_up: WriteUp, runs: Runs) -> Verdict:
     """Every claim of the write-up judged on ``runs``, each configuration over every planned seed
     (``runs.seeds``; else every seed any run of the sweep has)."""
-    seeds = runs.seeds or tuple(sorted({r.overrides.get(SEED, "0") for r in runs.all}, key=_seed_order))
+    seeds = runs.seeds or tuple(sorted({r.replicate or "0" for r in runs.all}, key=_seed_order))
     runs = Runs(runs.all, seeds)
     judged = tuple(judge_claim(claim, runs) for claim in write_up.claims)
     if any(j.holds is None for j in judged) or len(seeds) < 2:
@@ -248,7 +249,7 @@ def configurations(runs: Runs) -> list[dict]:
     between runs (but the seed), None where a configuration lacks one."""
     from vae_lab.summary import swept_keys
 
-    keys = [k for k in swept_keys(runs.all) if k != SEED]
+    keys = [k for k in swept_keys(runs.all) if not is_replicate(k)]
     found: list[dict] = []
     for run in runs.all:
         selector = {key.rsplit(".", 1)[-1]: run.overrides.get(key) for key in keys}

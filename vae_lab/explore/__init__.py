@@ -19,19 +19,19 @@ EXTRA = "pip install 'vae-lab[explore]'"
 
 def listing(path: Path) -> dict[str, tuple[Path, str]]:
     """The runs at ``path``: a run folder, or a sweep folder's runs that finished (by their settings)."""
-    from vae_lab.runs import RunDir
+    from vae_lab.runs import RunDir, is_replicate
+    from vae_lab.summary import read_runs, swept_keys
 
     path = Path(path).expanduser().resolve()
     if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
         run = RunDir.open(path)
         return {"0": (run.path, run.path.name)}
-    from vae_lab.summary import SEED, read_runs, swept_keys
-
     runs = [r for r in read_runs(path) if r.status == "complete"] if path.is_dir() else []
     if not runs:
         raise UserError(f"{path}: neither a run folder (checkpoints/best.pt) nor a sweep folder with a finished "
                         "run; give the folder of a vae-lab train run, or of a sweep")
-    keys = [k for k in swept_keys(runs) if k != SEED] + ([SEED] if SEED in swept_keys(runs) else [])
+    swept = swept_keys(runs)
+    keys = [k for k in swept if not is_replicate(k)] + [k for k in swept if is_replicate(k)]
     return {r.name: (r.path, f"run {r.name}: " + (", ".join(f"{k.rsplit('.', 1)[-1]}={r.overrides[k]}"
                                                              for k in keys if k in r.overrides) or "as configured"))
             for r in runs}
