@@ -22,12 +22,9 @@ import time
 import torch
 from results_csv import add_out_option, refuse_existing_out, write_results
 
-from vae_lab.compose import train_config_from_dict
-from vae_lab.data import load_splits
+from vae_lab.api import load_run
 from vae_lab.metrics.likelihood import nll_per_image
 from vae_lab.population import Population
-from vae_lab.reporting import load_model
-from vae_lab.runs import RunDir
 
 SAMPLES = (100, 1000)
 
@@ -56,13 +53,8 @@ def main() -> None:
     device = torch.device("cpu")
     per_image, names, results = {}, {}, []
     for folder in args.runs:
-        run = RunDir(folder)
-        config = train_config_from_dict(run.read_config())
-        if args.data_root:
-            config.data.root = args.data_root
-        test = load_splits(config.data, device).test
-        model, _ = load_model(run, config, device)
-        model.eval()
+        run = load_run(folder, device=device, data_root=args.data_root)
+        config, model, test = run.config, run.model, run.splits.test
         names[folder] = name = config.model.summary()
         cells = []
         for n in SAMPLES:

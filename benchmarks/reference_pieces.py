@@ -17,12 +17,11 @@ import time
 import torch
 from results_csv import add_out_option, refuse_existing_out, write_results
 
-from vae_lab.compose import train_config, train_config_from_dict
+from vae_lab.api import load_run
+from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 from vae_lab.metrics import traversal
 from vae_lab.metrics.reference import PIECE, ReferenceClassifier, reference_classifier
-from vae_lab.reporting import load_model
-from vae_lab.runs import RunDir
 
 
 def side_by_side(ways: dict, repeats: int) -> tuple[dict[str, float], dict]:
@@ -40,14 +39,10 @@ def side_by_side(ways: dict, repeats: int) -> tuple[dict[str, float], dict]:
 
 def time_traversal_control(folder: str, data_root: str, repeats: int) -> list:
     """Traversal control of the run's model with no pieces, then with the defaults', alternating."""
-    run = RunDir(folder)
-    config = train_config_from_dict(run.read_config())
-    config.data.root = data_root
     device = torch.device("cpu")
-    splits = load_splits(config.data, device)
-    model, _ = load_model(run, config, device)
+    run = load_run(folder, device=device, data_root=data_root)
+    config, model, splits = run.config, run.model, run.splits
     classifier = reference_classifier(config.data, splits, device)
-    model.eval()
 
     def control(classifier_piece: int, decode_piece: int):
         def run():

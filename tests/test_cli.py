@@ -266,9 +266,9 @@ def test_the_python_api_trains_and_opens_a_run_as_a_notebook_would(data_root, tm
         assert run.model.reconstruct(images).shape == images.shape
     last = vae_lab.load_run(run.path, weights="last")
     assert last.epoch == 2
-    with pytest.raises(vae_lab.api.UserError, match="weights='worst'"):
+    with pytest.raises(vae_lab.errors.UserError, match="weights='worst'"):
         vae_lab.load_run(run.path, weights="worst")
-    with pytest.raises(vae_lab.api.UserError, match="model.latent_dim=0"):
+    with pytest.raises(vae_lab.errors.UserError, match="model.latent_dim=0"):
         vae_lab.train([f"data.root={data_root}", "model.latent_dim=0"], run_dir=tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # refused before any work: nothing left behind
 

@@ -1,9 +1,11 @@
 """What a trained model leaves behind: final test metrics and figures, at the end of training and
-again, from the run folder alone, in `vae-lab eval`."""
+again, from the run folder alone, in `vae-lab eval`; and the one reader of a trained run
+(:func:`load_run`), for `vae-lab eval`, the explorer and the Python API."""
 
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,12 +16,12 @@ from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.device import govern_threads, resolve_device
-from vae_lab.errors import DamagedFile, RunFailed, show
+from vae_lab.errors import DamagedFile, RunFailed, UserError, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
+from vae_lab.files import write_json
 from vae_lab.member import Member
 from vae_lab.models import VAE, build_model
-from vae_lab.files import write_json
 from vae_lab.runs import SAME_RUN, RunDir, differences, record_failure
 from vae_lab.trackers import Embedding
 
@@ -63,23 +65,63 @@ def load_model(run: RunDir, config: TrainConfig, device: torch.device, weights: 
     return model, checkpoint
 
 
+WEIGHTS = ("best", "last")
+
+
+@dataclass
+class Run:
+    """A run folder, read: its config, per-epoch history and final metrics (empty until the run is
+    complete), and its model with the chosen weights, in eval mode on ``device``. The model keeps its
+    public ``encode``, ``embed``, ``decode``, ``sample`` and ``reconstruct``."""
+
+    path: Path
+    config: TrainConfig
+    history: list[dict]
+    metrics: dict
+    model: VAE
+    epoch: int  # of the weights loaded
+    device: torch.device
+    _splits: Optional[Splits] = field(default=None, repr=False)
+
+    @property
+    def splits(self) -> Splits:
+        """The run's train, validation and test splits (its data config, on its device), loaded
+        on first use."""
+        if self._splits is None:
+            self._splits = load_splits(self.config.data, self.device)
+        return self._splits
+
+
+def load_run(path: str | Path, weights: str = "best", device: str | torch.device = "cpu",
+             data_root: Optional[str] = None, key: Optional[str] = None) -> Run:
+    """Open the run folder at ``path`` with its ``best`` (lowest validation loss) or ``last`` weights:
+    the one way a trained run is read (`vae-lab eval`, the explorer, the Python API, the benchmarks).
+    ``data_root``: read MNIST from there instead of the run's data.root; ``key``: the option that
+    named the folder, for a message about it."""
+    if weights not in WEIGHTS:
+        raise UserError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
+    run = RunDir.open(path, weights, key)
+    config = train_config_from_dict(run.read_config(), run.config)
+    if data_root is not None:
+        config.data.root = str(Path(data_root).expanduser().resolve())
+    device = torch.device(device)
+    model, checkpoint = load_model(run, config, device, weights)
+    return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
+               model.eval(), int(checkpoint["epoch"]), device)
+
+
 def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
                  data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
     """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
-    run = RunDir.open(run_dir, key="run_dir")
-    device = resolve_device(device_name)
-    config = train_config_from_dict(run.read_config(), run.config)
+    trained = load_run(run_dir, "best", resolve_device(device_name), data_root, key="run_dir")
+    run, config = RunDir(trained.path), trained.config
     config.eval = eval_config
-    if data_root is not None:
-        config.data.root = str(Path(data_root).expanduser().resolve())
-    splits = load_splits(config.data, device)
-    model, best = load_model(run, config, device)
-    log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
+    log.info("evaluating %s (best epoch %d) on %s", run.path, trained.epoch, trained.device)
     history, snapshots = training_record(run)
-    governor = govern_threads(config.trainer.threads, device)  # as the run was trained
+    governor = govern_threads(config.trainer.threads, trained.device)  # as the run was trained
     started = time.perf_counter()
-    metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
-                     extra={"best_epoch": best["epoch"]}, tick=governor.tick)
+    metrics = report(trained.model, trained.splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
+                     extra={"best_epoch": trained.epoch}, tick=governor.tick)
     log.info("evaluation took %.1f s", time.perf_counter() - started)
     return run, metrics
 

@@ -67,10 +67,10 @@ def serve(path: Path, port: Optional[int] = None, host: str = "127.0.0.1", devic
     except ImportError as missing:
         raise UserError(f"vae-lab explore needs the explore extra ({missing.name} is not installed): {EXTRA}") from None
 
-    from vae_lab.api import load_run
     from vae_lab.device import resolve_device
     from vae_lab.explore.latent import Explorer
     from vae_lab.explore.server import Runs, app
+    from vae_lab.reporting import load_run
 
     runs = Runs(listing(path), lambda folder: Explorer(load_run(folder, device=resolve_device(device),
                                                                 data_root=data_root)))

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from vae_lab.api import Run
+from vae_lab.reporting import Run
 from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
 
 MAP_POINTS = 2000  # test images on the map (t-SNE of them takes seconds, once)
