@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -12,9 +13,9 @@ from vae_lab.metrics import (disentanglement_metrics, importance_sampled_nll, la
                              population_reconstruction_quality, probe_accuracies, reference_classifier, sample_quality,
                              traversal_control)
 from vae_lab.models import VAE
-from vae_lab.population import Population, can_stack
 from vae_lab.device import resolve_precision
 from vae_lab.hooks import TermMeans
+from vae_lab.population import Population, can_stack
 from vae_lab.progress import counting, progress
 
 log = logging.getLogger(__name__)
@@ -74,67 +75,108 @@ def each_model(models: list[VAE], seeds: list[int], compute) -> list[dict]:
     return [result for model, seed in zip(models, seeds) for result in compute(Population.of([model]), [seed])]
 
 
+@dataclass(frozen=True)
+class Section:
+    """One phase of the final evaluation of a model: its key in metrics.json's ``eval_s``, its log
+    title, the prefix of its numbers and the numbers it reports (scalars; some sections add lists)."""
+
+    phase: str
+    title: str
+    prefix: str
+    names: tuple[str, ...]
+
+
+def sections(model: VAE, splits: Splits, settings) -> list[Section]:
+    """The phases :func:`final_metrics` runs for this model, data and eval settings, in order, with
+    the names of the numbers each reports: the one place both the evaluation and the names a
+    sweeper may optimise (:func:`final_metric_names`) are read from. The loss terms are read off one
+    forward pass on two training images; the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []), evaluating(model):
+        terms = with_totals(model, model(splits.train.batch(torch.arange(min(2, len(splits.train)),
+                                                                         device=splits.train.device))))
+    color = splits.train.hue_bins is not None
+    found = [Section("loss_terms", "loss terms", "test", tuple(terms))]
+    if settings.is_samples:
+        precision = resolve_precision(settings.precision, model.device)
+        found.append(Section("importance_sampled_nll", f"importance-sampled NLL ({settings.is_samples} samples, "
+                             f"{precision})", "test", ("nll", "nll_se", "nll_samples", "bits_per_dim")))
+    found += [Section("image_quality", "image quality", "test", ("mse", "psnr", "ssim")),
+              Section("latent_statistics", "latent statistics", "test",
+                      ("active_units",) * bool(model.spec.continuous)
+                      + ("code_perplexity", "cluster_acc", "code_mi") * bool(model.spec.discrete)),
+              Section("probes", "probes", "test", ("probe_acc", "knn_acc") + ("color_probe_acc",) * color)]
+    if settings.disentanglement_train and color:
+        found.append(Section("disentanglement", "disentanglement", "test",
+                             ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness")))
+    if settings.sample_images:
+        found += [Section("reference_classifier", "reference classifier", "samples", ()),
+                  Section("sample_quality", "sample quality", "samples",
+                          ("confidence", "class_entropy", "fd") + ("label_acc",) * model.conditional
+                          + ("stroke_chroma",) * color)]
+        if settings.traversal_images:
+            found.append(Section("traversal_control", "traversal control", "test", ("digit_control",) + (
+                "hue_control", "hue_control_digit_change", "digit_control_hue_change") * color))
+    return found
+
+
 def final_metrics(models: list[VAE], splits: Splits, configs: list,
                   tick: Callable[[], None] = lambda: None) -> list[dict]:
     """Every metric of each trained model: the same numbers for the same seed, at the end of training
-    (for a whole population at once) and in `vae-lab eval` (for one). Loss terms, likelihood and
-    reconstruction quality are computed in one stacked pass where that pays (:func:`each_model`);
-    the rest model by model. Test-split metrics are named ``test/...``, sample metrics
-    ``samples/...``. The caller's random state is left as it was. ``tick``: see vae_lab/device.py."""
+    (for a whole population at once) and in `vae-lab eval` (for one), phase by phase as
+    :func:`sections` lists them. Loss terms, likelihood and reconstruction quality are computed in
+    one stacked pass where that pays (:func:`each_model`); the rest model by model. Test-split
+    metrics are named ``test/...``, sample metrics ``samples/...``. The caller's random state is left
+    as it was. ``tick``: see vae_lab/device.py."""
     settings = configs[0].eval  # the same for every member of a population
     seeds = [config.seed for config in configs]
     cuda = [models[0].device] if models[0].device.type == "cuda" else []
     metrics: list[dict] = [{} for _ in models]
     count = f" of {len(models)} models" if len(models) > 1 else ""
-
-    def section(name: str, prefix: str, compute, phase: str) -> None:
-        tick()
-        started = time.perf_counter()
-        for mine, values in zip(metrics, compute()):
-            mine.update({f"{prefix}/{key}": value for key, value in values.items()})
-        seconds = time.perf_counter() - started
-        for mine in metrics:
-            mine.setdefault(EVAL_SECONDS, {})[phase] = seconds / len(models)
-        log.info("%s%s: %.1f s", name, count, seconds)
+    precision = resolve_precision(settings.precision, models[0].device)
+    found: dict = {}  # what one section hands the next: the reference classifier
 
     def each(compute):  # model by model
         return lambda: [compute(model, config) for model, config in zip(models, configs)]
 
+    def stacked(compute):  # in one pass where that pays
+        return lambda: each_model(models, seeds, compute)
+
+    def reference():
+        found["reference"] = reference_classifier(configs[0].data, splits, models[0].device)
+        return [{} for _ in models]
+
+    computes = {
+        "loss_terms": stacked(lambda population, s: loss_terms(population, s, splits.test, settings.batch_size)),
+        "importance_sampled_nll": stacked(lambda population, s: importance_sampled_nll(
+            population, s, splits.test, settings.is_samples, settings.is_rows, precision, tick)),
+        "image_quality": stacked(lambda population, s: population_reconstruction_quality(
+            population, splits.test, settings.batch_size)),
+        "latent_statistics": each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)),
+        "probes": each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
+                                                     settings.probe_images)),
+        "disentanglement": each(lambda m, c: disentanglement_metrics(
+            m, splits.train, splits.test, settings.batch_size, settings.disentanglement_train,
+            settings.disentanglement_test, settings.dci_estimator)),
+        "reference_classifier": reference,
+        "sample_quality": each(lambda m, c: sample_quality(m, found["reference"], splits.test, settings.sample_images,
+                                                          settings.batch_size, c.seed)),
+        "traversal_control": each(lambda m, c: traversal_control(m, found["reference"], splits.test,
+                                                                  settings.traversal_images)),
+    }
     with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as modes:
+        planned = sections(models[0], splits, settings)
         for model in models:
             modes.enter_context(evaluating(model))
         torch.manual_seed(seeds[0])
-        section("loss terms", "test", lambda: each_model(
-            models, seeds, lambda population, s: loss_terms(population, s, splits.test, settings.batch_size)),
-            "loss_terms")
-        if settings.is_samples:
-            precision = resolve_precision(settings.precision, models[0].device)
-            section(f"importance-sampled NLL ({settings.is_samples} samples, {precision})", "test",
-                    lambda: each_model(models, seeds, lambda population, s: importance_sampled_nll(
-                        population, s, splits.test, settings.is_samples, settings.is_rows, precision, tick)),
-                    "importance_sampled_nll")
-        section("image quality", "test", lambda: each_model(
-            models, seeds, lambda population, s: population_reconstruction_quality(population, splits.test,
-                                                                                 settings.batch_size)),
-            "image_quality")
-        section("latent statistics", "test", each(lambda m, c: latent_statistics(m, splits.test, settings.batch_size)),
-                "latent_statistics")
-        section("probes", "test", each(lambda m, c: probe_accuracies(m, splits.train, splits.test, settings.batch_size,
-                                                                     settings.probe_images)), "probes")
-        if settings.disentanglement_train and splits.train.hue_bins is not None:
-            section("disentanglement", "test", each(lambda m, c: disentanglement_metrics(
-                m, splits.train, splits.test, settings.batch_size, settings.disentanglement_train,
-                settings.disentanglement_test, settings.dci_estimator)), "disentanglement")
-        if settings.sample_images:
+        for section in planned:
+            tick()
             started = time.perf_counter()
-            reference = reference_classifier(configs[0].data, splits, models[0].device)
+            for mine, values in zip(metrics, computes[section.phase]()):
+                mine.update({f"{section.prefix}/{key}": value for key, value in values.items()})
+            seconds = time.perf_counter() - started
             for mine in metrics:
-                mine[EVAL_SECONDS]["reference_classifier"] = (time.perf_counter() - started) / len(models)
-            section("sample quality", "samples", each(lambda m, c: sample_quality(
-                m, reference, splits.test, settings.sample_images, settings.batch_size, c.seed)), "sample_quality")
-            if settings.traversal_images:
-                section("traversal control", "test", each(lambda m, c: traversal_control(
-                    m, reference, splits.test, settings.traversal_images)), "traversal_control")
+                mine.setdefault(EVAL_SECONDS, {})[section.phase] = seconds / len(models)
+            log.info("%s%s: %.1f s", section.title, count, seconds)
     return metrics
 
 
@@ -144,32 +186,7 @@ RUN_METRICS = ("best_epoch", "epochs", "train/images_per_s", "train_s", "cost_s"
 
 def final_metric_names(model: VAE, splits: Splits, config) -> set[str]:
     """The names of the numbers :func:`final_metrics` and the end of training will report for this
-    model and config, known before training (to check ``optimized_metric`` before any work). The
-    loss terms are read off one forward pass on two training images; the caller's random state is
-    left as it was."""
-    settings = config.eval
-    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []), evaluating(model):
-        terms = with_totals(model, model(splits.train.batch(torch.arange(min(2, len(splits.train)),
-                                                                         device=splits.train.device))))
-    test = [*terms, "mse", "psnr", "ssim", "probe_acc", "knn_acc"]
-    if settings.is_samples:
-        test += ["nll", "nll_se", "nll_samples", "bits_per_dim"]
-    if splits.train.hue_bins is not None:
-        test.append("color_probe_acc")
-        if settings.disentanglement_train:
-            test += ["mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness"]
-    if model.spec.continuous:
-        test.append("active_units")
-    if model.spec.discrete:
-        test += ["code_perplexity", "cluster_acc", "code_mi"]
-    samples = []
-    if settings.sample_images:
-        samples = ["confidence", "class_entropy", "fd"] + (["label_acc"] if model.conditional else [])
-        if splits.train.hue_bins is not None:
-            samples.append("stroke_chroma")
-    if settings.sample_images and settings.traversal_images:
-        test.append("digit_control")
-        if splits.train.hue_bins is not None:
-            test += ["hue_control", "hue_control_digit_change", "digit_control_hue_change"]
-    validation = [f"val/{name}" for name in terms] if len(splits.val) else []  # the best epoch's, from training
-    return {*(f"test/{name}" for name in test), *(f"samples/{name}" for name in samples), *validation, *RUN_METRICS}
+    model and config, known before training (to check ``optimized_metric`` before any work)."""
+    planned = sections(model, splits, config.eval)
+    validation = [f"val/{name}" for name in planned[0].names] if len(splits.val) else []  # the best epoch's
+    return {*(f"{s.prefix}/{name}" for s in planned for name in s.names), *validation, *RUN_METRICS}
