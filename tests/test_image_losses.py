@@ -231,9 +231,9 @@ def test_the_adaptive_weight_gives_the_adversarial_gradient_its_share_at_the_out
     vae = build_model(config.model, config.backbone, (1, 28, 28))
     losses = ImageLosses(config.loss, (1, 28, 28), torch.device("cpu"))
     images = digits[:16]
-    terms = vae(Batch(images, torch.zeros(16, dtype=torch.long)))
+    terms, reconstruction = vae.terms_and_reconstruction(Batch(images, torch.zeros(16, dtype=torch.long)))
     likelihood = vae.objective(terms)
-    image_terms = losses.generator_terms(vae.last_reconstruction, images, step=0)
+    image_terms = losses.generator_terms(reconstruction, images, step=0)
     image = losses.objective(image_terms, likelihood, vae.output_layer_weights())
     output = vae.output_layer_weights()
 

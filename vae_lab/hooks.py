@@ -34,11 +34,14 @@ class LossHook:
 
     name = "loss_hook"  # its key in the checkpoint
 
-    def add_terms(self, model, images: torch.Tensor, objective: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image terms [B] to log, and ``loss``: what to add to the per-image ``objective``."""
+    def add_terms(self, model, images: torch.Tensor, reconstruction: torch.Tensor,
+                  objective: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image terms [B] to log, and ``loss``: what to add to the per-image ``objective``.
+        ``reconstruction``: the logits of the model's reconstruction of ``images`` in this step."""
         return {}
 
-    def after_step(self, model, images: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+    def after_step(self, model, images: torch.Tensor, reconstruction: torch.Tensor,
+                   autocast) -> dict[str, torch.Tensor]:
         """After the optimizer's step: per-image terms [B] to log."""
         return {}
 

@@ -160,19 +160,21 @@ class ImageLosses(LossHook):
     def enabled(self) -> bool:
         return self.perceptual is not None or self.discriminator is not None
 
-    def add_terms(self, model, images: torch.Tensor, objective: torch.Tensor) -> dict[str, torch.Tensor]:
+    def add_terms(self, model, images: torch.Tensor, reconstruction: torch.Tensor,
+                  objective: torch.Tensor) -> dict[str, torch.Tensor]:
         """The generator's terms of this step's reconstructions, and their share of the objective."""
-        terms = self.generator_terms(model.last_reconstruction, images, int(model.step))  # syncs
+        terms = self.generator_terms(reconstruction, images, int(model.step))  # syncs
         if not terms:
             return {}
         if self.output_weights is None:
             self.output_weights = model.output_layer_weights()
         return {**terms, **self.objective(terms, objective, self.output_weights)}
 
-    def after_step(self, model, images: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+    def after_step(self, model, images: torch.Tensor, reconstruction: torch.Tensor,
+                   autocast) -> dict[str, torch.Tensor]:
         """The discriminator's own step, on the reconstructions of the step just taken."""
         with autocast:
-            return self.train_discriminator(model.last_reconstruction, images, int(model.step) - 1)
+            return self.train_discriminator(reconstruction, images, int(model.step) - 1)
 
     def adversarial_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.adversarial.start_step

@@ -102,10 +102,13 @@ class Loop:
         for batches in progress(zip(*epochs), total=n_batches, desc=label, unit="batch"):
             self.tick()
             with self.autocast():
-                terms = population.run("forward", self.stack(batches), {})
+                if hooked:  # a population of one (loss hooks never stack): its reconstructions, as data
+                    terms, reconstructions = population.run("terms_and_reconstruction", self.stack(batches), {})
+                else:
+                    terms = population.run("forward", self.stack(batches), {})
             totals = {"loss": population.objectives(terms), "nelbo": population.nelbos(terms), **terms}
             for k, hook in hooked:
-                added = hook.add_terms(members[k].model, batches[k].images, totals["loss"][k])
+                added = hook.add_terms(members[k].model, batches[k].images, reconstructions[k], totals["loss"][k])
                 if "loss" in added:
                     totals["loss"] = totals["loss"] + added.pop("loss")
                 totals.update({name: value.unsqueeze(0) for name, value in added.items()})
@@ -118,7 +121,8 @@ class Loop:
             population.step()
             for k, hook in hooked:
                 totals.update({name: value.unsqueeze(0) for name, value in
-                               hook.after_step(members[k].model, batches[k].images, self.autocast()).items()})
+                               hook.after_step(members[k].model, batches[k].images, reconstructions[k],
+                                               self.autocast()).items()})
             means.add(totals)
         images_per_s = len(data) / (time.perf_counter() - started)
         per_member = means.per_member(len(members))  # syncs

@@ -260,13 +260,15 @@ class Alone(Population):
 
     def __init__(self, model: VAE, lr: Optional[float] = None, compile: bool = False):
         super().__init__([model], None if lr is None else [lr])
-        self.compiled = torch.compile(model) if compile else model
+        # The training passes run compiled when asked; evaluation's other methods as they are.
+        self.calls = {name: torch.compile(getattr(model, name)) if compile else getattr(model, name)
+                      for name in ("forward", "terms_and_reconstruction")}
         self.params = dict(model.named_parameters())
         self.buffers = dict(model.named_buffers())
 
     def run(self, method, batched, shared, build=lambda **kw: (Batch(**kw),)):
         arguments = {**{k: v[0] for k, v in batched.items()}, **shared}
-        call = self.compiled if method == "forward" else getattr(self.template, method)
+        call = self.calls.get(method) or getattr(self.template, method)
         return _add_member_axis(call(*build(**arguments)))
 
     def pad_noise(self, noises):

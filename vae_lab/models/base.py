@@ -38,21 +38,19 @@ class VAE(nn.Module):
         self.head = head if head is not None else Dense(encoder.out_features, latent.param_size)
         # Optimizer steps taken: drives schedules (temperature, capacity) and travels with the weights.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self.last_reconstruction: Optional[torch.Tensor] = None
 
     # -- the objective ------------------------------------------------------------------------
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        sample = self.draw(batch.images, batch.noise)
-        logits = self.remember_reconstruction(self.decoder(sample.code))
-        return {"recon": self.reconstruction_nll(logits, batch.images), **sample.kl}
+        return self.terms_and_reconstruction(batch)[0]
 
-    def remember_reconstruction(self, logits: torch.Tensor) -> torch.Tensor:
-        """Keep the logits of the images this forward reconstructed, for image-space losses
-        (vae_lab/image_losses.py) to compare with the inputs. A model whose config says it
-        ``reconstructs_each_image`` calls this in its forward."""
-        self.last_reconstruction = logits
-        return logits
+    def terms_and_reconstruction(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """The per-image loss terms by name, and the logits of each image's reconstruction [B, C, H, W],
+        which image-space losses (vae_lab/image_losses.py) compare with the inputs; None for a model
+        whose config says it does not ``reconstructs_each_image``. A model type overrides this."""
+        sample = self.draw(batch.images, batch.noise)
+        logits = self.decoder(sample.code)
+        return {"recon": self.reconstruction_nll(logits, batch.images), **sample.kl}, logits
 
     def output_layer_weights(self) -> list[nn.Parameter]:
         """The weights that make the image logits, where image-space losses balance their gradients."""

@@ -33,16 +33,16 @@ class BothVAE(VAE):
         decoder = AveragedDecoders([backbone.decoder(n, image_shape) for n in code_sizes], code_sizes)
         super().__init__(config, encoder, latent, decoder, image_shape, head=torch.nn.Identity())
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def terms_and_reconstruction(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         sample = self.draw(batch.images, batch.noise)
         continuous, discrete = self.decoder.each(sample.code)
+        logits = logit_of_mean_image([continuous, discrete])
         return {
-            "recon": self.reconstruction_nll(self.remember_reconstruction(logit_of_mean_image([continuous, discrete])),
-                                             batch.images),
+            "recon": self.reconstruction_nll(logits, batch.images),
             "recon_cont": self.reconstruction_nll(continuous, batch.images),
             "recon_disc": self.reconstruction_nll(discrete, batch.images),
             **sample.kl,
-        }
+        }, logits
 
     @property
     def weights(self) -> dict[str, float]:

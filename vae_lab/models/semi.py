@@ -89,7 +89,8 @@ class M2VAE(VAE):
         logits = self.decoder(torch.cat([sample.code, y], -1))
         return self.reconstruction_nll(logits, images), sample.kl["kl"]
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def terms_and_reconstruction(self, batch: Batch) -> tuple[dict[str, torch.Tensor], None]:
+        """The terms; no reconstruction of each image (one per label, weighted by q(y|x))."""
         images, labels, labelled = batch.images, batch.labels, _labelled(batch)
         class_logits = self.classifier(images).float()
         features = self.encoder(images)
@@ -102,8 +103,8 @@ class M2VAE(VAE):
             recon, kl = self._over_every_class(features, images, labels, labelled, class_logits)
         kl_y = torch.where(labelled, math.log(N_CLASSES), categorical_kl_uniform(class_logits))
         cross_entropy = F.cross_entropy(class_logits, labels, reduction="none")
-        return {"recon": recon, "kl": kl, "kl_y": kl_y,
-                "class": cross_entropy * labelled, "class_acc": (class_logits.argmax(-1) == labels).float()}
+        return {"recon": recon, "kl": kl, "kl_y": kl_y, "class": cross_entropy * labelled,
+                "class_acc": (class_logits.argmax(-1) == labels).float()}, None
 
     def _over_every_class(self, features, images, labels, labelled, class_logits):
         """Labelled images at their label; unlabelled ones at every class, weighted by q(y|x)."""
@@ -189,14 +190,15 @@ class LatentClassifierVAE(VAE):
     def weights(self) -> dict[str, float]:
         return {"recon": 1.0, "kl": self.beta, "class": self.config.alpha}
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def terms_and_reconstruction(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         params = self.encode(batch.images)
         sample = self.latent(params, self.step, batch.noise)
-        recon = self.reconstruction_nll(self.remember_reconstruction(self.decoder(sample.code)), batch.images)
+        logits = self.decoder(sample.code)
+        recon = self.reconstruction_nll(logits, batch.images)
         cross_entropy = F.cross_entropy(self.classifier(sample.code).float(), batch.labels, reduction="none")
         predicted = self.classifier(self.latent.mean_code(params)).argmax(-1)
         return {"recon": recon, **sample.kl, "class": cross_entropy * _labelled(batch),
-                "class_acc": (predicted == batch.labels).float()}
+                "class_acc": (predicted == batch.labels).float()}, logits
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(images)).argmax(-1)
