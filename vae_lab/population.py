@@ -223,16 +223,15 @@ class Population:
 
     def objectives(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """[K, B] each member's training objective from the stacked terms. Weights (beta, warm-up,
-        alpha) come from each member's own model at the population's step; a model with an objective
-        of its own (capacity control) computes it on its slice."""
-        for model, step in zip(self.models, self.steps):
-            model.step.copy_(step)
+        alpha) come from each member's own model at its step in the population; a model with an
+        objective of its own (capacity control) computes it on its slice."""
+        steps = self.steps
         if all(type(model).objective is VAE.objective for model in self.models):
-            names = self.models[0].weights.keys()
-            weights = {name: torch.stack([torch.as_tensor(model.weights[name], device=self.device, dtype=torch.float32)
-                                          for model in self.models]) for name in names}
-            return sum(weights[name][:, None] * terms[name] for name in names)
-        return torch.stack([model.objective({name: values[k] for name, values in terms.items()})
+            each = [model.weights_at(step) for model, step in zip(self.models, steps)]
+            weights = {name: torch.stack([torch.as_tensor(mine[name], device=self.device, dtype=torch.float32)
+                                          for mine in each]) for name in each[0]}
+            return sum(weights[name][:, None] * terms[name] for name in weights)
+        return torch.stack([model.objective({name: values[k] for name, values in terms.items()}, steps[k])
                             for k, model in enumerate(self.models)])
 
     def nelbos(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:

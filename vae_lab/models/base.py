@@ -71,24 +71,31 @@ class VAE(nn.Module):
     def reconstruction_nll(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return reconstruction_nll(self.config.likelihood, logits, images, self.config.obs_std)
 
-    @property
-    def beta(self) -> float | torch.Tensor:
-        """The KL weight now: ``config.beta``, scaled from 0 up over the first ``beta_warmup_steps``
-        optimizer steps while training (KL warm-up, Bowman et al. 2016), so that the code carries
-        information before its price is charged in full. Held-out losses always use the full beta,
-        so that validation loss compares epochs alike."""
+    def beta_at(self, step: torch.Tensor) -> float | torch.Tensor:
+        """The KL weight after ``step`` optimizer steps: ``config.beta``, scaled from 0 up over the
+        first ``beta_warmup_steps`` while training (KL warm-up, Bowman et al. 2016), so that the code
+        carries information before its price is charged in full. Held-out losses always use the full
+        beta, so that validation loss compares epochs alike."""
         warmup = self.config.beta_warmup_steps
         if not (warmup and self.training):
             return self.config.beta
-        return self.config.beta * torch.clamp(self.step.float() / warmup, max=1.0)  # a tensor: no sync
+        return self.config.beta * torch.clamp(step.float() / warmup, max=1.0)  # a tensor: no sync
+
+    def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
+        """How the objective weighs each loss term after ``step`` optimizer steps."""
+        beta = self.beta_at(step)
+        return {"recon": 1.0, **{name: beta for name in self.elbo_terms if name != "recon"}}
 
     @property
-    def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, **{name: self.beta for name in self.elbo_terms if name != "recon"}}
+    def weights(self) -> dict[str, float | torch.Tensor]:
+        """The weights at the model's own step."""
+        return self.weights_at(self.step)
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-image training objective: the weighted sum of the loss terms."""
-        return sum(weight * terms[name] for name, weight in self.weights.items())
+    def objective(self, terms: dict[str, torch.Tensor], step: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-image training objective after ``step`` optimizer steps (default: the model's own):
+        the weighted sum of the loss terms."""
+        weights = self.weights_at(self.step if step is None else step)
+        return sum(weight * terms[name] for name, weight in weights.items())
 
     def nelbo(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-image negative ELBO (nats): the unweighted sum of the ELBO's terms."""

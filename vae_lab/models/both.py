@@ -44,7 +44,7 @@ class BothVAE(VAE):
             **sample.kl,
         }, logits
 
-    @property
-    def weights(self) -> dict[str, float]:
+    def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
         """The sum of the two VAEs' own losses."""
-        return {"recon_cont": 1.0, "kl": self.beta, "recon_disc": 1.0, "kl_disc": self.beta}
+        beta = self.beta_at(step)
+        return {"recon_cont": 1.0, "kl": beta, "recon_disc": 1.0, "kl_disc": beta}

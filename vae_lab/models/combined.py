@@ -3,6 +3,7 @@ part and a categorical part, their codes concatenated into one decoder."""
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import MISSING
@@ -81,11 +82,12 @@ class CombinedVAE(VAE):
         super().__init__(config, encoder, latent, backbone.decoder(latent.code_size, image_shape),
                          image_shape, head=head)
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    def objective(self, terms: dict[str, torch.Tensor], step: Optional[torch.Tensor] = None) -> torch.Tensor:
         capacity = self.config.capacity
         if not capacity.enabled:
-            return super().objective(terms)
-        progress = torch.clamp(self.step.float() / capacity.steps, max=1.0) if self.training else torch.tensor(1.0)
+            return super().objective(terms, step)
+        step = self.step if step is None else step
+        progress = torch.clamp(step.float() / capacity.steps, max=1.0) if self.training else torch.tensor(1.0)
         most_disc = self.config.n_vars * math.log(self.config.n_cats)
         targets = {"kl": progress * capacity.continuous_max,
                    "kl_disc": torch.clamp(progress * capacity.discrete_max, max=most_disc)}

@@ -78,9 +78,8 @@ class M2VAE(VAE):
     def spec(self) -> LatentSpec:
         return LatentSpec(self.config.latent_dim, ((1, N_CLASSES),))
 
-    @property
-    def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, "kl": self.beta, "kl_y": 1.0, "class": self.config.alpha}
+    def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
+        return {"recon": 1.0, "kl": self.beta_at(step), "kl_y": 1.0, "class": self.config.alpha}
 
     def given_labels(self, features: torch.Tensor, images: torch.Tensor,
                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,9 +185,8 @@ class LatentClassifierVAE(VAE):
                          backbone.decoder(latent.code_size, image_shape), image_shape)
         self.classifier = Dense(latent.code_size, N_CLASSES)
 
-    @property
-    def weights(self) -> dict[str, float]:
-        return {"recon": 1.0, "kl": self.beta, "class": self.config.alpha}
+    def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
+        return {"recon": 1.0, "kl": self.beta_at(step), "class": self.config.alpha}
 
     def terms_and_reconstruction(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         params = self.encode(batch.images)
