@@ -221,6 +221,12 @@ def test_bad_input_to_explore_is_one_line(trained, vae_lab, tmp_path):
         port = taken.getsockname()[1]
         message = one_line_error(vae_lab("explore", str(trained / "0"), "--port", str(port), check=False))
     assert f"port {port} on 127.0.0.1 is in use" in message
+    for port in ("70000", "-5"):  # not a port: once an OverflowError's traceback
+        assert one_line_error(vae_lab("explore", str(trained / "0"), "--port", port, check=False)) == (
+            f"vae-lab: error: --port {port}: expected a port number from 0 to 65535 (or leave --port out for a free one)")
+    if not torch.cuda.is_available():  # once "the best weights ... are lost", which they were not
+        assert one_line_error(vae_lab("explore", str(trained / "0"), "--device", "cuda", check=False)) == (
+            "vae-lab: error: --device cuda: no CUDA GPU is visible on this machine; use cpu or auto")
 
 
 def test_without_the_extra_explore_names_the_pip_command(trained, data_root, tmp_path):

@@ -194,6 +194,8 @@ def explore_command(args: list[str]) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where the model runs")
     parser.add_argument("--data-root", default=None, help="read MNIST from here instead of the run's data.root")
     options = parser.parse_args(args)
+    if options.port is not None and not 0 <= options.port <= 65535:
+        fail(f"--port {options.port}: expected a port number from 0 to 65535 (or leave --port out for a free one)")
 
     HeldInterrupt.release()
     try:

@@ -18,12 +18,19 @@ from typing import Optional
 
 import torch
 
+from vae_lab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "device") -> torch.device:
+    """The device ``name`` (auto, cpu, cuda) means here; a GPU asked for where none is visible is
+    refused in one line naming ``option``, the setting that asked (rather than failing later, on the
+    first tensor sent there)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"{option} {name}: no CUDA GPU is visible on this machine; use cpu or auto")
     return torch.device(name)
 
 

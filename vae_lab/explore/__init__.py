@@ -72,8 +72,8 @@ def serve(path: Path, port: Optional[int] = None, host: str = "127.0.0.1", devic
     from vae_lab.explore.server import Runs, app
     from vae_lab.reporting import load_run
 
-    runs = Runs(listing(path), lambda folder: Explorer(load_run(folder, device=resolve_device(device),
-                                                                data_root=data_root)))
+    where = resolve_device(device, "--device")
+    runs = Runs(listing(path), lambda folder: Explorer(load_run(folder, device=where, data_root=data_root)))
     runs[next(iter(runs.listing))]  # open the first run now: a damaged one or missing data is one line
     sock = bound_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app(runs), log_level="warning", lifespan="off"))
