@@ -203,6 +203,9 @@ def test_the_server_decodes_what_the_model_decodes_and_stops_cleanly(trained, va
         strip = server.get("/api/runs/1/interpolate", {"start": point, "end": point, "from_images": [0, 1],
                                                         "steps": 4, "mode": "spherical"})
         assert len(strip["images"]) == 4
+        with pytest.raises(urllib.error.HTTPError) as refused:  # more than a strip holds: said, not clamped to 64
+            server.get("/api/runs/1/interpolate", {"start": point, "end": point, "from_images": [0, 1], "steps": 200})
+        assert json.loads(refused.value.read())["error"] == "steps=200: expected 2 to 64 decodings in one strip"
         with pytest.raises(urllib.error.HTTPError):  # a code of the wrong size: 400, with the reason
             server.get("/api/runs/1/decode", {"gaussian": [0.0], "categories": []})
     finally:
@@ -303,6 +306,20 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             np.testing.assert_array_equal(settled("#decoded-a", expected), expected)
             page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
 
+            # An interpolation strip from the picked image to itself: more steps than a strip holds is
+            # said on the page (it was clamped to 64 without a word), then a strip of five is drawn.
+            page.click("#picked button:text('from here')")
+            page.click("#picked button:text('to here')")
+            page.fill("#steps", "200")
+            page.click("#go")
+            page.wait_for_selector("#strip .error", timeout=30000)
+            assert page.inner_text("#strip") == "steps=200: expected 2 to 64 decodings in one strip"
+            page.locator("#interpolation").screenshot(path=str(tmp_path / "explorer_steps_refused.png"))
+            page.fill("#steps", "5")
+            page.click("#go")
+            page.wait_for_function("document.querySelectorAll('#strip canvas').length === 5", timeout=30000)
+            page.locator("#interpolation").screenshot(path=str(tmp_path / "explorer_strip.png"))
+
             page.select_option("#compare", "1")  # latent 3 beside latent 4: laid out differently
             page.wait_for_function("document.getElementById('compare-note').textContent !== ''", timeout=30000)
             assert "lays its code out differently" in page.inner_text("#compare-note")
@@ -311,4 +328,5 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
         server.stop()
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
-        shutil.copy(tmp_path / "explorer.png", Path(shots) / "explorer_test.png")
+        for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png"):
+            shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))

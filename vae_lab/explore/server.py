@@ -93,7 +93,9 @@ def app(runs: Runs) -> Starlette:
     async def interpolate(request: Request) -> Response:
         body = await request.json()
         found = explorer(request)
-        steps = max(2, min(STEPS_MOST, int(body.get("steps", 10))))
+        steps = int(body.get("steps", 10))
+        if not 2 <= steps <= STEPS_MOST:  # said, not silently clamped
+            raise ValueError(f"steps={steps}: expected 2 to {STEPS_MOST} decodings in one strip")
         ends = [found.code(point["gaussian"], point["categories"]) for point in (body["start"], body["end"])]
         if body.get("from_images"):  # the images' own codes (category probabilities kept)
             ends = [found.codes[int(index)] for index in body["from_images"]]
