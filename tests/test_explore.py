@@ -208,10 +208,17 @@ def test_the_server_decodes_what_the_model_decodes_and_stops_cleanly(trained, va
         assert json.loads(refused.value.read())["error"] == "steps=200: expected 2 to 64 decodings in one strip"
         with pytest.raises(urllib.error.HTTPError):  # a code of the wrong size: 400, with the reason
             server.get("/api/runs/1/decode", {"gaussian": [0.0], "categories": []})
+        assert len(server.get("/api/runs/1/map?method=tsne")["x"]) == len(run.splits.test)
     finally:
         stopped = server.stop()
     assert stopped.returncode == 130 and stopped.stderr.strip().splitlines()[-1] == "vae-lab: interrupted"
     assert "Traceback" not in stopped.stderr
+    # What takes seconds is said as it starts (before the address, once 8-31 s of silence), t-SNE too.
+    said = [line for line in stopped.stderr.splitlines() if line.startswith("vae-lab explore: ")]
+    assert said[0] == f"vae-lab explore: opening {trained / '0'}: its model, and its test images' codes"
+    assert said[1].startswith(f"vae-lab explore: {trained / '0'} is open (")
+    assert any(line.startswith(f"vae-lab explore: t-SNE map of {len(run.splits.test)} test codes of {trained / '1'}")
+               for line in said)
 
 
 def test_bad_input_to_explore_is_one_line(trained, vae_lab, tmp_path):

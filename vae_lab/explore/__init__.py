@@ -8,7 +8,10 @@ sweep folder decodes the same point with two runs side by side. An optional extr
 """
 
 import errno
+import logging
 import socket
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -73,7 +76,21 @@ def serve(path: Path, port: Optional[int] = None, host: str = "127.0.0.1", devic
     from vae_lab.reporting import load_run
 
     where = resolve_device(device, "--device")
-    runs = Runs(listing(path), lambda folder: Explorer(load_run(folder, device=where, data_root=data_root)))
+    said = logging.getLogger("vae_lab.explore")  # what takes seconds, on stderr: the address comes after it
+    if not said.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("vae-lab explore: %(message)s"))
+        said.addHandler(handler)
+        said.setLevel(logging.INFO)
+
+    def open_run(folder: Path) -> Explorer:
+        said.info("opening %s: its model, and its test images' codes", folder)
+        started = time.perf_counter()
+        found = Explorer(load_run(folder, device=where, data_root=data_root))
+        said.info("%s is open (%.1f s)", folder, time.perf_counter() - started)
+        return found
+
+    runs = Runs(listing(path), open_run)
     runs[next(iter(runs.listing))]  # open the first run now: a damaged one or missing data is one line
     sock = bound_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app(runs), log_level="warning", lifespan="off"))

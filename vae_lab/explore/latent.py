@@ -6,16 +6,20 @@ A code is laid out as ``spec`` says: the Gaussian coordinates, then each categor
 block of its categories' probabilities (one-hot when a category is chosen).
 """
 
+import logging
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 
-from vae_lab.reporting import Run
 from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
+from vae_lab.reporting import Run
+
+log = logging.getLogger(__name__)
 
 MAP_POINTS = 2000  # test images on the map (t-SNE of them takes seconds, once)
 SLIDER_RANGE = 3.0  # each Gaussian coordinate from -3 to 3 prior standard deviations, or as far as test codes go
@@ -159,7 +163,11 @@ class Explorer:
             return np.zeros((len(codes), 2))
         if method == "pca":
             return PCA(n_components=2).fit_transform(codes)
-        return tsne_map(codes)
+        log.info("t-SNE map of %d test codes of %s: seconds, once", len(codes), self.run.path)
+        started = time.perf_counter()
+        points = tsne_map(codes)
+        log.info("t-SNE map ready in %.1f s", time.perf_counter() - started)
+        return points
 
     # -- interpolation ---------------------------------------------------------------------------
 
