@@ -313,6 +313,30 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             np.testing.assert_array_equal(settled("#decoded-a", expected), expected)
             page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
 
+            # Redrawn maps do not pile up listeners: after three redraws one click asks for its image
+            # once (it was once per redraw). And the clicked image stays while the pointer crosses
+            # another point on its way to the buttons (a hover used to replace it).
+            for method in ("pca", "kl", "pca"):
+                page.select_option("#method", method)
+                page.wait_for_function(f"document.getElementById('map')._fullLayout.xaxis.title.text"
+                                       f".startsWith('{'PC' if method == 'pca' else 'z'}')", timeout=30000)
+            asked = []
+            page.on("request", lambda request: asked.append(request.url) if "/test/" in request.url else None)
+            spot = lambda i: page.evaluate(f"""() => {{ const p = document.getElementById('map'), t = p.data[0];
+                const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis, box = p.getBoundingClientRect();
+                return {{x: box.left + xa._offset + xa.l2p(t.x[{i}]), y: box.top + ya._offset + ya.l2p(t.y[{i}]),
+                         image: t.customdata[{i}]}}; }}""")  # noqa: E731
+            first, other = spot(0), spot(1)
+            with page.expect_response(lambda response: "/test/" in response.url, timeout=30000):
+                page.mouse.click(first["x"], first["y"])  # the image under the pointer (points may overlap)
+            page.wait_for_timeout(500)
+            assert len(asked) == 1, asked
+            clicked = page.inner_text("#picked figcaption")
+            assert clicked.startswith(f"test image {asked[0].rsplit('/', 1)[1]} ")  # the image asked for is shown
+            page.mouse.move(other["x"], other["y"])
+            page.wait_for_timeout(500)
+            assert page.inner_text("#picked figcaption") == clicked and len(asked) == 1, asked
+
             # An interpolation strip from the picked image to itself: more steps than a strip holds is
             # said on the page (it was clamped to 64 without a word), then a strip of five is drawn.
             page.click("#picked button:text('from here')")
