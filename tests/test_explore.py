@@ -354,10 +354,41 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             page.select_option("#compare", "1")  # latent 3 beside latent 4: laid out differently
             page.wait_for_function("document.getElementById('compare-note').textContent !== ''", timeout=30000)
             assert "lays its code out differently" in page.inner_text("#compare-note")
+
+            # Picking run 1, then run 0 before run 1 has opened, with run 1's answer arriving last (as
+            # on a loaded machine): the page ends as run 0's alone, its caption, its sliders and its
+            # model's decoding (run 1's caption and controls used to win, and every decode failed).
+            # While a run opens, its controls wait.
+            page.select_option("#compare", "")
+            held = []
+            page.route("**/api/runs/1/layout", lambda route: held.append(route))
+            page.select_option("#run", "1")
+            page.wait_for_function("document.querySelector('main').inert", timeout=30000)
+            assert page.is_visible("#loading")
+            page.screenshot(path=str(tmp_path / "explorer_opening.png"))
+            page.select_option("#run", "0")
+            page.wait_for_function("!document.querySelector('main').inert", timeout=60000)
+            assert held, "run 1's layout was never asked for"
+            for route in held:
+                route.continue_()
+            page.unroute("**/api/runs/1/layout")
+            page.wait_for_timeout(1000)  # time for the stale answer to do harm
+            layout = server.get("/api/runs/0/layout")
+            assert page.inner_text("#caption") == layout["caption"]
+            assert page.locator("#controls input[type=range]").count() == len(layout["coordinates"]) == 3
+            slider = page.locator("#controls input[type=range]").first
+            index = int(slider.get_attribute("data-index"))
+            slider.evaluate("e => { e.value = -1.0; e.dispatchEvent(new Event('input')); }")
+            gaussian = [0.0] * 3
+            gaussian[index] = -1.0
+            with torch.no_grad():
+                expected = pixels_of(run.model.decode(torch.tensor([gaussian])))[0]
+            np.testing.assert_array_equal(settled("#decoded-a", expected), expected)
+            assert "error" not in page.inner_html("#latency")
             browser.close()
     finally:
         server.stop()
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
-        for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png"):
+        for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png"):
             shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))
