@@ -337,6 +337,16 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             page.wait_for_timeout(500)
             assert page.inner_text("#picked figcaption") == clicked and len(asked) == 1, asked
 
+            # A digit hidden by a click on the legend stays hidden when the axes change (it came back).
+            visibility = "() => Object.fromEntries(document.getElementById('map').data.map(t => [t.name, t.visible]))"
+            page.locator("#map .legend .traces").nth(3).click()
+            page.wait_for_function(f"({visibility})()['3'] === 'legendonly'", timeout=30000)
+            page.select_option("#method", "kl")
+            page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.title.text.startsWith('z')",
+                                   timeout=30000)
+            shown = page.evaluate(visibility)
+            assert shown["3"] == "legendonly" and shown["2"] is True, shown
+
             # An interpolation strip from the picked image to itself: more steps than a strip holds is
             # said on the page (it was clamped to 64 without a word), then a strip of five is drawn.
             page.click("#picked button:text('from here')")
