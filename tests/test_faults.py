@@ -409,6 +409,18 @@ def test_a_damaged_checkpoint_on_resume_and_eval_is_one_line(tiny_run, vae_lab, 
     assert not marker.exists()
 
 
+def test_eval_recomputes_a_run_whose_metrics_files_are_damaged(tiny_run, vae_lab):
+    """What `vae-lab eval` is for: metrics.json and metrics.jsonl cut short cost only the curves
+    (reading the run through the Python API's reader once refused it)."""
+    folder, _ = tiny_run
+    run = RunDir(folder)
+    run.metrics.write_text('{"test/nelbo": 1')
+    run.metrics_per_epoch.write_text('{"epoch": 1, "train/lo')
+    result = vae_lab("eval", f"run_dir={folder}", *QUICK_EVAL, "eval.figures=false")
+    assert json.loads((folder / "eval" / "metrics.json").read_text())["test/nelbo"] > 0
+    assert "metrics.jsonl cannot be read" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(vae_lab_command, data_root, tmp_path):
     if not shutil.which("unshare") or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode:
         pytest.skip("no user and mount namespaces here (unshare -Urm), so no small disk to fill")

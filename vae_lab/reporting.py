@@ -98,30 +98,40 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     the one way a trained run is read (`vae-lab eval`, the explorer, the Python API, the benchmarks).
     ``data_root``: read MNIST from there instead of the run's data.root; ``key``: the option that
     named the folder, for a message about it."""
+    device = torch.device(device)
+    run, config, model, checkpoint = open_weights(path, weights, device, data_root, key)
+    return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
+               model.eval(), int(checkpoint["epoch"]), device)
+
+
+def open_weights(path: str | Path, weights: str, device: torch.device, data_root: Optional[str] = None,
+                 key: Optional[str] = None) -> tuple[RunDir, TrainConfig, VAE, dict]:
+    """A run folder's config and its model with its best or last weights, and their checkpoint: what
+    :func:`load_run` and `vae-lab eval` share (eval reads no history or final metrics, so a damaged
+    metrics.jsonl or metrics.json does not stop it)."""
     if weights not in WEIGHTS:
         raise UserError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
     run = RunDir.open(path, weights, key)
     config = train_config_from_dict(run.read_config(), run.config)
     if data_root is not None:
         config.data.root = str(Path(data_root).expanduser().resolve())
-    device = torch.device(device)
     model, checkpoint = load_model(run, config, device, weights)
-    return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
-               model.eval(), int(checkpoint["epoch"]), device)
+    return run, config, model, checkpoint
 
 
 def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
                  data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
     """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
-    trained = load_run(run_dir, "best", resolve_device(device_name), data_root, key="run_dir")
-    run, config = RunDir(trained.path), trained.config
+    device = resolve_device(device_name)
+    run, config, model, best = open_weights(run_dir, "best", device, data_root, key="run_dir")
     config.eval = eval_config
-    log.info("evaluating %s (best epoch %d) on %s", run.path, trained.epoch, trained.device)
-    history, snapshots = training_record(run)
-    governor = govern_threads(config.trainer.threads, trained.device)  # as the run was trained
+    splits = load_splits(config.data, device)
+    log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
+    history, snapshots = training_record(run)  # a damaged one costs only its figure
+    governor = govern_threads(config.trainer.threads, device)  # as the run was trained
     started = time.perf_counter()
-    metrics = report(trained.model, trained.splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
-                     extra={"best_epoch": trained.epoch}, tick=governor.tick)
+    metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
+                     extra={"best_epoch": best["epoch"]}, tick=governor.tick)
     log.info("evaluation took %.1f s", time.perf_counter() - started)
     return run, metrics
 
