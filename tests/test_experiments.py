@@ -290,7 +290,8 @@ def test_reproduce_only_rewrites_its_own_section_and_figures(tmp_path):
     stale_figure = docs / "results" / second.experiment / "old.png"
     stale_figure.parent.mkdir(parents=True)
     stale_figure.write_bytes(b"replaced")
-    kept = [f"## {first.title}", "", "**Here:** holds, as measured last week.", "", "![m](results/x.png)", ""]
+    kept = [f"## {first.title}", "", "**Here:** holds, as measured last week.", "",
+            f"Every run's numbers: [summary.csv](results/{first.experiment}/summary.csv).", "", "![m](results/x.png)", ""]
     (docs / "results.md").write_text("\n".join(["# The write-ups, rerun", "", "old header", "", *kept,
                                                 f"## {second.title}", "", "old verdict", ""]))
     empty = tmp_path / "outputs" / second.experiment

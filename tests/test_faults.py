@@ -705,3 +705,73 @@ def test_summarizing_runs_that_vary_in_nothing_draws_without_warnings(tmp_path):
         warnings.simplefilter("error")
         summarize(tmp_path)
     assert not list((tmp_path / "figures").glob("metrics_vs_*.png"))
+
+
+# ---- claims files ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def claims_folder(tmp_path, monkeypatch) -> Path:
+    """A write-ups folder of the user's: seed003's claims copied, so that its recipe still composes."""
+    from vae_lab import write_ups
+
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    shutil.copy(write_ups.claims_file("seed003_latent_sizes"), folder)
+    monkeypatch.setattr(write_ups, "claims_folder", lambda: folder)
+    return folder
+
+
+@pytest.mark.parametrize("text, where, says", [
+    ("title: t\nobservation: o: p\n", ":2:", "not YAML"),
+    ("- a\n- b\n", ":1:", "this one is a list"),
+    ("", ":1:", "this one is empty"),
+    ("title: t\nobservation: o\nmetrics: [test/mse]\nclaims:\n  - says: s\n    metric: test/mse\n"
+     "    lowr: {latent_dim: 2}\n    than: {latent_dim: 4}\n", ":7:", "`lowr` is not a key of a claim; did you mean `lower`?"),
+    ("title: t\nobservation: o\nmetrics: [test/mse]\nclaims:\n  - says: s\n    metric: test/mse\n"
+     "    lower: 1\n    than: 2\n", ":5:", "both sides of the claim are numbers"),
+    ("title: t\nobservation: o\nmetrics: test/mse\n", ":3:", "`metrics` is a list"),
+    ("title: t\nmetrics: [test/mse]\n", ":1:", "a write-up needs `observation`"),
+], ids=["malformed", "list", "empty", "typo", "two-numbers", "wrong-type", "lacking"])
+def test_a_claims_file_that_breaks_the_format_is_one_line_naming_file_line_and_key(
+        claims_folder, tmp_path, capsys, text, where, says):
+    """A broken claims file is one line naming it, its line and key, and costs only its own write-up:
+    `reproduce --help` and `reproduce --only <another>` still work."""
+    from vae_lab.reproduce import main
+    from vae_lab.write_ups import load_write_up
+
+    (claims_folder / "mine.claims.yml").write_text(text)
+    with pytest.raises(UserError) as refused:
+        load_write_up("mine")
+    message = str(refused.value)
+    assert message.startswith(f"{claims_folder / 'mine.claims.yml'}{where}") and says in message, message
+    assert "\n" not in message
+    outputs = ["--outputs", str(tmp_path / "outputs"), "--docs", str(tmp_path / "docs")]
+    with pytest.raises(SystemExit) as stopped:
+        main(["--only", "mine", *outputs])
+    assert stopped.value.code == 2 and capsys.readouterr().err.strip() == f"vae-lab: error: {message}"
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0 and "mine" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:  # the other write-up is read: its own override is the error
+        main(["model.beta=-1", "--only", "seed003_latent_sizes", *outputs])
+    assert capsys.readouterr().err.strip() == "vae-lab: error: model.beta=-1.0: expected a number >= 0"
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "docs").exists()
+
+
+def test_a_claim_naming_a_metric_no_run_reports_is_refused_before_anything_trains(
+        claims_folder, data_root, tmp_path, capsys):
+    from vae_lab.reproduce import main
+
+    claims = claims_folder / "seed003_latent_sizes.claims.yml"
+    text = claims.read_text()
+    assert text.count("metric: test/mse") >= 1
+    claims.write_text(text.replace("metric: test/mse", "metric: test/knn_accuracy", 1))
+    with pytest.raises(SystemExit) as stopped:
+        main([f"data.root={data_root}", "--only", "seed003_latent_sizes", "--outputs", str(tmp_path / "outputs"),
+              "--docs", str(tmp_path / "docs")])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"vae-lab: error: {claims}: test/knn_accuracy: no run of this write-up reports such a metric; "
+        "the closest it reports is test/knn_acc")
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "docs").exists()

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from vae_lab.files import atomic_write
 from vae_lab.runs import is_replicate
 from vae_lab.summary import read_runs, seed_groups, seeds_table, swept_keys, write_summary_csv
 from vae_lab.sweep import summarize
-from vae_lab.write_ups import Missing, Runs, WriteUp, judge, rankings, write_ups
+from vae_lab.write_ups import Missing, Runs, WriteUp, judge, load_write_up, rankings, write_up_names
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
@@ -53,8 +54,45 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
 
     store_schemas()
     for write_up in chosen:
-        for arguments in sweeps(write_up, root / write_up.experiment, extra):
-            check_command("train", ["--multirun", "trainer.resume=true", *arguments])
+        jobs = [job for arguments in sweeps(write_up, root / write_up.experiment, extra)
+                for job in check_command("train", ["--multirun", "trainer.resume=true", *arguments]).grid]
+        refuse_unknown_metrics(write_up, jobs)
+
+
+def refuse_unknown_metrics(write_up: WriteUp, jobs: list[list[str]]) -> None:
+    """Every metric the write-up names (its claims, table and rankings) is one its runs will report:
+    a misspelt name would otherwise leave its claims unjudged after every run had trained."""
+    from vae_lab.errors import closest
+    from vae_lab.write_ups import claims_file
+
+    reported = reported_metrics(jobs)
+    for name in write_up.metric_names():
+        if name not in reported:
+            raise UserError(f"{claims_file(write_up.experiment)}: {name}: no run of this write-up reports such a "
+                            f"metric; the closest it reports is {closest(name, sorted(reported))}")
+
+
+def reported_metrics(jobs: list[list[str]]) -> set[str]:
+    """The names of the numbers the jobs' runs will report (metrics.json), known before training: each
+    job's model built on the CPU, each data config loaded once."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from vae_lab.compose import config_dir, typed
+    from vae_lab.data import load_splits
+    from vae_lab.evaluate import final_metric_names
+    from vae_lab.models import build_model
+
+    splits, names = {}, set()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        for job in jobs:
+            config = typed(compose("train", overrides=job))
+            data = OmegaConf.to_yaml(OmegaConf.structured(config.data))
+            if data not in splits:
+                splits[data] = load_splits(config.data)
+            model = build_model(config.model, config.backbone, splits[data].image_shape)
+            names |= final_metric_names(model, splits[data], config)
+    return names
 
 
 def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ...]]:
@@ -193,36 +231,47 @@ def write_results(docs: Path, folders: dict[str, Path], extra: list[str], quick:
              "([Evaluation](../guide/evaluation.md)).", ""]
     path = docs / "results.md"
     earlier = previous_sections(path)
-    for write_up in write_ups():
-        if only is not None and write_up.experiment not in only and write_up.title in earlier:
-            lines += earlier[write_up.title]  # not rerun: as it was, figures and all
-        elif write_up.experiment in folders:
-            shutil.rmtree(docs / "results" / write_up.experiment, ignore_errors=True)  # its earlier figures
-            rerun = section(write_up, folders[write_up.experiment], extra, docs, planned_seeds(write_up, extra))
+    for experiment in write_up_names():
+        if only is not None and experiment not in only and experiment in earlier:
+            lines += earlier[experiment]  # not rerun: as it was, figures and all (its claims file unread)
+        elif experiment in folders:
+            try:
+                write_up = load_write_up(experiment)
+            except UserError as error:  # another write-up's broken claims file: said, not fatal
+                lines += [f"## {experiment}", "", f"*Not reported: {error}*", ""]
+                continue
+            shutil.rmtree(docs / "results" / experiment, ignore_errors=True)  # its earlier figures
+            rerun = section(write_up, folders[experiment], extra, docs, planned_seeds(write_up, extra))
             lines += [*rerun[:2], f"*Rerun on {time.strftime('%Y-%m-%d')} in {mode}.*", "", *rerun[2:]]
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path
 
 
 def previous_sections(path: Path) -> dict[str, list[str]]:
-    """The sections of an earlier results.md by write-up title (the text after ``## ``)."""
+    """The sections of an earlier results.md by write-up, each known by the folder of its numbers
+    (``results/<experiment>/``), which every section links."""
     if not path.is_file():
         return {}
-    sections: dict[str, list[str]] = {}
-    current: Optional[list[str]] = None
+    sections: list[list[str]] = []
     for line in path.read_text().split("\n"):
         if line.startswith("## "):
-            current = sections.setdefault(line[3:], [])
-        if current is not None:
-            current.append(line)
-    return sections
+            sections.append([])
+        if sections:
+            sections[-1].append(line)
+    found = {}
+    for lines in sections:
+        named = re.search(r"\]\(results/([^/)]+)/summary\.csv\)", "\n".join(lines))
+        if named:
+            found[named.group(1)] = lines
+    return found
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="vae-lab reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs and a lighter evaluation")
-    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=[w.experiment for w in write_ups()],
-                        help="rerun these write-ups only (the report still covers every one that has results)")
+    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=write_up_names(),
+                        help="rerun these write-ups only (the report still covers every one that has results): "
+                             + ", ".join(write_up_names()))
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where the sweep folders go")
     parser.add_argument("--docs", type=Path, default=Path("docs/findings"),
                         help="where results.md and its figures and numbers (results/) go")
@@ -232,8 +281,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     extra = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
-    chosen = [w for w in write_ups() if args.only is None or w.experiment in args.only]
     try:
+        chosen = [load_write_up(name) for name in write_up_names() if args.only is None or name in args.only]
         check_sweeps(chosen, root, extra)
     except UserError as error:
         fail(str(error))
@@ -243,6 +292,6 @@ def main(argv: list[str]) -> None:
     for number, write_up in enumerate(chosen, start=1):
         print(f"vae-lab: write-up {number} of {len(chosen)}: {write_up.experiment}", file=sys.stderr, flush=True)
         run_write_up(write_up, root / write_up.experiment, extra)
-    folders = {w.experiment: root / w.experiment for w in write_ups() if any((root / w.experiment).glob("*/.hydra"))}
+    folders = {name: root / name for name in write_up_names() if any((root / name).glob("*/.hydra"))}
     rerun = None if args.only is None else set(args.only)
     print(write_results(args.docs.resolve(), folders, extra, args.quick, rerun), flush=True)

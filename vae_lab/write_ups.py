@@ -36,7 +36,7 @@ from typing import Optional, Union
 
 from omegaconf import OmegaConf
 
-from vae_lab.errors import UserError
+from vae_lab.errors import UserError, closest
 from vae_lab.runs import is_replicate
 from vae_lab.summary import Measured
 
@@ -106,13 +106,10 @@ class Claim:
     than: Side
 
     @staticmethod
-    def parse(entry: dict, where: str) -> "Claim":
-        directions = [d for d in ("higher", "lower") if d in entry]
-        unknown = set(entry) - {"says", "metric", "higher", "lower", "than"}
-        if len(directions) != 1 or "than" not in entry or "says" not in entry or unknown:
-            raise UserError(f"{where}: a claim has `says`, one of `higher`/`lower`, and `than` "
-                             f"(and may have `metric`); got {sorted(entry)}")
-        return Claim(entry["says"], entry.get("metric"), directions[0], entry[directions[0]], entry["than"])
+    def parse(entry: dict) -> "Claim":
+        """A claim read from a checked claims file (:func:`read_claims_file`)."""
+        direction = "higher" if "higher" in entry else "lower"
+        return Claim(entry["says"], entry.get("metric"), direction, entry[direction], entry["than"])
 
     def measure(self, runs: Runs, side: Side) -> tuple[Measured, str]:
         """A side's numbers, and the metric they are of ("" for a plain number)."""
@@ -175,23 +172,44 @@ class WriteUp:
     def judge(self, runs: Runs) -> Verdict:
         return judge(self, runs)
 
+    def metric_names(self) -> list[str]:
+        """Every metric the write-up names: its table's, its claims' (either side's own too) and its
+        rankings', each once, in that order."""
+        named = [*self.metrics]
+        for claim in self.claims:
+            named += [claim.metric, *(side.get("metric") for side in (claim.side, claim.than) if isinstance(side, dict))]
+        named += [metric for better in ("higher", "lower") for metric in self.ranked.get(better, [])]
+        return list(dict.fromkeys(name for name in named if name))
 
-def claims_file(experiment: str, folder: Optional[Path] = None) -> Path:
+
+def claims_folder() -> Path:
+    """Where the write-ups are: beside the recipes, in the config tree's experiment/ folder."""
     from vae_lab.compose import config_dir
 
-    return (folder or config_dir() / "experiment") / f"{experiment}.claims.yml"
+    return config_dir() / "experiment"
+
+
+def claims_file(experiment: str, folder: Optional[Path] = None) -> Path:
+    return (folder or claims_folder()) / f"{experiment}.claims.yml"
+
+
+def write_up_names(folder: Optional[Path] = None) -> tuple[str, ...]:
+    """The write-ups' names (their recipes' names), in order, without reading their claims files:
+    one broken file must not stop the others (or ``--help``)."""
+    return tuple(sorted(path.name.removesuffix(".claims.yml") for path in (folder or claims_folder()).glob("*.claims.yml")))
 
 
 def load_write_up(experiment: str, folder: Optional[Path] = None) -> WriteUp:
-    """The write-up whose claims are conf/experiment/<experiment>.claims.yml."""
-    path = claims_file(experiment, folder)
-    data = OmegaConf.to_container(OmegaConf.load(path))
+    """The write-up whose claims are conf/experiment/<experiment>.claims.yml, checked: a file that
+    breaks the format (:data:`WRITE_UP_KEYS`, :data:`CLAIM_KEYS`) is a UserError naming file, line
+    and key."""
+    data = read_claims_file(claims_file(experiment, folder))
     if "based_on" in data:
         base = load_write_up(data.pop("based_on"), folder)
         data = {"title": base.title, "observation": base.observation, "metrics": list(base.metrics),
                 "figures": [vars(f) for f in base.figures], "claims": [], "extra_runs": base.extra_runs,
                 "ranked": base.ranked, **data, "_claims": base.claims}
-    claims = tuple(Claim.parse(c, f"{path}, claim {i + 1}") for i, c in enumerate(data.get("claims", [])))
+    claims = tuple(Claim.parse(c) for c in data.get("claims", []))
     return WriteUp(experiment, data["title"], data["observation"], tuple(data["metrics"]),
                    tuple(Figure(**f) for f in data.get("figures", [])), claims or data.get("_claims", ()),
                    dict(data.get("extra_runs", {})), dict(data.get("ranked", {})))
@@ -199,10 +217,101 @@ def load_write_up(experiment: str, folder: Optional[Path] = None) -> WriteUp:
 
 def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
     """Every write-up: each conf/experiment/<name>.claims.yml beside its recipe, in the order of names."""
-    from vae_lab.compose import config_dir
+    return tuple(load_write_up(name, folder) for name in write_up_names(folder))
 
-    found = sorted((folder or config_dir() / "experiment").glob("*.claims.yml"))
-    return tuple(load_write_up(path.name.removesuffix(".claims.yml"), folder) for path in found)
+
+# ---- the claims file's format ----------------------------------------------------------------------
+
+# A write-up's keys: (required, what its value is). A write-up ``based_on`` another needs none.
+WRITE_UP_KEYS = {"title": (True, str), "observation": (True, str), "metrics": (True, list),
+                 "figures": (False, list), "claims": (False, list), "extra_runs": (False, dict),
+                 "ranked": (False, dict), "based_on": (False, str)}
+CLAIM_KEYS = ("says", "metric", "higher", "lower", "than")
+FIGURE_KEYS = ("caption", "file", "run")
+
+
+def read_claims_file(path: Path) -> dict:
+    """A claims file's contents, checked against the format above before anything uses them."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such claims file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UserError(f"{where}: not YAML ({getattr(error, 'problem', None) or 'unreadable'})") from None
+    if not isinstance(data, dict):
+        found = "empty" if data is None else f"a {type(data).__name__}"
+        raise UserError(f"{path}:1: a claims file is a mapping with {', '.join(WRITE_UP_KEYS)}; this one is {found}")
+    lines = _key_lines(node)
+    for key, value in data.items():
+        where = f"{path}:{lines.get((key,), 1)}"
+        if key not in WRITE_UP_KEYS:
+            raise UserError(f"{where}: `{key}` is not a key of a write-up; "
+                            f"did you mean {_expected(str(key), WRITE_UP_KEYS)}")
+        if not isinstance(value, WRITE_UP_KEYS[key][1]):
+            raise UserError(f"{where}: `{key}` is a {WRITE_UP_KEYS[key][1].__name__}, not {value!r}")
+    required = [k for k, (needed, _) in WRITE_UP_KEYS.items() if needed] if "based_on" not in data else []
+    lacking = [k for k in required if k not in data]
+    if lacking:
+        raise UserError(f"{path}:1: a write-up needs `{'`, `'.join(lacking)}`")
+    for number, entry in enumerate(data.get("claims", [])):
+        _check_entry(entry, path, lines, ("claims", number), CLAIM_KEYS, "a claim")
+        where = f"{path}:{lines.get(('claims', number), 1)}"
+        directions = [d for d in ("higher", "lower") if d in entry]
+        if len(directions) != 1 or "than" not in entry or "says" not in entry:
+            raise UserError(f"{where}: a claim has `says`, one of `higher`/`lower`, and `than` (and may have "
+                            f"`metric`); this one has {', '.join(f'`{k}`' for k in entry)}")
+        sides = [entry[directions[0]], entry["than"]]
+        if not any(isinstance(side, dict) for side in sides):
+            raise UserError(f"{where}: both sides of the claim are numbers; at least one is a configuration "
+                            "of the sweep, such as {latent_dim: 64}")
+        if any(isinstance(side, dict) and "metric" not in side for side in sides) and not entry.get("metric"):
+            raise UserError(f"{where}: the claim names no `metric` for its configuration(s)")
+    for number, entry in enumerate(data.get("figures", [])):
+        _check_entry(entry, path, lines, ("figures", number), FIGURE_KEYS, "a figure")
+    return data
+
+
+def _check_entry(entry, path: Path, lines: dict, at: tuple, allowed: tuple, what: str) -> None:
+    where = f"{path}:{lines.get(at, 1)}"
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: {what} is a mapping with {', '.join(allowed)}, not {entry!r}")
+    for key in entry:
+        if key not in allowed:
+            raise UserError(f"{path}:{lines.get((*at, key), lines.get(at, 1))}: `{key}` is not a key of {what}; "
+                            f"did you mean {_expected(str(key), allowed)}")
+
+
+def _expected(key: str, allowed) -> str:
+    return f"`{closest(key, list(allowed))}`? the keys allowed here are {', '.join(allowed)}"
+
+
+def _key_lines(node) -> dict[tuple, int]:
+    """The line (from 1) of every key and list item of a YAML node tree, by its path of keys and
+    indices: where a message about it points."""
+    import yaml
+
+    found: dict[tuple, int] = {}
+
+    def walk(node, at: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                found[(*at, key.value)] = key.start_mark.line + 1
+                walk(value, (*at, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found[(*at, index)] = item.start_mark.line + 1
+                walk(item, (*at, index))
+
+    walk(node, ())
+    return found
 
 
 # ---- the judge ------------------------------------------------------------------------------------
