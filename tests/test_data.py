@@ -14,12 +14,38 @@ from vae_lab.data.color import hash32, hsv_to_rgb, sample_tints, tint
 from vae_lab.data.mnist import read_mnist
 
 
-def test_reads_the_idx_files_through_torchvision(data_root):
+def test_reads_the_idx_files_as_torchvision_does(data_root):
     images, labels = read_mnist(data_root, train=True, download=False)
     assert images.shape == (N_TRAIN, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (N_TRAIN,) and labels.dtype == torch.int64
     assert set(labels.tolist()) == set(range(10))
     assert images.float().std() > 20  # real strokes, not an empty canvas
+    theirs = MNIST(str(data_root), train=True)
+    assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
+
+
+def test_gzipped_files_read_the_same_and_a_damaged_one_is_named(data_root, tmp_path):
+    """MNIST as it is distributed (.gz), each file either way; torchvision alone would refuse a .gz
+    whose checksum is not the official set's, as any subset's is."""
+    import gzip
+    import shutil
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for number, path in enumerate(sorted((data_root / "MNIST" / "raw").iterdir())):
+        if number % 2:
+            shutil.copy(path, raw)
+        else:
+            (raw / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    for train in (True, False):
+        mine, plain = read_mnist(tmp_path, train, download=False), read_mnist(data_root, train, download=False)
+        assert all(torch.equal(a, b) for a, b in zip(mine, plain))
+    gzipped = next(raw.glob("*.gz"))
+    gzipped.write_bytes(gzipped.read_bytes()[:100])
+    with pytest.raises(ConfigError) as error:
+        for train in (True, False):
+            read_mnist(tmp_path, train, download=False)
+    assert f"{gzipped.name} is not an MNIST file: it cannot be decompressed" in str(error.value)
 
 
 def test_missing_data_offline_names_the_files_and_the_folder(tmp_path):
@@ -40,6 +66,7 @@ def test_a_failed_download_becomes_the_same_clear_error(tmp_path, monkeypatch):
     message = str(error.value)
     assert "could not be downloaded. Put train-images-idx3-ubyte" in message
     assert "Error downloading" not in message and ":)" not in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # the folders made for the download are gone with it
 
 
 def _reference_hash32(x: int) -> int:

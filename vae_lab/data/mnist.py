@@ -1,7 +1,13 @@
-"""MNIST through torchvision, as whole-split uint8 tensors, checked before they are used."""
+"""MNIST's IDX files (plain or gzipped) as whole-split uint8 tensors, checked before they are used;
+torchvision downloads them where they are missing."""
 
+import contextlib
+import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -17,33 +23,17 @@ IMAGE_SIZE = (28, 28)
 def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """One official split: images uint8 [N, 28, 28] and labels int64 [N] in 0..9.
 
-    Reads ``root/MNIST/raw`` with torchvision; when the files are missing and ``download`` is on,
-    torchvision fetches them. If neither works the error says which files to put where; a file that
-    is there but is not MNIST is named with what is wrong with it.
+    Reads ``root/MNIST/raw``, each file as it is or gzipped (``.gz``); when the files are missing
+    and ``download`` is on, torchvision fetches them. If neither works the error says which files to
+    put where; a file that is there but is not MNIST is named with what is wrong with it.
     """
-    # Imported here, not at the top: importing torchvision takes about 2 s (it loads torch._dynamo),
-    # and the command line must reject a bad config before paying for what only training needs.
-    from torchvision.datasets import MNIST
-
     root = Path(root).expanduser().resolve()
     raw = root / "MNIST" / "raw"
-    images_file, labels_file = (raw / name for name in (RAW_FILES[:2] if train else RAW_FILES[2:]))
-    if images_file.is_file() and labels_file.is_file():
-        check_idx_file(images_file, rank=3)
-        check_idx_file(labels_file, rank=1)
-    try:
-        dataset = MNIST(str(root), train=train, download=download)
-    except (RuntimeError, OSError):
-        # torchvision's own message is a fragment when offline ("Error downloading ...:") and advises
-        # download=True otherwise; say once what is missing and the ways to provide it.
-        fetched = " and could not be downloaded" if download else ""
-        raise ConfigError(
-            "data.root", str(root),
-            f"MNIST is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
-            f"or point data.root or ${DATA_ROOT_ENV} at a folder that has them"
-            + ("" if download else ", or allow data.download=true"),
-        ) from None
-    images, labels = dataset.data, dataset.targets.long()
+    names = RAW_FILES[:2] if train else RAW_FILES[2:]
+    if not all(_found(raw, name) for name in names):
+        fetch(root, train, download)
+    images, labels = read_idx(_found(raw, names[0]), rank=3), read_idx(_found(raw, names[1]), rank=1).long()
+    images_file, labels_file = _found(raw, names[0]), _found(raw, names[1])
     if tuple(images.shape[1:]) != IMAGE_SIZE:
         raise _bad_file(images_file, f"its images are {tuple(images.shape[1:])} pixels, not {IMAGE_SIZE}")
     if len(images) != len(labels):
@@ -54,6 +44,61 @@ def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Ten
     return images, labels
 
 
+def _found(raw: Path, name: str) -> Optional[Path]:
+    """The file as it is, else gzipped, else None."""
+    return next((path for path in (raw / name, raw / f"{name}.gz") if path.is_file()), None)
+
+
+def fetch(root: Path, train: bool, download: bool) -> None:
+    """The split's files downloaded into ``root/MNIST/raw`` by torchvision, or a ConfigError saying
+    what is missing and the ways to provide it; folders made for a download that failed are removed."""
+    # Imported here, not at the top: importing torchvision takes about 2 s (it loads torch._dynamo),
+    # and the command line must reject a bad config before paying for what only training needs.
+    from torchvision.datasets import MNIST
+
+    raw = root / "MNIST" / "raw"
+    made = [folder for folder in (root, root / "MNIST", raw) if not folder.exists()]
+    try:
+        if not download:
+            raise FileNotFoundError(raw)
+        MNIST(str(root), train=train, download=True)
+    except (RuntimeError, OSError):
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):  # only if empty: never what a download did leave
+                folder.rmdir()
+        # torchvision's own message is a fragment when offline ("Error downloading ...:") and advises
+        # download=True otherwise; say once what is missing and the ways to provide it.
+        fetched = " and could not be downloaded" if download else ""
+        raise ConfigError(
+            "data.root", str(root),
+            f"MNIST is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
+            f"or point data.root or ${DATA_ROOT_ENV} at a folder that has them"
+            + ("" if download else ", or allow data.download=true"),
+        ) from None
+
+
+def read_idx(path: Path, rank: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format), plain or gzipped, checked: two zero bytes,
+    type 0x08, the rank, a big-endian size per axis, and a length that matches them."""
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise _bad_file(path, f"it cannot be decompressed ({error})") from None
+    header_size = 4 + 4 * rank
+    if len(data) < header_size:
+        raise _bad_file(path, f"it is {len(data)} bytes long, too short for an IDX header")
+    zeros, kind, found_rank = struct.unpack(">HBB", data[:4])
+    if zeros != 0 or kind != 0x08 or found_rank != rank:
+        raise _bad_file(path, f"its magic number is 0x{data[:4].hex()}, not 0x000008{rank:02x} "
+                              f"(unsigned bytes, {rank} axes)")
+    shape = struct.unpack(f">{rank}I", data[4:header_size])
+    expected = header_size + math.prod(shape)
+    if len(data) != expected:
+        raise _bad_file(path, f"its header promises {' x '.join(map(str, shape))} values ({expected:,} bytes) "
+                              f"but it has {len(data):,} bytes")
+    return torch.frombuffer(bytearray(data[header_size:]), dtype=torch.uint8).reshape(shape)
+
+
 def resized(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [N, H, W] images as [N, size, size]: bilinear with antialiasing, as torchvision's
     ``Resize(size)`` does to the PIL images of the JointVAE paper's loader; unchanged at their own size."""
@@ -62,26 +107,6 @@ def resized(images: torch.Tensor, size: int) -> torch.Tensor:
     from torchvision.transforms.v2.functional import resize  # slow import: see read_mnist
 
     return resize(images, [size, size], antialias=True)
-
-
-def check_idx_file(path: Path, rank: int) -> None:
-    """The IDX header of an MNIST file (two zero bytes, type 0x08 = unsigned byte, the rank, then a
-    big-endian size per axis), and a length that matches it."""
-    size = path.stat().st_size
-    header_size = 4 + 4 * rank
-    with path.open("rb") as file:
-        header = file.read(header_size)
-    if len(header) < header_size:
-        raise _bad_file(path, f"it is {size} bytes long, too short for an IDX header")
-    zeros, kind, found_rank = struct.unpack(">HBB", header[:4])
-    if zeros != 0 or kind != 0x08 or found_rank != rank:
-        raise _bad_file(path, f"its magic number is 0x{header[:4].hex()}, not 0x000008{rank:02x} "
-                              f"(unsigned bytes, {rank} axes)")
-    shape = struct.unpack(f">{rank}I", header[4:])
-    expected = header_size + int(torch.tensor(shape).prod())
-    if size != expected:
-        raise _bad_file(path, f"its header promises {' x '.join(map(str, shape))} values ({expected:,} bytes) "
-                              f"but it has {size:,} bytes")
 
 
 def _bad_file(path: Path, problem: str) -> ConfigError:
