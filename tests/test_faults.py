@@ -598,11 +598,37 @@ def test_a_figure_that_cannot_be_drawn_costs_only_itself(train_config, tmp_path,
 def test_any_folder_name_a_filesystem_takes_is_a_run_folder(vae_lab, tmp_path):
     """Letters of any script, =, commas, quotes and brackets: vae-lab hands the folder back to Hydra."""
     folder = tmp_path / "résumé=1, it's [x]"
-    from vae_lab.plan import hydra_value
+    from vae_lab.compose import hydra_value
 
     result = vae_lab("train", f"hydra.run.dir={hydra_value(str(folder))}", *TINY)
     assert result.stdout.strip().splitlines()[-1] == str(folder)
     assert (folder / "metrics.json").is_file()
+
+
+def test_folder_names_typed_plainly_need_no_quotes(vae_lab, data_root, tmp_path):
+    """What the guide promises without Hydra's quotes: a run folder, a data folder and eval's run_dir
+    named with letters of any script, spaces and `=`, typed as they are."""
+    data = tmp_path / "dätä β=1"
+    shutil.copytree(data_root, data)
+    folder = tmp_path / "ünïβ run=0.5"
+    result = vae_lab("train", f"hydra.run.dir={folder}", f"data.root={data}", *TINY)
+    assert result.stdout.strip().splitlines()[-1] == str(folder)
+    assert RunDir(folder).read_config()["data"]["root"] == str(data)
+    vae_lab("eval", f"run_dir={folder}", f"data_root={data}", *QUICK_EVAL)
+    assert (folder / "eval" / "metrics.json").is_file()
+
+
+def test_quoting_leaves_what_hydra_reads_as_it_is():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vae_lab.compose import quote_paths
+
+    typed = ["hydra.run.dir=/a/ünï", "hydra.sweep.dir=/b/swü=1", "run_dir=/c/x y", "data.root='/d/q=1'",
+             "data.root=/e,/f", "model.beta=1", "data_root=/g/β"]
+    quoted = quote_paths(typed)
+    assert quoted[2:6] == typed[2:6]  # plain already, quoted by the user, a sweep, not a folder
+    parser = OverridesParser.create()
+    assert [parser.parse_override(o).value() for o in quoted[:2] + quoted[6:]] == ["/a/ünï", "/b/swü=1", "/g/β"]
 
 
 @pytest.mark.parametrize("module", ["torch", "vae_lab.sweep", "sklearn.manifold"])

@@ -32,10 +32,9 @@ from omegaconf.errors import OmegaConfBaseException
 # Ctrl-C is a plain KeyboardInterrupt (imported by Hydra's start-up, one becomes "Error locating target").
 import vae_lab.trackers  # noqa: F401
 from vae_lab import device, plan
-from vae_lab.compose import config_dir, job_config, store_schemas, typed
+from vae_lab.compose import config_dir, hydra_value, job_config, store_schemas, typed
 from vae_lab.errors import HeldInterrupt, UserError, fail, one_line
 from vae_lab.explore import serve
-from vae_lab.plan import hydra_value
 from vae_lab.progress import SweepProgress, result
 from vae_lab.reporting import evaluate_run
 from vae_lab.runs import Claims, Role, RunDir, claimed, record_failure, role

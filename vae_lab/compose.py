@@ -4,10 +4,12 @@ their checks, and knows neither Hydra nor any model.
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.backbones import BACKBONES
@@ -128,3 +130,37 @@ def train_config(overrides: list[str] = ()) -> TrainConfig:
     store_schemas()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return typed(compose("train", overrides=list(overrides)))
+
+
+# Overrides whose value is a folder: a path may hold anything a filesystem takes (letters of any script,
+# spaces, `=`), which Hydra's grammar reads only when quoted; vae-lab quotes them for the user.
+PATH_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "run_dir", "data.root", "data_root")
+
+
+def quote_paths(args: list[str]) -> list[str]:
+    """``args`` with every folder-valued override (:data:`PATH_KEYS`) that Hydra's grammar cannot
+    read as typed quoted for it; one it reads (plain, already quoted, or a list to sweep) is kept."""
+    def quoted(arg: str) -> str:
+        key, _, value = arg.partition("=")
+        if key not in PATH_KEYS or not value:
+            return arg
+        try:
+            OverridesParser.create().parse_override(arg)
+            return arg
+        except Exception:  # noqa: BLE001  the grammar's own errors
+            return f"{key}={hydra_value(value)}"
+
+    return [quoted(arg) for arg in args]
+
+
+def hydra_value(value: str) -> str:
+    """``value`` as Hydra's override grammar reads it back unchanged: as it is where it can, else
+    single-quoted, with quotes, the backslashes before them and ``${`` escaped (a folder may be named
+    with anything a filesystem takes: letters of any script, ``=``, ``,``, quotes, brackets)."""
+    try:
+        if OverridesParser.create().parse_override(f"key={value}").value() == value and "${" not in value:
+            return value
+    except Exception:  # noqa: BLE001  the grammar's own errors: quote it
+        pass
+    escaped = re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'").replace("${", "\\${")
+    return f"'{escaped}'"

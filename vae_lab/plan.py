@@ -6,7 +6,6 @@ it, and the data there or fetched once. A bad value ends the command with one li
 
 import dataclasses
 import itertools
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.compose import config_dir, jobs_at_once, typed
+from vae_lab.compose import config_dir, hydra_value, jobs_at_once, quote_paths, typed
 from vae_lab.data.mnist import RAW_FILES, read_mnist
 from vae_lab.errors import UserError, closest, missing_key, one_line
 from vae_lab.runs import RESUMABLE, RunDir, differences, flatten
@@ -56,6 +55,7 @@ def check_command(config_name: str, args: list[str]) -> Plan:
     with any ``hydra.sweeper.params`` a config defines (``sweep=...``). Other sweepers (Optuna) choose
     their jobs as they go: their base configuration is checked.
     """
+    args = quote_paths(args)
     parsed = parse_hydra_arguments(args)
     if parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion:
         return Plan([a for a in args if a != "--multirun"])  # Hydra takes one mode at a time
@@ -178,19 +178,6 @@ def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan
         raise UserError(f"{key}={folder} is a file, not a folder: choose a folder for the "
                         f"{'sweep' if multirun else 'run'}")
     return Plan([a for a in args if not a.startswith(f"{key}=")] + [f"{key}={hydra_value(str(folder))}"], folder, key)
-
-
-def hydra_value(value: str) -> str:
-    """``value`` as Hydra's override grammar reads it back unchanged: as it is where it can, else
-    single-quoted, with quotes, the backslashes before them and ``${`` escaped (a folder may be named
-    with anything a filesystem takes: letters of any script, ``=``, ``,``, quotes, brackets)."""
-    try:
-        if OverridesParser.create().parse_override(f"key={value}").value() == value and "${" not in value:
-            return value
-    except Exception:  # noqa: BLE001  the grammar's own errors: quote it
-        pass
-    escaped = re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'").replace("${", "\\${")
-    return f"'{escaped}'"
 
 
 def refuse_another_grid(sweep_dir: Path, jobs: list[list[str]]) -> None:
