@@ -514,9 +514,9 @@ def test_a_run_killed_between_its_last_checkpoint_and_its_metrics_row_resumes_to
 
 
 @pytest.mark.parametrize("override, key, closest", [
-    ("+model.foo=1", "model.foo", None),
-    ("+foo=1", "foo", None),
-    ("++trainer.nonexistent=1", "trainer.nonexistent", None),
+    ("+model.foo=1", "model.foo", ""),
+    ("+foo=1", "foo", ""),  # "the closest is data.root" misled: nothing is like foo
+    ("++trainer.nonexistent=1", "trainer.nonexistent", ""),
     ("+model.latnt_dim=4", "model.latnt_dim", "model.latent_dim"),
     ("latent_dim=4", "latent_dim", "model.latent_dim"),
     ("model.latnt_dim=4", "model.latnt_dim", "model.latent_dim"),
@@ -525,8 +525,9 @@ def test_a_key_that_does_not_exist_is_refused_with_the_closest_real_one(vae_lab,
     """With + or ++ Hydra adds a key the schema does not have, and typing the config dropped it: the
     run trained the default model without a word."""
     message = one_line_error(vae_lab("train", override, f"hydra.run.dir={tmp_path / 'never'}", *TINY, check=False))
-    assert message.startswith(f"vae-lab: error: {key}") and "no such key; the closest is " in message
-    assert closest is None or message.endswith(f"the closest is {closest}")
+    assert message.startswith(f"vae-lab: error: {key}")
+    assert message.endswith(f"no such key; the closest is {closest}" if closest else
+                            "no such key, nor one like it (--help lists the config's keys)")
     assert not (tmp_path / "never").exists()
 
 
@@ -616,6 +617,33 @@ def test_folder_names_typed_plainly_need_no_quotes(vae_lab, data_root, tmp_path)
     assert RunDir(folder).read_config()["data"]["root"] == str(data)
     vae_lab("eval", f"run_dir={folder}", f"data_root={data}", *QUICK_EVAL)
     assert (folder / "eval" / "metrics.json").is_file()
+
+
+def test_the_python_api_trains_where_it_is_told_once_and_says_where_else(data_root, tmp_path, monkeypatch, capsys):
+    import vae_lab
+
+    tiny = [f"data.root={data_root}", *TINY, "trainer.device=cpu"]
+    with pytest.raises(TypeError, match=r"a list of overrides, such as \['model.latent_dim=2'\], not a string"):
+        vae_lab.train("model.latent_dim=2")
+    asked, given = tmp_path / "asked β", tmp_path / "given"
+    with pytest.raises(UserError, match="name the run folder once"):
+        vae_lab.train([*tiny, f"hydra.run.dir={asked}"], run_dir=given)
+    with pytest.raises(UserError, match="Hydra's own settings belong to the command line"):
+        vae_lab.train([*tiny, "hydra/launcher=joblib"])
+    assert list(tmp_path.iterdir()) == []
+    assert vae_lab.train([*tiny, f"hydra.run.dir={asked}"]).path == asked
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    run = vae_lab.train(tiny)
+    assert run.path.parent.parent == tmp_path / "outputs"
+    assert f"vae-lab: training into {run.path}" in capsys.readouterr().err
+
+
+def test_a_joblib_sweep_of_no_jobs_at_once_is_one_line(vae_lab, tmp_path):
+    result = vae_lab("sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, check=False)
+    assert one_line_error(result).startswith("vae-lab: error: hydra.launcher.n_jobs=0: expected how many jobs")
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_quoting_leaves_what_hydra_reads_as_it_is():

@@ -42,13 +42,13 @@ def typed(cfg: DictConfig) -> Any:
     """The composed config as typed dataclasses, every declared check passed. A key the schemas do
     not have (``+model.foo=1``: Hydra adds it, and typing would silently drop it) is refused."""
     from vae_lab.config import as_dict
-    from vae_lab.errors import ConfigError, closest
+    from vae_lab.errors import ConfigError, no_such_key
     from vae_lab.runs import flatten
 
     config = OmegaConf.to_object(cfg)
     given, known = flatten(OmegaConf.to_container(cfg, resolve=False)), list(flatten(as_dict(config)))
     for key in given.keys() - set(known):
-        raise ConfigError(key, given[key], f"no such key; the closest is {closest(key, known)}")
+        raise ConfigError(key, given[key], no_such_key(key, known))
     validate(config)
     return config
 

@@ -53,15 +53,26 @@ def show(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def closest(key: str, known: list[str]) -> str:
-    """The known dotted key most like ``key``: by the whole key, else by its last part."""
+def closest(key: str, known: list[str]) -> "str | None":
+    """The known dotted key most like ``key``, by the whole key, else by its last part; None where
+    none is close (a suggestion that shares nothing with what was typed only misleads)."""
     import difflib
 
-    found = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if not found:
-        tails = {k.rsplit(".", 1)[-1]: k for k in known}
-        found = [tails[t] for t in difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tails), n=1, cutoff=0.6)]
-    return found[0] if found else difflib.get_close_matches(key, known, n=1, cutoff=0)[0]
+    def like(name: str, by_name: dict[str, str]) -> "str | None":
+        found = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+        return by_name[found[0]] if found else None
+
+    parent, _, tail = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    # Among its siblings first: compared whole, a shared "trainer." made any trainer key look close.
+    return (like(tail, siblings) or like(tail, {k.rpartition(".")[2]: k for k in known})
+            or (None if siblings else like(key, {k: k for k in known})))
+
+
+def no_such_key(key: str, known: list[str]) -> str:
+    """What to say of a key the config does not have: the closest it has, if one is close."""
+    near = closest(key, known)
+    return f"no such key; the closest is {near}" if near else "no such key, nor one like it (--help lists the config's keys)"
 
 
 def missing_key(error: Exception) -> "str | None":

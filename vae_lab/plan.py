@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.compose import config_dir, hydra_value, jobs_at_once, quote_paths, typed
 from vae_lab.data.mnist import RAW_FILES, read_mnist
-from vae_lab.errors import UserError, closest, missing_key, one_line
+from vae_lab.errors import UserError, missing_key, no_such_key, one_line
 from vae_lab.runs import RESUMABLE, RunDir, differences, flatten
 
 
@@ -71,6 +71,7 @@ def check_command(config_name: str, args: list[str]) -> Plan:
             basic_sweeper = base.hydra.sweeper._target_.endswith("BasicSweeper")
             optuna_study = base.hydra.sweeper._target_.endswith("OptunaStudySweeper")
             refuse_hydras_slurm_launcher(base.hydra.launcher)
+            refuse_no_jobs_at_once(base.hydra.launcher)
             if parsed.multirun:
                 jobs = [plain]
                 if basic_sweeper:
@@ -101,7 +102,7 @@ def check_command(config_name: str, args: list[str]) -> Plan:
             raise UserError(one_line(error)) from None
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             known = known_keys(config_name, parsed.overrides)
-        raise UserError(f"{unknown}: no such key; the closest is {closest(unknown, known)}") from None
+        raise UserError(f"{unknown}: {no_such_key(unknown, known)}") from None
 
 
 def refuse_hydras_slurm_launcher(launcher) -> None:
@@ -111,6 +112,13 @@ def refuse_hydras_slurm_launcher(launcher) -> None:
         raise UserError("hydra/launcher=submitit_slurm: use hydra/launcher=slurm, vae-lab's SLURM launcher, which "
                         "takes the same settings and also stops a cancelled job at once, requeues one at its time "
                         "limit and reports one that died (docs/guide/sweeps.md)")
+
+
+def refuse_no_jobs_at_once(launcher) -> None:
+    """joblib runs n_jobs jobs at once, or all cores but -n_jobs - 1 of them; 0 means nothing."""
+    if launcher.get("n_jobs", None) == 0:
+        raise UserError("hydra.launcher.n_jobs=0: expected how many jobs run at once: 1 or more, or -1 for one "
+                        "per core (-2: all cores but one)")
 
 
 def refuse_missing_data(configs: list) -> None:

@@ -68,8 +68,10 @@ def refuse_unknown_metrics(write_up: WriteUp, jobs: list[list[str]]) -> None:
     reported = reported_metrics(jobs)
     for name in write_up.metric_names():
         if name not in reported:
+            near = closest(name, sorted(reported))
             raise UserError(f"{claims_file(write_up.experiment)}: {name}: no run of this write-up reports such a "
-                            f"metric; the closest it reports is {closest(name, sorted(reported))}")
+                            "metric; " + (f"the closest it reports is {near}" if near else
+                                          f"its runs report {', '.join(sorted(reported))}"))
 
 
 def reported_metrics(jobs: list[list[str]]) -> set[str]:

@@ -254,7 +254,7 @@ def read_claims_file(path: Path) -> dict:
         where = f"{path}:{lines.get((key,), 1)}"
         if key not in WRITE_UP_KEYS:
             raise UserError(f"{where}: `{key}` is not a key of a write-up; "
-                            f"did you mean {_expected(str(key), WRITE_UP_KEYS)}")
+                            f"{_expected(str(key), WRITE_UP_KEYS)}")
         if not isinstance(value, WRITE_UP_KEYS[key][1]):
             raise UserError(f"{where}: `{key}` is a {WRITE_UP_KEYS[key][1].__name__}, not {value!r}")
     required = [k for k, (needed, _) in WRITE_UP_KEYS.items() if needed] if "based_on" not in data else []
@@ -286,11 +286,12 @@ def _check_entry(entry, path: Path, lines: dict, at: tuple, allowed: tuple, what
     for key in entry:
         if key not in allowed:
             raise UserError(f"{path}:{lines.get((*at, key), lines.get(at, 1))}: `{key}` is not a key of {what}; "
-                            f"did you mean {_expected(str(key), allowed)}")
+                            f"{_expected(str(key), allowed)}")
 
 
 def _expected(key: str, allowed) -> str:
-    return f"`{closest(key, list(allowed))}`? the keys allowed here are {', '.join(allowed)}"
+    near = closest(key, list(allowed))
+    return (f"did you mean `{near}`? " if near else "") + f"the keys allowed here are {', '.join(allowed)}"
 
 
 def _key_lines(node) -> dict[tuple, int]:
