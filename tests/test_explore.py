@@ -221,6 +221,39 @@ def test_the_server_decodes_what_the_model_decodes_and_stops_cleanly(trained, va
                for line in said)
 
 
+def test_bad_requests_and_a_damaged_run_are_4xx_with_one_line_and_no_traceback(trained, vae_lab_command,
+                                                                                data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep)
+    best = sweep / "1" / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    server = Server(vae_lab_command, sweep, data_root)
+    point = {"gaussian": [0.5, -1.0, 0.25], "categories": []}
+
+    def refused(path: str, body=None) -> tuple[int, str]:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            server.get(path, body)
+        return answer.value.code, json.loads(answer.value.read())["error"]
+
+    try:
+        assert refused("/api/runs/0/decode", [1, 2]) == (
+            400, 'the body: expected {"gaussian": [numbers], "categories": [integers]}, got [1, 2]')
+        assert refused("/api/runs/0/decode", {"gaussian": [0.5, "x", 1], "categories": []})[0] == 400
+        assert refused("/api/runs/0/interpolate", [1])[0] == 400
+        assert refused("/api/runs/0/interpolate", {"start": point, "end": 3, "steps": 4}) == (
+            400, 'end: expected {"gaussian": [numbers], "categories": [integers]}, got 3')
+        assert refused("/api/runs/0/interpolate", {"start": point, "end": point, "steps": 4.5})[0] == 400
+        assert refused("/api/runs/0/interpolate", {"start": point, "end": point, "from_images": [{}], "steps": 4}) == (
+            400, "from_images=[{}]: expected two test image numbers")
+        status, error = refused("/api/runs/1/layout")
+        assert status == 409 and "best.pt" in error and "\n" not in error
+        assert server.get("/api/runs/0/layout")["continuous"] == 3  # the good run is unharmed
+    finally:
+        stopped = server.stop()
+    assert "Traceback" not in stopped.stderr and stopped.returncode == 130
+    assert any("best.pt" in line for line in stopped.stderr.splitlines())  # the damage, said once in the terminal
+
+
 def test_bad_input_to_explore_is_one_line(trained, vae_lab, tmp_path):
     from test_faults import one_line_error
 

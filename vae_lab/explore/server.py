@@ -7,6 +7,9 @@ from the plotly package itself, so that the page works offline.
 """
 
 import base64
+import json
+import logging
+import math
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -18,9 +21,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from vae_lab.errors import UserError
 from vae_lab.explore.latent import Explorer
 
 STEPS_MOST = 64  # decodings in one interpolation strip
+
+log = logging.getLogger("vae_lab.explore")
 
 
 def pixels(image: np.ndarray) -> dict:
@@ -87,23 +93,33 @@ def app(runs: Runs) -> Starlette:
         body = await request.json()
         started = time.perf_counter()
         found = explorer(request)
-        image = found.decode(found.code(body["gaussian"], body["categories"])[None])[0]
+        image = found.decode(found.code(*point(body, "the body"))[None])[0]
         return JSONResponse({"image": pixels(image), "ms": 1000 * (time.perf_counter() - started)})
 
     async def interpolate(request: Request) -> Response:
         body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError(f"the body: expected an object with start, end and steps, got {shown(body)}")
         found = explorer(request)
-        steps = int(body.get("steps", 10))
-        if not 2 <= steps <= STEPS_MOST:  # said, not silently clamped
-            raise ValueError(f"steps={steps}: expected 2 to {STEPS_MOST} decodings in one strip")
-        ends = [found.code(point["gaussian"], point["categories"]) for point in (body["start"], body["end"])]
+        steps = body.get("steps", 10)
+        if type(steps) is not int or not 2 <= steps <= STEPS_MOST:  # said, not silently clamped
+            raise ValueError(f"steps={shown(steps)}: expected 2 to {STEPS_MOST} decodings in one strip")
+        ends = [found.code(*point(body.get(end), end)) for end in ("start", "end")]
         if body.get("from_images"):  # the images' own codes (category probabilities kept)
-            ends = [found.codes[int(index)] for index in body["from_images"]]
-        images = found.interpolate(*ends, steps, body.get("mode", "linear"))
+            chosen = body["from_images"]
+            if not (isinstance(chosen, list) and len(chosen) == 2 and all(type(i) is int for i in chosen)):
+                raise ValueError(f"from_images={shown(chosen)}: expected two test image numbers")
+            ends = [found.codes[index] for index in chosen]
+        images = found.interpolate(*ends, steps, str(body.get("mode", "linear")))
         return JSONResponse({"images": [pixels(image) for image in images]})
 
     async def failed(request: Request, error: Exception) -> Response:
         return JSONResponse({"error": str(error)}, status_code=400)
+
+    async def unopened(request: Request, error: Exception) -> Response:
+        # A run that cannot be opened (a damaged checkpoint, data moved): one line here and on the page.
+        log.warning("%s", error)
+        return JSONResponse({"error": str(error)}, status_code=409)
 
     return Starlette(routes=[
         Route("/", page), Route("/plotly.min.js", script), Route("/api/runs", listing),
@@ -111,7 +127,24 @@ def app(runs: Runs) -> Starlette:
         Route("/api/runs/{run}/test/{index:int}", test_image),
         Route("/api/runs/{run}/decode", decode, methods=["POST"]),
         Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
-    ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed})
+    ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed, UserError: unopened})
+
+
+def point(value, where: str) -> tuple[list[float], list[int]]:
+    """A point of the latent space as the page sends it, checked: {"gaussian": [finite numbers],
+    "categories": [integers]}."""
+    numbers = value.get("gaussian") if isinstance(value, dict) else None
+    categories = value.get("categories") if isinstance(value, dict) else None
+    if not (isinstance(numbers, list) and all(type(v) in (int, float) and math.isfinite(v) for v in numbers)
+            and isinstance(categories, list) and all(type(c) is int for c in categories)):
+        raise ValueError(f'{where}: expected {{"gaussian": [numbers], "categories": [integers]}}, got {shown(value)}')
+    return numbers, categories
+
+
+def shown(value) -> str:
+    """A request's value as said back in an error: its JSON, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def describe(found: Explorer) -> str:
