@@ -639,6 +639,25 @@ def test_the_python_api_trains_where_it_is_told_once_and_says_where_else(data_ro
     assert f"vae-lab: training into {run.path}" in capsys.readouterr().err
 
 
+def test_a_run_whose_data_moved_is_told_the_option_that_works_and_a_refused_eval_leaves_nothing(
+        vae_lab, data_root, tmp_path):
+    import vae_lab as api
+
+    data, moved, folder = tmp_path / "data", tmp_path / "moved", tmp_path / "run"
+    shutil.copytree(data_root, data)
+    vae_lab("train", f"hydra.run.dir={folder}", f"data.root={data}", "data.download=false", *TINY)
+    data.rename(moved)
+    said = one_line_error(vae_lab("eval", f"run_dir={folder}", *QUICK_EVAL, check=False))
+    assert said == (f"vae-lab: error: data.root={data}: the MNIST this run was trained on is not in "
+                    f"{data / 'MNIST' / 'raw'}; give the folder that holds it now with data_root=PATH")
+    assert not (folder / "eval").exists()  # once an empty eval/eval.log
+    assert one_line_error(vae_lab("explore", str(folder), check=False)).endswith("with --data-root PATH")
+    with pytest.raises(UserError, match=r"with load_run\(\.\.\., data_root=PATH\)$"):
+        api.load_run(folder).splits
+    vae_lab("eval", f"run_dir={folder}", f"data_root={moved}", *QUICK_EVAL, "eval.figures=false")  # the advice works
+    assert (folder / "eval" / "metrics.json").is_file()
+
+
 def test_a_joblib_sweep_of_no_jobs_at_once_is_one_line(vae_lab, tmp_path):
     result = vae_lab("sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1",
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, check=False)

@@ -93,10 +93,14 @@ def claim(checked: plan.Plan, claims: Claims):
         yield
         return
     fresh = not checked.folder.exists()
+    evaluation = RunDir(checked.folder).eval if checked.folder_key == "run_dir" else None  # eval's output
+    fresh_evaluation = evaluation is not None and not evaluation.exists()
     with claims.hold(checked.folder, "sweep folder" if checked.sweep else "run folder"):
         try:
             yield
         except BaseException:
+            if fresh_evaluation and evaluation.is_dir() and {p.name for p in evaluation.iterdir()} <= {"eval.log"}:
+                shutil.rmtree(evaluation, ignore_errors=True)  # its log alone: what the refusal said on stderr
             jobs = [p for p in checked.folder.iterdir() if p.is_dir() and not p.name.startswith(".")]  # not .hydra
             submitted = (checked.folder / ".submitit").exists()  # cluster jobs: their logs, and maybe their writes
             if fresh and not submitted and not any(RunDir(p).holds_a_run for p in [checked.folder, *jobs]):

@@ -15,6 +15,7 @@ import torch
 from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
+from vae_lab.data.mnist import DataMissing
 from vae_lab.device import govern_threads, resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, UserError, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
@@ -66,6 +67,7 @@ def load_model(run: RunDir, config: TrainConfig, device: torch.device, weights: 
 
 
 WEIGHTS = ("best", "last")
+API_DATA_OPTION = "load_run(..., data_root=PATH)"
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Run:
     model: VAE
     epoch: int  # of the weights loaded
     device: torch.device
+    data_option: str = API_DATA_OPTION  # how its reader gives the data's new folder, for a message
     _splits: Optional[Splits] = field(default=None, repr=False)
 
     @property
@@ -88,20 +91,31 @@ class Run:
         """The run's train, validation and test splits (its data config, on its device), loaded
         on first use."""
         if self._splits is None:
-            self._splits = load_splits(self.config.data, self.device)
+            self._splits = trained_data(self.config, self.device, self.data_option)
         return self._splits
 
 
+def trained_data(config: TrainConfig, device: torch.device, option: str) -> Splits:
+    """The splits a run was trained on, read where its config says. Where they are not (the data
+    moved), the error says how to give their folder now: ``option`` (data.root and $VAE_LAB_DATA,
+    which training takes, do not reach a trained run's saved config)."""
+    try:
+        return load_splits(config.data, device)
+    except DataMissing as missing:
+        raise UserError(f"data.root={missing.value}: the MNIST this run was trained on is not in "
+                        f"{Path(missing.value) / 'MNIST' / 'raw'}; give the folder that holds it now with {option}") from None
+
+
 def load_run(path: str | Path, weights: str = "best", device: str | torch.device = "cpu",
-             data_root: Optional[str] = None, key: Optional[str] = None) -> Run:
+             data_root: Optional[str] = None, key: Optional[str] = None, data_option: str = API_DATA_OPTION) -> Run:
     """Open the run folder at ``path`` with its ``best`` (lowest validation loss) or ``last`` weights:
     the one way a trained run is read (`vae-lab eval`, the explorer, the Python API, the benchmarks).
     ``data_root``: read MNIST from there instead of the run's data.root; ``key``: the option that
-    named the folder, for a message about it."""
+    named the folder, and ``data_option`` the way to give ``data_root``, for messages about them."""
     device = torch.device(device)
     run, config, model, checkpoint = open_weights(path, weights, device, data_root, key)
     return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
-               model.eval(), int(checkpoint["epoch"]), device)
+               model.eval(), int(checkpoint["epoch"]), device, data_option)
 
 
 def open_weights(path: str | Path, weights: str, device: torch.device, data_root: Optional[str] = None,
@@ -125,7 +139,7 @@ def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
     device = resolve_device(device_name)
     run, config, model, best = open_weights(run_dir, "best", device, data_root, key="run_dir")
     config.eval = eval_config
-    splits = load_splits(config.data, device)
+    splits = trained_data(config, device, "data_root=PATH")
     log.info("evaluating %s (best epoch %d) on %s", run.path, best["epoch"], device)
     history, snapshots = training_record(run)  # a damaged one costs only its figure
     governor = govern_threads(config.trainer.threads, device)  # as the run was trained

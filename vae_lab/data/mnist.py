@@ -69,12 +69,16 @@ def fetch(root: Path, train: bool, download: bool) -> None:
         # torchvision's own message is a fragment when offline ("Error downloading ...:") and advises
         # download=True otherwise; say once what is missing and the ways to provide it.
         fetched = " and could not be downloaded" if download else ""
-        raise ConfigError(
+        raise DataMissing(
             "data.root", str(root),
             f"MNIST is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
             f"or point data.root or ${DATA_ROOT_ENV} at a folder that has them"
             + ("" if download else ", or allow data.download=true"),
         ) from None
+
+
+class DataMissing(ConfigError):
+    """MNIST is not where data.root says, and was not downloaded there."""
 
 
 def read_idx(path: Path, rank: int) -> torch.Tensor:

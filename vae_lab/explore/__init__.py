@@ -86,7 +86,7 @@ def serve(path: Path, port: Optional[int] = None, host: str = "127.0.0.1", devic
     def open_run(folder: Path) -> Explorer:
         said.info("opening %s: its model, and its test images' codes", folder)
         started = time.perf_counter()
-        found = Explorer(load_run(folder, device=where, data_root=data_root))
+        found = Explorer(load_run(folder, device=where, data_root=data_root, data_option="--data-root PATH"))
         said.info("%s is open (%.1f s)", folder, time.perf_counter() - started)
         return found
 
