@@ -658,6 +658,63 @@ def test_a_run_whose_data_moved_is_told_the_option_that_works_and_a_refused_eval
     assert (folder / "eval" / "metrics.json").is_file()
 
 
+@pytest.fixture
+def read_only():
+    """Makes a folder read-only for vae-lab: a read-only bind mount where this runs as root (root
+    writes through permission bits), else the bits."""
+    mounted = []
+
+    def make(folder: Path) -> None:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+            return
+        if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode:
+            pytest.skip("root here cannot mount: no read-only folder to test with")
+        mounted.append(folder)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder), str(folder)], check=True)
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_folder_is_said_and_what_needs_no_writing_is_offered(vae_lab, tmp_path, read_only):
+    folder, sweep, empty = tmp_path / "run", tmp_path / "sweep", tmp_path / "empty"
+    vae_lab("train", f"hydra.run.dir={folder}", *TINY)
+    vae_lab("sweep", "seed=0,1", f"hydra.sweep.dir={sweep}", *TINY)
+    empty.mkdir()
+    for each in (folder, sweep, empty):
+        read_only(each)
+    said = one_line_error(vae_lab("train", f"hydra.run.dir={empty}", *TINY, check=False))
+    assert said == (f"vae-lab: error: {empty} cannot be written (Read-only file system): a run folder needs a folder "
+                    "vae-lab can write; give a hydra.run.dir you can write")
+    said = one_line_error(vae_lab("train", f"hydra.run.dir={folder}", "trainer.resume=true", *TINY, check=False))
+    assert said.endswith(f"the run there is complete; vae-lab eval run_dir={folder} out_dir=PATH evaluates it again "
+                         "into a folder you can write")
+    said = one_line_error(vae_lab("eval", f"run_dir={folder}", *QUICK_EVAL, check=False))
+    assert said.endswith("; write the evaluation to a folder you can write with out_dir=PATH")
+    out = tmp_path / "evaluated"
+    assert vae_lab("eval", f"run_dir={folder}", f"out_dir={out}", *QUICK_EVAL, "eval.figures=false"
+                   ).stdout.strip().splitlines()[-1] == str(out)
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 1
+    summarized = vae_lab("sweep", "summarize", str(sweep))
+    assert summarized.stdout.startswith(f"# Sweep summary: {sweep}") and "2 of 2 runs complete" in summarized.stdout
+    assert summarized.stderr.strip() == (f"vae-lab: {sweep} cannot be written (Read-only file system): its summary "
+                                         "so far is printed here, not written")
+
+
+def test_summarizing_a_running_sweep_prints_it_and_writes_nothing(vae_lab, tmp_path):
+    sweep = tmp_path / "sweep"
+    vae_lab("sweep", "seed=0,1", f"hydra.sweep.dir={sweep}", *TINY)
+    (sweep / "summary.md").unlink()
+    with claimed(sweep, "sweep folder"):  # as the running sweep holds it
+        summarized = vae_lab("sweep", "summarize", str(sweep))
+    assert summarized.returncode == 0 and "2 of 2 runs complete" in summarized.stdout
+    assert "which summarizes it as it ends: its summary so far is printed here, not written" in summarized.stderr
+    assert not (sweep / "summary.md").exists()
+
+
 def test_a_joblib_sweep_of_no_jobs_at_once_is_one_line(vae_lab, tmp_path):
     result = vae_lab("sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1",
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, check=False)

@@ -37,9 +37,9 @@ from vae_lab.errors import HeldInterrupt, UserError, fail, one_line
 from vae_lab.explore import serve
 from vae_lab.progress import SweepProgress, result
 from vae_lab.reporting import evaluate_run
-from vae_lab.runs import Claims, Role, RunDir, claimed, record_failure, role
+from vae_lab.runs import Claims, FolderInUse, ReadOnlyFolder, Role, RunDir, claimed, record_failure, role
 from vae_lab.summary import failed_runs
-from vae_lab.sweep import summarize
+from vae_lab.sweep import summarize, summary_text
 from vae_lab.training import train
 
 # Set by the process that runs a sweep (see sweep_process); a job running in another process on the
@@ -69,10 +69,24 @@ def train_or_eval(command: str, args: list[str]) -> None:
                 reporting_user_errors(lambda cfg: task(cfg, claims), task.__name__))
             sys.argv = [f"vae-lab {command}", *checked.args]
             app()
+    except ReadOnlyFolder as error:
+        fail(f"{error}; {elsewhere(checked)}")
     except UserError as error:
         fail(str(error), error.exit_status)
     if checked.sweep and checked.folder is not None:
         finish_multirun(checked.folder)
+
+
+def elsewhere(checked: plan.Plan) -> str:
+    """What to do where the command's folder cannot be written."""
+    if checked.folder_key == "run_dir":
+        return "write the evaluation to a folder you can write with out_dir=PATH"
+    if checked.sweep:
+        return "give a hydra.sweep.dir you can write (vae-lab sweep summarize prints a read-only sweep's summary)"
+    if RunDir(checked.folder).is_complete:
+        return (f"the run there is complete; vae-lab eval run_dir={hydra_value(str(checked.folder))} out_dir=PATH "
+                "evaluates it again into a folder you can write")
+    return f"give a {checked.folder_key} you can write"
 
 
 def watching(plan):
@@ -218,8 +232,14 @@ def summarize_command(args: list[str]) -> None:
     if not folder.is_dir():
         fail(f"{args[0]}: no such folder; give the folder of a vae-lab sweep")
     try:
-        with claimed(folder, "sweep folder"):
-            print(summarize(folder))
+        try:
+            with claimed(folder, "sweep folder"):
+                print(summarize(folder))
+        except (FolderInUse, ReadOnlyFolder) as unwritable:  # nothing needs writing to show it
+            print(summary_text(folder), end="")
+            why = (f"is being written by {unwritable.owner}, which summarizes it as it ends"
+                   if isinstance(unwritable, FolderInUse) else f"cannot be written ({unwritable.reason})")
+            print(f"vae-lab: {folder} {why}: its summary so far is printed here, not written", file=sys.stderr)
     except (FileNotFoundError, UserError) as error:
         fail(str(error))
 
@@ -236,13 +256,11 @@ def finish_multirun(folder: Path) -> None:
 
 
 def run_eval(cfg, claims) -> None:
-
     config = typed(cfg)
-    run, metrics = evaluate_run(config.run_dir, config.device, config.eval,
-                                config.data_root)
+    out, metrics = evaluate_run(config.run_dir, config.device, config.eval, config.data_root, config.out_dir)
     log.info("test/nelbo %.2f nats; %s in %s", metrics["test/nelbo"],
-             "metrics and figures" if config.eval.figures else "metrics", run.eval)
-    print(run.eval, flush=True)
+             "metrics and figures" if config.eval.figures else "metrics", out)
+    print(out, flush=True)
 
 
 COMMANDS: dict[str, tuple[str, Callable[[Any, Any], object]]] = {  # command: (config, job of (cfg, claims))

@@ -312,6 +312,7 @@ class EvalRunConfig:
     run_dir: str = checked(Check(lambda v: v != "", "the path of a run folder"))
     device: str = device_choice()
     data_root: Optional[str] = None  # read the data from here instead of the run's data.root
+    out_dir: Optional[str] = None  # where the metrics and figures go (default: RUN_DIR/eval)
     eval: EvalConfig = MISSING
 
 

@@ -176,7 +176,14 @@ def folder_plan(config_name: str, args: list[str], multirun: bool, base) -> Plan
     """The folder the command writes, resolved now and handed to Hydra as the same absolute path
     (so a timestamped default names one folder, claimed before Hydra writes into it)."""
     if config_name == "evaluate":
-        return Plan([*args], RunDir.open(base.run_dir, key="run_dir").path, "run_dir")
+        run = RunDir.open(base.run_dir, key="run_dir").path
+        if base.out_dir is None:
+            return Plan([*args], run, "run_dir")
+        out = Path(str(base.out_dir)).expanduser().resolve()
+        if out == run or out.is_file():
+            raise UserError(f"out_dir={out}: expected a folder of its own for the evaluation (the default is "
+                            f"{run / 'eval'})")
+        return Plan([*args, f"hydra.run.dir={hydra_value(str(out))}"], out, "out_dir")
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         folder = Path(str(base.hydra.sweep.dir if multirun else base.hydra.run.dir)).expanduser().resolve()

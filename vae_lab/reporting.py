@@ -133,9 +133,10 @@ def open_weights(path: str | Path, weights: str, device: torch.device, data_root
     return run, config, model, checkpoint
 
 
-def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
-                 data_root: Optional[str] = None) -> tuple[RunDir, dict[str, float]]:
-    """Reload a finished (or interrupted) run and recompute its metrics and figures into <run>/eval."""
+def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig, data_root: Optional[str] = None,
+                 out_dir: Optional[str] = None) -> tuple[Path, dict[str, float]]:
+    """Reload a finished (or interrupted) run and recompute its metrics and figures into ``out_dir``
+    (default <run>/eval); returns that folder and the metrics."""
     device = resolve_device(device_name)
     run, config, model, best = open_weights(run_dir, "best", device, data_root, key="run_dir")
     config.eval = eval_config
@@ -144,10 +145,11 @@ def evaluate_run(run_dir: str, device_name: str, eval_config: EvalConfig,
     history, snapshots = training_record(run)  # a damaged one costs only its figure
     governor = govern_threads(config.trainer.threads, device)  # as the run was trained
     started = time.perf_counter()
-    metrics = report(model, splits, config, history, snapshots, run.eval / "metrics.json", run.eval,
+    out = Path(out_dir).expanduser().resolve() if out_dir else run.eval
+    metrics = report(model, splits, config, history, snapshots, out / "metrics.json", out,
                      extra={"best_epoch": best["epoch"]}, tick=governor.tick)
     log.info("evaluation took %.1f s", time.perf_counter() - started)
-    return run, metrics
+    return out, metrics
 
 
 def training_record(run: RunDir) -> tuple[list[dict], list[dict]]:

@@ -22,6 +22,7 @@ differ between the members of one population, with one comparer over it (:func:`
 
 import contextlib
 import enum
+import errno
 import fcntl
 import logging
 import os
@@ -55,6 +56,25 @@ def _literal(value: Any) -> Any:
 # ---- one writer per folder ---------------------------------------------------------------------
 
 
+READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class ReadOnlyFolder(UserError):
+    """A folder a command would write cannot be written (permissions, a read-only file system)."""
+
+    def __init__(self, folder: Path, reason: str, what: str):
+        self.folder, self.reason = folder, reason
+        super().__init__(f"{folder} cannot be written ({reason}): a {what} needs a folder vae-lab can write")
+
+
+class FolderInUse(UserError):
+    """A folder another command holds as its writer (``owner``: who, as its lock file says)."""
+
+    def __init__(self, folder: Path, owner: str, what: str):
+        self.folder, self.owner = folder, owner
+        super().__init__(f"{folder} is in use by {owner}: a {what} has one writer at a time; wait for it to finish")
+
+
 class Claims:
     """The folders one command holds as their only writer. Each folder is held through an exclusive
     ``flock`` on its ``.lock`` file, which the kernel releases when the holder exits, however it
@@ -78,15 +98,19 @@ class Claims:
             finally:
                 self._held[folder][1] -= 1
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if error.errno not in READ_ONLY:
+                raise
+            raise ReadOnlyFolder(folder, error.strerror, what) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise UserError(f"{folder} is in use by {owner}: a {what} has one writer at a time; wait for it "
-                            "to finish") from None
+            raise FolderInUse(folder, owner, what) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}{_slurm_job()}\n".encode(), 0)
         self._held[folder] = [fd, 1]

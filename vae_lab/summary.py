@@ -237,15 +237,21 @@ def write_seed_csv(path: Path, groups: list[SeedGroup]) -> None:
 
 
 def write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups: list[SeedGroup]) -> None:
+    text = markdown(path.parent, runs, keys, groups)
+    atomic_write(path, lambda f: f.write(text))
+
+
+def markdown(sweep_dir: Path, runs: list[RunSummary], keys: list[str], groups: list[SeedGroup]) -> str:
+    """summary.md: the sweep's runs, and over seeds where it has them."""
     shown = [m for m in TABLE_METRICS if any(m in r.metrics for r in runs)]
-    lines = [f"# Sweep summary: {path.parent}", "",
+    lines = [f"# Sweep summary: {sweep_dir}", "",
              f"{sum(r.status == 'complete' for r in runs)} of {len(runs)} runs complete. Metrics are on the "
              "test split (nats per image unless named otherwise); rate is the total KL.", ""]
     if groups:
         lines += ["## Over seeds", "", "Mean ± standard deviation over the complete runs of each configuration.",
                   "", *seeds_table(groups, [k for k in keys if not is_replicate(k)], ["rate", *shown]), "", "## Every run", ""]
     lines += runs_table(runs, keys, ["rate", *shown])
-    atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+    return "\n".join(lines) + "\n"
 
 
 def seeds_table(groups: list[SeedGroup], settings: list[str], metrics: list[str]) -> list[str]:

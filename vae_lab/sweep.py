@@ -15,22 +15,36 @@ from omegaconf import DictConfig
 
 from vae_lab.figures.sweep import metrics_against, montage, rate_distortion
 from vae_lab.runs import is_replicate
-from vae_lab.summary import (numeric_key, read_runs, seed_groups, short_key, swept_keys, write_markdown,
-                             write_seed_csv, write_summary_csv)
+from vae_lab.summary import (markdown, numeric_key, read_runs, seed_groups, short_key, swept_keys,
+                             write_markdown, write_seed_csv, write_summary_csv)
 
 log = logging.getLogger(__name__)
 
 
-def summarize(sweep_dir: str | Path) -> Path:
-    """Write summary.csv, summary.md and figures/ for the runs in ``sweep_dir`` (complete or not);
-    a sweep over seeds also gets summary_over_seeds.csv, its mean ± sd table, and error bars."""
+def summary_text(sweep_dir: str | Path) -> str:
+    """summary.md of the runs in ``sweep_dir`` as it stands, written nowhere: for a sweep folder that
+    is still running (its own writer summarizes it as it ends) or cannot be written."""
     sweep_dir = Path(sweep_dir).expanduser().resolve()
+    runs, keys, groups = _read(sweep_dir)
+    return markdown(sweep_dir, runs, keys, groups)
+
+
+def _read(sweep_dir: Path) -> tuple[list, list[str], list]:
     runs = read_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"no runs (*/.hydra/overrides.yaml) under {sweep_dir}")
     swept = swept_keys(runs)
     keys = swept or sorted({k for r in runs for k in r.overrides})  # runs that vary in nothing: all they set
     groups = seed_groups(runs, keys) if any(is_replicate(k) for k in keys) else []
+    return runs, keys, groups
+
+
+def summarize(sweep_dir: str | Path) -> Path:
+    """Write summary.csv, summary.md and figures/ for the runs in ``sweep_dir`` (complete or not);
+    a sweep over seeds also gets summary_over_seeds.csv, its mean ± sd table, and error bars."""
+    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    runs, keys, groups = _read(sweep_dir)
+    swept = swept_keys(runs)
     write_summary_csv(sweep_dir / "summary.csv", runs)
     if groups:
         write_seed_csv(sweep_dir / "summary_over_seeds.csv", groups)
