@@ -790,20 +790,25 @@ def test_ctrl_c_at_start_up_never_claims_an_epoch_was_saved(vae_lab_command, dat
 
 
 
-def test_ctrl_c_in_a_sweep_says_to_rerun_the_sweep(vae_lab_command, data_root, tmp_path):
-    """Not the one run's `vae-lab train ... trainer.resume=true`: the user asked for the sweep."""
+@pytest.mark.parametrize("launcher", ["basic", "stacked"])
+def test_ctrl_c_in_a_sweep_says_to_rerun_the_sweep(vae_lab_command, data_root, tmp_path, launcher):
+    """Not the one run's `vae-lab train ... trainer.resume=true`: the user asked for the sweep. A
+    stacked sweep said only "interrupted"."""
     sweep = tmp_path / "sweep"
     env = {**os.environ, "VAE_LAB_DATA": str(data_root)}
     process = subprocess.Popen([*vae_lab_command, "sweep", "seed=0,1", f"hydra.sweep.dir={sweep}", *TINY,
-                                "trainer.epochs=50"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                                "trainer.epochs=50", f"hydra/launcher={launcher}"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (sweep / "0" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
-    assert "Rerun the same command to continue" in stderr and "Continue with" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "vae-lab: interrupted; every finished epoch is saved. Rerun the same command to continue: the sweep "
+        "skips complete runs and resumes the others"), stderr[-2000:]
+    assert "Traceback" not in stderr
 
 def test_a_bit_flipped_checkpoint_is_damaged_not_a_foreign_object(tiny_run):
     """A flipped bit in the weights loaded without a word: the zip's checksums say it is damaged."""

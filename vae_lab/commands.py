@@ -68,7 +68,12 @@ def train_or_eval(command: str, args: list[str]) -> None:
             app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
                 reporting_user_errors(lambda cfg: task(cfg, claims), task.__name__))
             sys.argv = [f"vae-lab {command}", *checked.args]
-            app()
+            try:
+                app()
+            except KeyboardInterrupt:  # where no job caught it: a stacked population, a launcher waiting
+                if not checked.sweep:
+                    raise
+                sweep_interrupted()
     except ReadOnlyFolder as error:
         fail(f"{error}; {elsewhere(checked)}")
     except UserError as error:
@@ -136,9 +141,7 @@ def run_train(cfg, claims) -> Optional[float]:
                   file=sys.stderr, flush=True)
             sys.exit(130)
         if hydra_config.mode == RunMode.MULTIRUN:  # the run alone is not what the user asked for
-            print("\nvae-lab: interrupted; every finished epoch is saved. Rerun the same command to continue: "
-                  "the sweep skips complete runs and resumes the others", file=sys.stderr, flush=True)
-            sys.exit(130)
+            sweep_interrupted()
         kept = [o for o in hydra_config.overrides.task if role(o.split("=", 1)[0]) is not Role.COMMAND]
         again = [*kept, "trainer.resume=true", f"hydra.run.dir={hydra_value(run_dir)}"]
         print(f"\nvae-lab: interrupted; every finished epoch is saved. Continue with:\n"
@@ -146,6 +149,12 @@ def run_train(cfg, claims) -> Optional[float]:
         sys.exit(130)
     result(run_dir)
     return metrics[config.optimized_metric] if config.optimized_metric else None
+
+
+def sweep_interrupted() -> None:
+    print("\nvae-lab: interrupted; every finished epoch is saved. Rerun the same command to continue: "
+          "the sweep skips complete runs and resumes the others", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 SWEEP_WATCH = "vae-lab sweep watch"  # the thread's name: one per worker process

@@ -75,7 +75,8 @@ class StackedLauncher(Launcher):
         typed = [_typed(c) for c in configs]
         groups = plan_groups([None if t is None else stack_key(t) for t in typed], self.max_members)
         sizes = sorted((len(g) for g in groups), reverse=True)
-        log.info(f"Launching {len(jobs)} jobs as {len(groups)} populations (of {', '.join(map(str, sizes))})")
+        log.info(f"Launching {len(jobs)} jobs as {len(groups)} population{'s' * (len(groups) != 1)} "
+                 f"(of {', '.join(map(str, sizes))})")
         returns: dict[int, JobReturn] = {}
         submitted = []
         for group in groups:
