@@ -175,7 +175,7 @@ def stacked_sweep(tmp_path_factory, vae_lab_command, data_root):
 @pytest.mark.xdist_group("stacked_sweep")
 def test_the_stacked_launcher_trains_a_grid_as_one_population(stacked_sweep):
     sweep_dir, _, first = stacked_sweep
-    assert "Launching 4 jobs as 1 populations (of 4)" in first.stdout + first.stderr
+    assert "Launching 4 jobs as 1 population (of 4)" in first.stdout + first.stderr
     rows = read_summary(sweep_dir)
     assert len(rows) == 4 and all(r["status"] == "complete" for r in rows)
     assert {(r["model.latent_dim"], r["model.beta"]) for r in rows} == {("2", "0.5"), ("2", "1"), ("3", "0.5"), ("3", "1")}
