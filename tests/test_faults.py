@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import N_TRAIN, make_tiny_mnist, write_idx
+from conftest import EXACT, N_TRAIN, make_tiny_mnist, write_idx
 from test_cli import QUICK_EVAL
 from vae_lab.errors import ConfigError, DamagedFile, RunFailed, UserError
 from vae_lab.files import remove_temporary_files
@@ -436,6 +436,30 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(vae_lab_
     assert len(full) == 1 and "no space left on the disk while writing" in full[0] and "trainer.resume=true" in full[0]
     assert "status 1" in result.stdout and "Traceback" not in result.stderr
     assert "metrics.json" in result.stdout and ".tmp" not in result.stdout
+
+
+def test_a_full_disk_while_writing_last_pt_leaves_a_run_that_resumes_as_advised(train_config, tmp_path, monkeypatch):
+    """Once best.pt was written and last.pt was not: the message's trainer.resume=true was refused."""
+    from vae_lab import files
+    from vae_lab.training import train
+
+    real = files.tempfile.mkstemp
+
+    def full_disk(*args, prefix: str = "", **kwargs):
+        if prefix.startswith(".last.pt."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, prefix=prefix, **kwargs)
+
+    folder = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(files.tempfile, "mkstemp", full_disk)
+        with pytest.raises(OSError):
+            train(train_config(*TINY, *EXACT), str(folder))
+    assert not (folder / "checkpoints" / "best.pt").exists()  # neither of the pair: as before the epoch
+    resumed = train(train_config(*TINY, *EXACT, "trainer.resume=true"), str(folder))
+    alone = train(train_config(*TINY, *EXACT), str(tmp_path / "alone"))
+    assert resumed["test/nelbo"] == alone["test/nelbo"]
+    assert not list(folder.rglob(".*.tmp"))
 
 
 @pytest.mark.xdist_group("killed_sweep")

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from vae_lab.checkpoints import best_state, resumable_state, save_checkpoint
+from vae_lab.checkpoints import best_state, resumable_state, save_checkpoints
 from vae_lab.config import as_dict
 from vae_lab.errors import RunFailed
 from vae_lab.evaluate import each_model, evaluating, loss_terms
@@ -118,10 +118,12 @@ class Checkpoints(Callback):
     def on_member_epoch_end(self, loop: Loop, member: Member, row: dict) -> None:
         splits = loop.splits
         val_loss = row.get("val/loss", -math.inf)  # without a validation split the latest epoch is the best
+        states = {}
         if val_loss <= member.best["val/loss"]:
             member.best = {"epoch": row["epoch"], "val/loss": val_loss}
-            save_checkpoint(member.run.best_checkpoint, best_state(member, row["epoch"], splits))
-        save_checkpoint(member.run.last_checkpoint, resumable_state(member, splits.fingerprint))
+            states[member.run.best_checkpoint] = best_state(member, row["epoch"], splits)
+        states[member.run.last_checkpoint] = resumable_state(member, splits.fingerprint)
+        save_checkpoints(states)  # both or neither: a full disk leaves the pair that resumes
         write_jsonl(member.run.metrics_per_epoch, member.history)
 
 

@@ -14,17 +14,21 @@ import torch
 
 from vae_lab.config import as_dict
 from vae_lab.errors import DamagedFile
-from vae_lab.files import atomic_write
+from vae_lab.files import atomic_writes
 
 CHECKPOINT_FORMAT = 1
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Serialised in memory first: torch.save's own writer reports a full disk as an anonymous
-    RuntimeError, and Python's file writes raise the OSError (ENOSPC) that the CLI explains."""
-    buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()), binary=True)
+def save_checkpoints(states: dict[Path, dict]) -> None:
+    """Checkpoints written as one step (an epoch's best.pt and last.pt): a full disk leaves both as
+    they were, so that the run resumes where they say. Serialised in memory first: torch.save's own
+    writer reports a full disk as an anonymous RuntimeError, and Python's file writes raise the
+    OSError (ENOSPC) that the CLI explains."""
+    buffers = {}
+    for path, state in states.items():
+        buffers[path] = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, buffers[path])
+    atomic_writes([(path, lambda f, b=buffer: f.write(b.getbuffer()), True) for path, buffer in buffers.items()])
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", remedy: str = "") -> dict:

@@ -22,19 +22,34 @@ _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_write's mks
 
 def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_writes([(path, write, binary)])
+
+
+def atomic_writes(files: list[tuple[Path, Callable[[Any], None], bool]]) -> None:
+    """Several files as one step: each (path, write, binary) written in full to a temporary file
+    beside it and flushed to disk, then all renamed into place, in order. A write that fails (a full
+    disk) leaves every one of them as it was."""
+    written: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
-            error.filename = str(path)  # a write through a file object names no file
+        for path, write, binary in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            written.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb" if binary else "w") as file:
+                    write(file)
+                    file.flush()
+                    os.fsync(file.fileno())
+            except OSError as error:
+                if error.filename is None:
+                    error.filename = str(path)  # a write through a file object names no file
+                raise
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
