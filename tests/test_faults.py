@@ -739,6 +739,19 @@ def test_summarizing_a_running_sweep_prints_it_and_writes_nothing(vae_lab, tmp_p
     assert not (sweep / "summary.md").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there to load onto")
+def test_loading_onto_a_gpu_that_is_not_there_says_so(tiny_run, vae_lab):
+    """Not "the best weights ... are lost": the file is fine."""
+    import vae_lab as api
+
+    folder, _ = tiny_run
+    with pytest.raises(UserError) as refused:
+        api.load_run(folder, device="cuda")
+    assert str(refused.value) == "device=cuda: no CUDA GPU is visible on this machine; use cpu or auto"
+    assert one_line_error(vae_lab("eval", f"run_dir={folder}", "device=cuda", check=False)).startswith(
+        "vae-lab: error: device=cuda: no CUDA GPU is visible on this machine")
+
+
 def test_a_joblib_sweep_of_no_jobs_at_once_is_one_line(vae_lab, tmp_path):
     result = vae_lab("sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "seed=0,1",
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, check=False)

@@ -30,7 +30,8 @@ def resolve_device(name: str, option: str = "device") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"{option} {name}: no CUDA GPU is visible on this machine; use cpu or auto")
+        given = f"{option} {name}" if option.startswith("--") else f"{option}={name}"  # a flag, or a setting
+        raise UserError(f"{given}: no CUDA GPU is visible on this machine; use cpu or auto")
     return torch.device(name)
 
 

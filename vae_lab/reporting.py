@@ -112,7 +112,7 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     the one way a trained run is read (`vae-lab eval`, the explorer, the Python API, the benchmarks).
     ``data_root``: read MNIST from there instead of the run's data.root; ``key``: the option that
     named the folder, and ``data_option`` the way to give ``data_root``, for messages about them."""
-    device = torch.device(device)
+    device = device if isinstance(device, torch.device) else resolve_device(str(device))
     run, config, model, checkpoint = open_weights(path, weights, device, data_root, key)
     return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
                model.eval(), int(checkpoint["epoch"]), device, data_option)
