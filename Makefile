@@ -1,7 +1,6 @@
 # vae-lab, on a fresh machine:  `make train` runs the default training job, `make test` the tests.
-# Both create the virtual environment .venv first (once; again when pyproject.toml changes). The
-# editable install is setuptools' "compat" mode: the checkout itself goes on sys.path, so that Hydra's
-# plugin scan finds hydra_plugins/vae_lab_stacked_launcher (it does not walk the default mode's hook).
+# Both create the virtual environment .venv first (once; again when pyproject.toml changes), with an
+# editable install of the checkout (pip's default mode, in which Hydra finds hydra_plugins/ too).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,9 +24,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
-	# setuptools calls compat mode "transitional" and warns; it is the mode Hydra's plugin scan works with.
-	PYTHONWARNINGS="ignore:Compat editable installs" \
-	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
+	# setuptools warns at every editable install that a folder named like a package may shadow it
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")

@@ -1,10 +1,13 @@
-"""`pip install .` (a real wheel, not the editable install) ships conf/ and runs from any folder."""
+"""`pip install .` (a real wheel, not the editable install) ships conf/ and runs from any folder, and
+Hydra finds vae-lab's plugins in every way of installing it."""
 
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,3 +54,37 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
         cwd=elsewhere, env={"PYTHONPATH": f"{site}:{':'.join(p for p in sys.path[1:] if p != str(REPO))}",
                             "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert f"{site}/hydra_plugins/vae_lab_stacked_launcher/stacked_launcher.py" in found.stdout, found.stdout + found.stderr
+
+
+@pytest.mark.parametrize("mode", ["default", "compat", "strict"])
+def test_hydra_finds_the_plugins_in_every_editable_install(tmp_path, mode):
+    """`pip install -e .` in setuptools' default mode, the way most researchers install a checkout,
+    once left hydra/launcher=stacked and hydra/sweeper=vae_lab_optuna unknown: only compat mode
+    (the Makefile's) put the plugins where Hydra's scan looks."""
+    source = tmp_path / "source"
+    for folder in ("vae_lab", "conf", "hydra_plugins"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / file, source / file)
+    venv = tmp_path / "venv"  # an environment of its own, with this one's packages (not its vae-lab) as a path
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "dependencies.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    python = str(venv / "bin" / "python")
+    settings = [] if mode == "default" else ["--config-settings", f"editable_mode={mode}"]
+    installed = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                                "--ignore-installed", "-e", str(source), *settings],
+                               cwd=tmp_path, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    found = subprocess.run(
+        [python, "-c", "import sys; from hydra.core.plugins import Plugins; from hydra.plugins.launcher import Launcher; "
+                       "from hydra.plugins.sweeper import Sweeper; print('\\n'.join(sys.modules[p.__module__].__file__ "
+                       "for kind in (Launcher, Sweeper) for p in Plugins.instance().discover(kind)))"],
+        cwd=elsewhere, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr[-3000:]
+    files = found.stdout.split()
+    for plugin in ("vae_lab_stacked_launcher/stacked_launcher.py", "vae_lab_slurm_launcher/slurm_launcher.py",
+                   "vae_lab_optuna_sweeper/optuna_sweeper.py"):
+        assert any(f.endswith(f"hydra_plugins/{plugin}") and str(REPO) not in f for f in files), (plugin, files)
