@@ -30,6 +30,7 @@ $(VENV)/.installed: pyproject.toml
 
 train: install  ## the main job: one default training run (pass overrides as ARGS="k=v ...")
 	$(BIN)/vae-lab train $(ARGS)
+	@echo "vae-lab is in $(BIN): 'source $(BIN)/activate' puts it on the PATH (or call $(BIN)/vae-lab)" >&2
 
 test: install  ## the whole test suite, one worker per core (about 11 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -n auto --dist loadgroup

@@ -126,7 +126,7 @@ def test_config_yaml_records_the_resolved_absolute_data_root(finished_run, data_
 @pytest.mark.xdist_group("finished_run")
 def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_lab, tmp_path):
     run_dir, _ = finished_run
-    result = vae_lab("eval", f"run_dir={run_dir}", *QUICK_EVAL)
+    result = vae_lab("eval", str(run_dir), *QUICK_EVAL)  # as the findings pages write it: a plain path
     assert Path(result.stdout.strip().splitlines()[-1]) == run_dir / "eval"
     recomputed = json.loads((run_dir / "eval" / "metrics.json").read_text())
     original = json.loads((run_dir / "metrics.json").read_text())
@@ -144,6 +144,9 @@ def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_
     ("model.latent_dim=0", "model.latent_dim=0: expected a number >= 1"),
     ("model.beta=-1", "model.beta=-1.0: expected a number >= 0"),
     ("trainer.batch_size=0", "trainer.batch_size=0: expected a number >= 1"),
+    ("model.beta=abc", "model.beta=abc: expected a number\n"),  # not OmegaConf's "could not be converted to Float"
+    ("trainer.epochs=1.5", "trainer.epochs=1.5: expected a whole number\n"),
+    ("eval.figures=maybe", "eval.figures=maybe: expected true or false\n"),
     pytest.param("trainer.device=cuda", "trainer.device=cuda: no CUDA GPU is visible",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])

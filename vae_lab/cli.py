@@ -15,7 +15,7 @@ USAGE = """usage: vae-lab COMMAND [KEY=VALUE ...] [hydra options]
 
 commands:
   train   train one model:             vae-lab train model.latent_dim=2 data=color_mnist
-  eval    re-evaluate a finished run:  vae-lab eval run_dir=outputs/2026-01-01/12-00-00
+  eval    re-evaluate a finished run:  vae-lab eval outputs/2026-01-01/12-00-00 (or run_dir=...)
   sweep   train many and summarize:    vae-lab sweep sweep=latent_dims hydra/launcher=joblib
           (re)summarize a sweep:       vae-lab sweep summarize outputs/multirun/2026-01-01/12-00-00
   reproduce  rerun the write-ups:      vae-lab reproduce [--quick] (writes docs/findings/results.md)
@@ -49,6 +49,8 @@ def run_command(argv: list[str]) -> None:
         if not any(a.startswith("trainer.resume=") for a in args):
             args = with_override(args, "trainer.resume=true")
         args, command = ["--multirun", *args], "train"
+    if command == "eval" and args and not args[0].startswith("-") and ("=" not in args[0] or os.path.isdir(args[0])):
+        args = [f"run_dir={args[0]}", *args[1:]]  # `vae-lab eval RUN`, as explore and summarize take a folder
     if command not in ("train", "eval", "sweep", "reproduce", "explore"):
         fail(f"unknown command {command!r}: expected one of train, eval, sweep, reproduce, explore")
     if command in ("train", "eval") and ("--help" in args or "-h" in args):

@@ -6,6 +6,7 @@ anything heavy.
 """
 
 import dataclasses
+import re
 import signal
 import sys
 from pathlib import Path
@@ -84,6 +85,9 @@ def missing_key(error: Exception) -> "str | None":
     return key if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key else None
 
 
+TYPE_NAMES = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false"}
+
+
 def one_line(error: Exception) -> str:
     """The gist of an error in one line: for a config error, the key, the value and what is wrong."""
     from hydra.errors import MissingConfigException
@@ -104,6 +108,10 @@ def one_line(error: Exception) -> str:
         return f"{key}: no such key" + (f" in {group}; its keys are {', '.join(known)}" if known else "")
     if isinstance(cause, OmegaConfBaseException) and key:
         message = (getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
+        kind = re.match(r"Value '.*' (?:of type '\w+' could not be converted to (\w+)|is not a valid (bool))", message)
+        if kind:  # OmegaConf's wording, in the words the other checks use
+            name = kind.group(1) or "Boolean"
+            message = f"expected {TYPE_NAMES.get(name, name.lower())}"
         return f"{key}={cause.value}: {message}" if cause.value is not None else f"{key}: {message}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return ": ".join(lines[:2]) if lines and "parsing override" in lines[0] else (lines or [repr(error)])[0]
