@@ -16,7 +16,7 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
     source = tmp_path / "source"  # build from a copy: the build leaves files beside the sources
     for folder in ("vae_lab", "conf", "hydra_plugins"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for file in ("pyproject.toml", "README.md"):
+    for file in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / file, source / file)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--no-build-isolation",
                             "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
@@ -35,6 +35,7 @@ def test_the_wheel_ships_every_config_and_runs_from_another_folder(tmp_path):
     assert "vae_lab/explore/static/index.html" in shipped  # the explorer's page
     assert "hydra_plugins/vae_lab_stacked_launcher/stacked_launcher.py" in shipped  # hydra/launcher=stacked
     assert any(name.endswith("entry_points.txt") for name in shipped)
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in shipped)  # MIT, with every copy
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
@@ -64,7 +65,7 @@ def test_hydra_finds_the_plugins_in_every_editable_install(tmp_path, mode):
     source = tmp_path / "source"
     for folder in ("vae_lab", "conf", "hydra_plugins"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for file in ("pyproject.toml", "README.md"):
+    for file in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / file, source / file)
     venv = tmp_path / "venv"  # an environment of its own, with this one's packages (not its vae-lab) as a path
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
