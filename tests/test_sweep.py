@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -61,6 +62,7 @@ def test_a_joblib_sweep_writes_a_row_per_run_and_the_figures(joblib_sweep):
     for figure in ("rate_distortion.png", "metrics_vs_latent_dim.png", "metrics_vs_beta.png", "montage.png"):
         assert (sweep_dir / "figures" / figure).stat().st_size > 10_000, figure
     assert first.stdout.strip().splitlines()[-1] == str(sweep_dir.resolve())
+    assert "vae-lab: Ranked by val/nelbo (lower is better): the best run is " in first.stderr  # its closing lines
 
 
 @pytest.mark.xdist_group("joblib_sweep")
@@ -205,9 +207,61 @@ def test_runs_that_differ_only_in_seed_are_summarised_as_mean_and_sd(tmp_path):
         assert float(rows[str(latent)]["test/nelbo_sd"]) == pytest.approx(values.std(ddof=1))
     table = (tmp_path / "summary.md").read_text()
     assert "| 2 | 3 | 12.3 ± 0.36 | 123 ± 3.6 |" in table and "## Every run" in table
+    # Ranked by test/nelbo (no validation split here): latent 8 first, beyond the spread (102.0 ± 2.6
+    # against 123.0 ± 3.6), in the sentence and in both tables.
+    assert ("Ranked by test/nelbo (lower is better): model.latent_dim=8 (102.0 ± 2.6): best beyond the spread "
+            "over seeds.") in table
+    assert table.index("| 8 | 3 |") < table.index("| 2 | 3 |")
+    assert table.index("| 4 | 8 | 1 |") < table.index("| 3 | 8 | 0 |") < table.index("| 5 | 8 | 2 |") < table.index("| 0 | 2 |")
     assert (tmp_path / "figures" / "metrics_vs_latent_dim.png").is_file()
     assert not (tmp_path / "figures" / "metrics_vs_seed.png").exists()
 
+
+
+def _runs(values: dict[tuple[str, str], dict]) -> list:
+    from vae_lab.summary import RunSummary
+
+    return [RunSummary(str(number), Path("/nowhere") / str(number), {"model.beta": beta, "seed": seed}, "complete", metrics)
+            for number, ((beta, seed), metrics) in enumerate(values.items())]
+
+
+def test_a_ranking_takes_the_metrics_direction_and_says_how_clearly_the_best_leads():
+    from vae_lab.summary import Ranking, RunSummary, ranking, seed_groups
+
+    runs = _runs({("1", "0"): {"val/nelbo": 100.0, "test/probe_acc": 0.9}, ("1", "1"): {"val/nelbo": 104.0},
+                  ("4", "0"): {"val/nelbo": 101.0}, ("4", "1"): {"val/nelbo": 103.0}})
+    rank = ranking(runs)
+    assert (rank.metric, rank.direction) == ("val/nelbo", "lower")  # validation first: what chose best.pt
+    groups = seed_groups(runs, ["model.beta", "seed"])
+    assert rank.verdict(runs, ["model.beta", "seed"], groups) == (
+        "Ranked by val/nelbo (lower is better): model.beta=1 (102.0 ± 2.8): best mean, within the spread of another.")
+    single = [r for r in runs if r.overrides["seed"] == "0"]
+    assert rank.verdict(single, ["model.beta"], []) == (
+        "Ranked by val/nelbo (lower is better): the best run is 0 (model.beta=1) at 100.0, one run per setting "
+        "(no spread over seeds to tell a difference from).")
+    one_seed = seed_groups(single, ["model.beta", "seed"])
+    assert rank.verdict(single, ["model.beta", "seed"], one_seed).endswith(
+        "one seed each, so no difference can be told from the spread.")
+    accuracy = [RunSummary(r.name, r.path, r.overrides, r.status, {"test/nelbo": 1.0, "test/probe_acc": acc})
+                for r, acc in zip(single, (0.7, 0.9))]
+    assert ranking(accuracy).metric == "test/nelbo"
+    assert [r.name for r in Ranking("test/probe_acc", False).measured(accuracy)] == ["2", "0"]  # higher first
+    incomplete = [RunSummary("9", Path("/nowhere"), {}, "incomplete (1/10 epochs)", {})]
+    assert ranking(incomplete) is None
+
+
+def test_a_sweep_ranks_by_the_objective_its_runs_were_optimised_for(tmp_path):
+    from vae_lab.summary import closing_verdict
+
+    for number, (accuracy, nelbo) in enumerate([(0.8, 100.0), (0.9, 120.0)]):
+        run = tmp_path / str(number)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- model.beta={number + 1}\n")
+        (run / "config.yaml").write_text("optimized_metric: test/probe_acc\nseed: 0\nmodel: {beta: %d}\n" % (number + 1)
+                                         + "".join(f"{part}: {{}}\n" for part in ("backbone", "data", "trainer", "eval")))
+        (run / "metrics.json").write_text(json.dumps({"test/nelbo": nelbo, "test/probe_acc": accuracy}))
+    assert closing_verdict(tmp_path).startswith(
+        "Ranked by test/probe_acc (higher is better): the best run is 1 (model.beta=2) at 0.9000")
 
 
 def test_a_sweep_over_seeds_alone_gets_markdown_tables_with_as_many_cells_as_columns(tmp_path):

@@ -38,7 +38,7 @@ from vae_lab.explore import serve
 from vae_lab.progress import SweepProgress, result
 from vae_lab.reporting import evaluate_run
 from vae_lab.runs import Claims, FolderInUse, ReadOnlyFolder, Role, RunDir, claimed, record_failure, role
-from vae_lab.summary import failed_runs
+from vae_lab.summary import closing_verdict, failed_runs
 from vae_lab.sweep import summarize, summary_text
 from vae_lab.training import train
 
@@ -243,7 +243,11 @@ def summarize_command(args: list[str]) -> None:
     try:
         try:
             with claimed(folder, "sweep folder"):
-                print(summarize(folder))
+                summarize(folder)
+            verdict = closing_verdict(folder)
+            if verdict is not None:
+                print(f"vae-lab: {verdict}", file=sys.stderr, flush=True)
+            print(folder)
         except (FolderInUse, ReadOnlyFolder) as unwritable:  # nothing needs writing to show it
             print(summary_text(folder), end="")
             why = (f"is being written by {unwritable.owner}, which summarizes it as it ends"
@@ -256,6 +260,9 @@ def summarize_command(args: list[str]) -> None:
 def finish_multirun(folder: Path) -> None:
     """After a multirun (summarized as it ended): print the sweep folder last; exit 1 if any job
     failed (each left error.txt, and the summary lists them)."""
+    verdict = closing_verdict(folder)
+    if verdict is not None:
+        print(f"vae-lab: {verdict}", file=sys.stderr, flush=True)
     print(folder, flush=True)
     failed = failed_runs(folder)
     if failed:

@@ -242,16 +242,133 @@ def write_markdown(path: Path, runs: list[RunSummary], keys: list[str], groups: 
 
 
 def markdown(sweep_dir: Path, runs: list[RunSummary], keys: list[str], groups: list[SeedGroup]) -> str:
-    """summary.md: the sweep's runs, and over seeds where it has them."""
+    """summary.md: the sweep's runs, and over seeds where it has them, best first by its ranking."""
+    rank = ranking(runs)
     shown = [m for m in TABLE_METRICS if any(m in r.metrics for r in runs)]
+    if rank is not None and rank.metric not in shown:
+        shown.insert(0, rank.metric)
     lines = [f"# Sweep summary: {sweep_dir}", "",
              f"{sum(r.status == 'complete' for r in runs)} of {len(runs)} runs complete. Metrics are on the "
              "test split (nats per image unless named otherwise); rate is the total KL.", ""]
+    if rank is not None:
+        lines += [rank.verdict(runs, keys, groups) + " Tables list the best first.", ""]
+        runs, groups = rank.runs_in_order(runs), rank.groups_in_order(groups)
+    best = rank.runs_in_order(runs)[0].name if rank is not None and rank.measured(runs) and not groups else None
     if groups:
         lines += ["## Over seeds", "", "Mean ± standard deviation over the complete runs of each configuration.",
                   "", *seeds_table(groups, [k for k in keys if not is_replicate(k)], ["rate", *shown]), "", "## Every run", ""]
-    lines += runs_table(runs, keys, ["rate", *shown])
+    lines += runs_table(runs, keys, ["rate", *shown], best)
     return "\n".join(lines) + "\n"
+
+
+# ---- ranking ----------------------------------------------------------------------------------------
+
+# What a sweep's runs are ranked by where they name no optimized_metric of their own: the validation
+# NELBO (by which each run chose its best.pt), else the test NELBO.
+RANKED_BY = ("val/nelbo", "test/nelbo")
+# The metrics that are better lower, by the last part of their name; any other is better higher.
+LOWER_IS_BETTER = ("loss", "nelbo", "nll", "nll_se", "bits_per_dim", "recon", "kl", "kl_disc", "mse", "fd")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How a sweep's runs are ordered: by ``metric``, lower or higher first."""
+
+    metric: str
+    lower_is_better: bool
+
+    @property
+    def direction(self) -> str:
+        return "lower" if self.lower_is_better else "higher"
+
+    def measured(self, runs: list[RunSummary]) -> list[RunSummary]:
+        """The complete runs that report the metric, best first."""
+        found = [r for r in runs if r.status == "complete" and _number(r.metrics.get(self.metric))]
+        return sorted(found, key=lambda r: r.metrics[self.metric] * (1 if self.lower_is_better else -1))
+
+    def runs_in_order(self, runs: list[RunSummary]) -> list[RunSummary]:
+        measured = self.measured(runs)
+        return measured + [r for r in runs if r not in measured]
+
+    def groups_in_order(self, groups: list[SeedGroup]) -> list[SeedGroup]:
+        def key(group: SeedGroup) -> float:
+            mean = group.spread(self.metric)[0]
+            return math.inf if math.isnan(mean) else mean * (1 if self.lower_is_better else -1)
+        return sorted(groups, key=key)
+
+    def verdict(self, runs: list[RunSummary], keys: list[str], groups: list[SeedGroup]) -> str:
+        """One sentence: the best run (or configuration, over seeds) by the metric, and how clearly."""
+        head = f"Ranked by {self.metric} ({self.direction} is better):"
+        if groups:
+            measured = [(g, Measured(tuple(r.metrics[self.metric] for r in g.runs if _number(r.metrics.get(self.metric)))))
+                        for g in self.groups_in_order(groups)]
+            measured = [(g, m) for g, m in measured if m.values]
+            if not measured:
+                return f"{head} no complete run reports it."
+            (best, top), rest = measured[0], measured[1:]
+            beyond = [top.below(m) if self.lower_is_better else top.above(m) for _, m in rest]
+            seeds = min(len(m.values) for _, m in measured)
+            how = ("the only configuration measured" if not rest else
+                   "one seed each, so no difference can be told from the spread" if seeds < 2 else
+                   "best beyond the spread over seeds" if all(beyond) else "best mean, within the spread of another")
+            return f"{head} {_settings(best.settings)} ({_value(top)}): {how}."
+        ordered = self.measured(runs)
+        if not ordered:
+            return f"{head} no complete run reports it."
+        best = ordered[0]
+        alone = ", one run per setting (no spread over seeds to tell a difference from)" if len(ordered) > 1 else ""
+        return (f"{head} the best run is {best.name} ({label(best, keys)}) at "
+                f"{_value(Measured((best.metrics[self.metric],)))}{alone}.")
+
+
+def ranking(runs: list[RunSummary]) -> Optional[Ranking]:
+    """The sweep's ranking: by the optimized_metric its runs name (a sweeper's objective), else by
+    :data:`RANKED_BY`; None where no complete run reports any of them."""
+    complete = [r for r in runs if r.status == "complete"]
+    metric = _optimized_metric(complete) or next((m for m in RANKED_BY if any(m in r.metrics for r in complete)), None)
+    return None if metric is None else Ranking(metric, metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER)
+
+
+def closing_verdict(sweep_dir: Path) -> Optional[str]:
+    """The ranking's sentence for a sweep folder as it stands (None: nothing to rank), for the lines
+    a sweep ends with."""
+    runs = read_runs(Path(sweep_dir))
+    rank = ranking(runs)
+    if rank is None:
+        return None
+    keys = swept_keys(runs)
+    groups = seed_groups(runs, keys) if any(is_replicate(k) for k in keys) else []
+    return rank.verdict(runs, keys, groups)
+
+
+def label(run: RunSummary, keys: list[str]) -> str:
+    """A run as its sweep tells it apart: the swept settings it has."""
+    return _settings({k: run.overrides[k] for k in keys if k in run.overrides})
+
+
+def _settings(settings: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "as configured"
+
+
+def _optimized_metric(complete: list[RunSummary]) -> Optional[str]:
+    for run in complete[:1]:
+        try:
+            return RunDir(run.path).read_config().get("optimized_metric")
+        except (DamagedFile, OSError, AttributeError):
+            return None
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _value(measured: "Measured") -> str:
+    """Four significant digits of the mean, and at least two of the spread."""
+    digits = 3 - int(math.floor(math.log10(abs(measured.mean)))) if measured.mean else 3
+    if measured.sd > 0:
+        digits = max(digits, 1 - int(math.floor(math.log10(measured.sd))))
+    return format(measured, f".{min(max(digits, 0), 6)}f")
 
 
 def seeds_table(groups: list[SeedGroup], settings: list[str], metrics: list[str]) -> list[str]:
@@ -263,11 +380,12 @@ def seeds_table(groups: list[SeedGroup], settings: list[str], metrics: list[str]
     return lines
 
 
-def runs_table(runs: list[RunSummary], keys: list[str], metrics: list[str]) -> list[str]:
-    """A markdown table: a row per run, its settings, status and metrics (4 significant digits)."""
+def runs_table(runs: list[RunSummary], keys: list[str], metrics: list[str], best: Optional[str] = None) -> list[str]:
+    """A markdown table: a row per run, its settings, status and metrics (4 significant digits);
+    the run named ``best`` is marked so."""
     lines = _table_head(["run", *keys, "status", *metrics])
     for r in runs:
-        lines.append(_row([r.name, *(r.overrides.get(k, "") for k in keys), r.status,
+        lines.append(_row([f"**{r.name}** (best)" if r.name == best else r.name, *(r.overrides.get(k, "") for k in keys), r.status,
                            *(_cell(r.rate if m == "rate" else r.metrics.get(m), 4) for m in metrics)]))
     return lines
 
