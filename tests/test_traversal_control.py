@@ -111,3 +111,16 @@ def test_on_grey_images_only_the_digit_is_measured():
     found = traversal_control(GreyModel(), reference, test)
     assert set(found) == {"traversal_control", "digit_control", "digit_control_by"}
     assert found["digit_control_by"] == "z2"
+
+
+def test_metrics_json_lists_coordinates_in_their_order(tmp_path):
+    """z1, z2, ..., z10, z11: sorted as text, metrics.json put z10 and z11 between z1 and z2."""
+    import json
+
+    from vae_lab.files import write_json
+
+    table = {f"z{d}": {"digit_change": d / 100} for d in range(12, 0, -1)} | {"c2": {}, "c1": {}}
+    write_json(tmp_path / "metrics.json", {"test/traversal_control": table, "test/digit_control": 0.1})
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(written) == ["test/digit_control", "test/traversal_control"]
+    assert list(written["test/traversal_control"]) == ["c1", "c2", *(f"z{d}" for d in range(1, 13))]

@@ -65,7 +65,21 @@ def remove_temporary_files(folder: Path, recursive: bool = True) -> int:
 
 
 def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda f: json.dump(data, f, indent=2, sort_keys=True))
+    """Keys in natural order at every depth: z1, z2, ..., z10 (sorted as text, z10 came before z2)."""
+    atomic_write(path, lambda f: json.dump(naturally_sorted(data), f, indent=2))
+
+
+def naturally_sorted(data: Any) -> Any:
+    """``data`` with every mapping's keys in natural order: numbers within them compared as numbers."""
+    if isinstance(data, dict):
+        return {key: naturally_sorted(data[key]) for key in sorted(data, key=_natural)}
+    if isinstance(data, list):
+        return [naturally_sorted(item) for item in data]
+    return data
+
+
+def _natural(key: Any) -> tuple:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(key)))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
