@@ -375,4 +375,67 @@ def test_a_ranking_names_the_best_configuration_only_beyond_the_spread():
     assert "model=combined 0.1300 ± 0.0100, model=combined, share_encoder=False 0.1200 ± 0.0100" in clear
     close = rankings(write_up, runs(0.125))[0]
     assert "model=discrete highest mean, within the spread of another" in close
-    assert rankings(write_up, runs(0.3))[1] == "test/sap: fewer than two configurations measured"
+    assert rankings(write_up, runs(0.3))[1] == "test/sap: fewer than two configurations measured (4 missing)"
+
+
+# ---- the judge's edge cases -------------------------------------------------------------------------
+
+
+def test_quick_mode_never_says_holds_even_where_another_claim_lacks_its_number():
+    values = satisfying(SEED003.claims)
+    runs = runs_with(values, seeds=(0,))
+    for r in runs.all:
+        r.metrics.pop("test/ssim", None)
+    text = judge(SEED003, runs).markdown()
+    assert "- holds:" not in text and "agrees on seed 0" in text and "not judged" in text
+
+
+def test_a_write_up_without_claims_is_not_judged_rather_than_holding():
+    import dataclasses
+
+    verdict = judge(dataclasses.replace(SEED003, claims=()), latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9)))
+    assert verdict.summary == "Not judged" and "no claim to judge" in verdict.markdown()
+    assert "0 of 0" not in verdict.markdown()
+
+
+def test_a_nan_metric_leaves_its_claim_unjudged_and_names_the_run():
+    runs = latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))
+    runs.all[1].metrics["test/mse"] = math.nan  # latent 4, seed 0
+    verdict = judge(SEED003, runs)
+    assert verdict.summary == "Not judged"
+    assert "test/mse of latent_dim=4: not a finite number in run 4-0" in verdict.markdown()
+
+
+def test_no_spread_on_either_side_does_not_make_rounding_a_difference():
+    same = Measured((0.25, 0.25, 0.25))
+    assert not same.below(Measured((0.25 + 1e-12,) * 3)) and not Measured((0.25 + 1e-12,) * 3).above(same)
+    assert same.below(Measured((0.26,) * 3))
+
+
+def test_an_unplanned_seed_is_reported_not_averaged_in():
+    runs = latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9))
+    runs.all.append(run("2-9", {"test/mse": 10.0, "test/ssim": 0.0, "test/psnr": -10.0}, 9, latent_dim="2"))
+    verdict = judge(SEED003, Runs(runs.all, seeds=("0", "1", "2")))
+    assert verdict.summary == "Holds", verdict.markdown()  # seed 9's absurd numbers are not in the means
+    assert "Left out, as no configuration was planned with their seed: run 2-9 (seed 9)." in verdict.markdown()
+
+
+def test_a_judge_with_no_planned_seeds_judges_nothing():
+    verdict = judge(SEED003, Runs(latent_sizes((0.05, 0.03, 0.01), (0.6, 0.7, 0.9)).all, seeds=()))
+    assert verdict.summary == "Not judged" and "could not be composed" in verdict.markdown()
+    assert all(j.holds is None for j in verdict.claims)
+
+
+def test_a_ranking_on_one_seed_or_with_a_configuration_missing_says_so():
+    from vae_lab.write_ups import rankings
+
+    write_up = load_write_up("seed000_three_latents")
+    one_seed = Runs([RunSummary(f"{m}-0", Path("/nowhere"), {"seed": "0", "model": m}, "complete", {"test/mig": v})
+                     for m, v in (("continuous", 0.1), ("discrete", 0.5), ("combined", 0.2))])
+    line = rankings(write_up, one_seed)[0]
+    assert "beyond the spread" not in line and "on one seed, which cannot tell a difference" in line
+    lacking = Runs([RunSummary(f"{m}-{s}", Path("/nowhere"), {"seed": str(s), "model": m}, "complete",
+                               {"test/mig": v + 0.01 * s} if m != "combined" else {})
+                    for m, v in (("continuous", 0.1), ("discrete", 0.5), ("combined", 0.2)) for s in range(3)])
+    line = rankings(write_up, lacking)[0]
+    assert "model=combined missing" in line and "not ranked against 1 configuration(s) missing numbers" in line

@@ -97,8 +97,9 @@ def reported_metrics(jobs: list[list[str]]) -> set[str]:
     return names
 
 
-def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ...]]:
-    """The seeds the write-up's sweep runs each configuration with (None: they cannot be composed)."""
+def planned_seeds(write_up: WriteUp, extra: list[str]) -> tuple[str, ...]:
+    """The seeds the write-up's sweep runs each configuration with (none where the recipe cannot be
+    composed: then nothing says which runs to compare, and the judge judges nothing)."""
     from vae_lab.compose import store_schemas
     from vae_lab.plan import check_command
 
@@ -106,7 +107,7 @@ def planned_seeds(write_up: WriteUp, extra: list[str]) -> Optional[tuple[str, ..
     try:
         plan = check_command("train", ["--multirun", f"experiment={write_up.experiment}", *extra])
     except UserError:
-        return None
+        return ()
     seeds = {o.split("=", 1)[1] for job in plan.grid for o in job if "=" in o and is_replicate(o.split("=", 1)[0])}
     return tuple(sorted(seeds, key=int)) if seeds else ("0",)
 

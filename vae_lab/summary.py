@@ -132,6 +132,7 @@ def swept_keys(runs: list[RunSummary]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
+ROUNDING = 1e-6  # relative: what float32 arithmetic leaves undecided in a metric
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,10 @@ class Measured:
 
     def below(self, other: "Measured") -> bool:
         """Lower beyond the spread: the two means differ by more than the two standard deviations
-        together. With one seed each this is a plain comparison."""
-        return self.mean + self.sd < other.mean - other.sd
+        together, and by more than rounding (with no spread on either side a 1e-12 difference is
+        float32's noise, not a result). With one seed each this is a plain comparison."""
+        rounding = ROUNDING * max(abs(self.mean), abs(other.mean))
+        return self.mean + self.sd + rounding < other.mean - other.sd
 
     def above(self, other: "Measured") -> bool:
         return other.below(self)

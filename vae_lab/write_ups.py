@@ -53,6 +53,10 @@ class Runs:
 
     def __init__(self, runs: list, seeds: Optional[tuple[str, ...]] = None):
         self.all, self.seeds = runs, seeds
+        self.left_out: dict[str, str] = {}  # run name: its seed, planned for no configuration
+
+    def planned(self, run) -> bool:
+        return self.seeds is None or (run.replicate or "0") in self.seeds
 
     def configuration(self, **selector: Optional[str]) -> list:
         """The runs of the one configuration the selector picks, one per seed."""
@@ -72,13 +76,20 @@ class Runs:
         return min(self.configuration(**selector), key=lambda r: int(r.replicate or "0"))
 
     def get(self, metric: str, **selector: Optional[str]) -> Measured:
+        """The metric over the configuration's planned seeds; a run of a seed not planned is left out
+        (and noted in :attr:`left_out`), never averaged in."""
         runs = self.configuration(**selector)
+        self.left_out.update({r.name: r.replicate for r in runs if not self.planned(r)})
+        runs = [r for r in runs if self.planned(r)]
         lacking = [f"run {r.name} ({r.status})" for r in runs if metric not in r.metrics]
         have = {r.replicate or None for r in runs}
         lacking += [f"seed {seed}'s run" for seed in (self.seeds or ()) if seed not in have and
                     not (seed == "0" and None in have)]  # a run without a seed override has seed 0
         if lacking:
             raise Missing(f"{metric} of {_shown(selector)}: no number from {', '.join(lacking)}")
+        odd = [r.name for r in runs if not math.isfinite(r.metrics[metric])]
+        if odd:
+            raise Missing(f"{metric} of {_shown(selector)}: not a finite number in run {', '.join(odd)}")
         return Measured(tuple(r.metrics[metric] for r in runs))
 
 
@@ -133,18 +144,27 @@ class Verdict:
     claims: tuple[Judged, ...]
     seeds: tuple[str, ...]
 
+    left_out: tuple[str, ...] = ()  # runs of seeds no configuration was planned with
+
     def markdown(self) -> str:
         marks = {True: "holds", False: "does not hold", None: "not judged"}
-        if len(self.seeds) == 1 and all(j.holds is not None for j in self.claims):
-            marks = {True: f"agrees on seed {self.seeds[0]}", False: f"disagrees on seed {self.seeds[0]}"}
+        if len(self.seeds) == 1:  # quick mode: whatever the other claims, no line says "holds"
+            marks = {True: f"agrees on seed {self.seeds[0]}", False: f"disagrees on seed {self.seeds[0]}",
+                     None: "not judged"}
         lines = [f"**{self.summary}**" + self._why(), ""]
         lines += [f"- {marks[j.holds]}: {j.claim.says}: {j.detail}" for j in self.claims]
+        if self.left_out:
+            lines += ["", f"Left out, as no configuration was planned with their seed: {', '.join(self.left_out)}."]
         return "\n".join(lines)
 
     def _why(self) -> str:
+        if not self.claims:
+            return ": the write-up states no claim to judge."
+        if not self.seeds:
+            return ": its recipe's seeds could not be composed, so nothing says which runs to compare."
         judged = [j for j in self.claims if j.holds is not None]
         if len(judged) < len(self.claims):
-            return f": {len(self.claims) - len(judged)} of {len(self.claims)} claims lack their runs."
+            return f": {len(self.claims) - len(judged)} of {len(self.claims)} claims lack their numbers."
         if len(self.seeds) == 1:
             return ": one seed, so no difference can be told from the spread over seeds."
         held = sum(bool(j.holds) for j in judged)
@@ -320,11 +340,14 @@ def _key_lines(node) -> dict[tuple, int]:
 
 def judge(write_up: WriteUp, runs: Runs) -> Verdict:
     """Every claim of the write-up judged on ``runs``, each configuration over every planned seed
-    (``runs.seeds``; else every seed any run of the sweep has)."""
-    seeds = runs.seeds or tuple(sorted({r.replicate or "0" for r in runs.all}, key=_seed_order))
+    (``runs.seeds``; None: every seed any run of the sweep has; empty: none could be planned, so
+    nothing is judged)."""
+    seeds = runs.seeds if runs.seeds is not None else tuple(sorted({r.replicate or "0" for r in runs.all}, key=_seed_order))
     runs = Runs(runs.all, seeds)
+    if not seeds:
+        return Verdict("Not judged", tuple(Judged(c, None, "no seeds planned") for c in write_up.claims), seeds)
     judged = tuple(judge_claim(claim, runs) for claim in write_up.claims)
-    if any(j.holds is None for j in judged) or len(seeds) < 2:
+    if not judged or any(j.holds is None for j in judged) or len(seeds) < 2:
         summary = "Not judged"
     elif all(j.holds for j in judged):
         summary = "Holds"
@@ -332,7 +355,7 @@ def judge(write_up: WriteUp, runs: Runs) -> Verdict:
         summary = "Holds in part"
     else:
         summary = "Does not hold"
-    return Verdict(summary, judged, seeds)
+    return Verdict(summary, judged, seeds, tuple(f"run {name} (seed {seed})" for name, seed in runs.left_out.items()))
 
 
 def judge_claim(claim: Claim, runs: Runs) -> Judged:
@@ -371,21 +394,23 @@ def configurations(runs: Runs) -> list[dict]:
 def ranking(runs: Runs, metric: str, better: str, configurations: list[dict]) -> str:
     """Which of ``configurations`` is best at ``metric`` (``better``: "higher" or "lower"), and
     whether it is so beyond the spread over seeds against every other one."""
-    measured = []
+    measured, missing = [], []
     for selector in configurations:
         try:
             measured.append((selector, runs.get(metric, **selector)))
         except Missing:
-            pass
+            missing.append(f"{_side_name(selector, metric)} missing")
     if len(measured) < 2:
-        return f"{metric}: fewer than two configurations measured"
+        return f"{metric}: fewer than two configurations measured" + (f" ({len(missing)} missing)" if missing else "")
     sign = 1 if better == "higher" else -1
     measured.sort(key=lambda pair: -sign * pair[1].mean)
     (best, top), rest = measured[0], measured[1:]
     clear = all(top.above(m) if better == "higher" else top.below(m) for _, m in rest)
-    shown = ", ".join(f"{_side_name(s, metric)} {_value(m, metric)}" for s, m in measured)
-    verdict = ("best beyond the spread" if clear else
-               f"{'highest' if better == 'higher' else 'lowest'} mean, within the spread of another")
+    shown = ", ".join([*(f"{_side_name(s, metric)} {_value(m, metric)}" for s, m in measured), *missing])
+    most = f"{'highest' if better == 'higher' else 'lowest'} mean"
+    verdict = (f"{most} on one seed, which cannot tell a difference from the spread" if min(len(m.values) for _, m in measured) < 2
+               else f"{most}, not ranked against {len(missing)} configuration(s) missing numbers" if missing
+               else "best beyond the spread" if clear else f"{most}, within the spread of another")
     return f"{metric} ({better} is better): {_side_name(best, metric)} {verdict} ({shown})"
 
 
