@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.compose import config_dir, hydra_value, jobs_at_once, quote_paths, typed
@@ -63,22 +63,12 @@ def check_command(config_name: str, args: list[str]) -> Plan:
         return Plan(args)  # a config tree of the user's own: the jobs check themselves as they start
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            jobs = [parsed.overrides]
-            parser = OverridesParser.create()
-            given = parser.parse_overrides(parsed.overrides)
-            plain = [o.input_line for o in given if not o.is_sweep_override()]
-            base = compose(config_name, overrides=plain, return_hydra_config=True)
+            base, swept = sweep_jobs(config_name, parsed.overrides)
+            jobs = swept if parsed.multirun else [parsed.overrides]
             basic_sweeper = base.hydra.sweeper._target_.endswith("BasicSweeper")
             optuna_study = base.hydra.sweeper._target_.endswith("OptunaStudySweeper")
             refuse_hydras_slurm_launcher(base.hydra.launcher)
             refuse_no_jobs_at_once(base.hydra.launcher)
-            if parsed.multirun:
-                jobs = [plain]
-                if basic_sweeper:
-                    named = {o.key_or_group for o in given}
-                    from_config = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items()
-                                   if key not in named]
-                    jobs = grid(given + parser.parse_overrides(from_config))
             configs = [typed(compose(config_name, overrides=job)) for job in jobs]
             if parsed.cfg and parsed.multirun:
                 print_jobs(config_name, jobs, parsed.cfg, parsed.resolve)
@@ -103,6 +93,21 @@ def check_command(config_name: str, args: list[str]) -> Plan:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             known = known_keys(config_name, parsed.overrides)
         raise UserError(f"{unknown}: {no_such_key(unknown, known)}") from None
+
+
+def sweep_jobs(config_name: str, overrides: list[str]) -> tuple[DictConfig, list[list[str]]]:
+    """The base config (Hydra's part too) and the jobs a multirun of ``overrides`` runs: the basic
+    sweeper's grid of the command line's sweeps and any ``hydra.sweeper.params`` a config defines;
+    for another sweeper, the plain overrides once. Inside ``initialize_config_dir``."""
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(overrides)
+    plain = [o.input_line for o in given if not o.is_sweep_override()]
+    base = compose(config_name, overrides=plain, return_hydra_config=True)
+    if not base.hydra.sweeper._target_.endswith("BasicSweeper"):
+        return base, [plain]
+    named = {o.key_or_group for o in given}
+    from_config = [f"{key}={value}" for key, value in (base.hydra.sweeper.params or {}).items() if key not in named]
+    return base, grid(given + parser.parse_overrides(from_config))
 
 
 def refuse_hydras_slurm_launcher(launcher) -> None:

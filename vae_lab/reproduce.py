@@ -27,7 +27,7 @@ import torch
 from vae_lab.errors import HeldInterrupt, UserError, fail
 from vae_lab.files import atomic_write
 from vae_lab.runs import is_replicate
-from vae_lab.summary import read_runs, seed_groups, seeds_table, swept_keys, write_summary_csv
+from vae_lab.summary import read_runs, read_summary_csv, seed_groups, seeds_table, swept_keys, write_summary_csv
 from vae_lab.sweep import summarize
 from vae_lab.write_ups import Missing, Runs, WriteUp, judge, load_write_up, rankings, write_up_names
 
@@ -99,16 +99,22 @@ def reported_metrics(jobs: list[list[str]]) -> set[str]:
 
 def planned_seeds(write_up: WriteUp, extra: list[str]) -> tuple[str, ...]:
     """The seeds the write-up's sweep runs each configuration with (none where the recipe cannot be
-    composed: then nothing says which runs to compare, and the judge judges nothing)."""
-    from vae_lab.compose import store_schemas
-    from vae_lab.plan import check_command
+    composed: then nothing says which runs to compare, and the judge judges nothing). Composed
+    only: the data need not be there."""
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from vae_lab.compose import config_dir, store_schemas
+    from vae_lab.plan import sweep_jobs
 
     store_schemas()
     try:
-        plan = check_command("train", ["--multirun", f"experiment={write_up.experiment}", *extra])
-    except UserError:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            _, jobs = sweep_jobs("train", [f"experiment={write_up.experiment}", *extra])
+    except (UserError, HydraException, OmegaConfBaseException):
         return ()
-    seeds = {o.split("=", 1)[1] for job in plan.grid for o in job if "=" in o and is_replicate(o.split("=", 1)[0])}
+    seeds = {o.split("=", 1)[1] for job in jobs for o in job if "=" in o and is_replicate(o.split("=", 1)[0])}
     return tuple(sorted(seeds, key=int)) if seeds else ("0",)
 
 
@@ -168,10 +174,7 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     commands, the table over seeds and the figures."""
     runs = read_write_up_runs(write_up, folder, seeds)
     lines = [f"## {write_up.title}", "", f"*The write-up:* {write_up.observation}", ""]
-    lines += ["*Here:*", "", judge(write_up, runs).markdown(), ""]
-    if write_up.ranked:
-        lines += ["*Ranked by each measure, mean ± sd over seeds:*", "",
-                  *(f"- {line}" for line in rankings(write_up, runs)), ""]
+    lines += verdict_lines(write_up, runs)
     lines += ["```", *commands(write_up, extra), "```", ""]
     seconds, counted, complete = cost(runs)
     took = (f"; its complete runs took {seconds / 60:.1f} min of training and evaluation"
@@ -200,6 +203,40 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
         lines += [f"**{figure.caption}** (`{source.relative_to(folder.parent)}`)", "",
                   f"![{figure.caption}]({copy.relative_to(docs).as_posix()})", ""]
     return lines
+
+
+def verdict_lines(write_up: WriteUp, runs: Runs) -> list[str]:
+    """What the judge says of a write-up's runs: each claim, and the rankings the write-up asks for."""
+    lines = ["*Here:*", "", *judge(write_up, runs).markdown().split("\n"), ""]
+    if write_up.ranked:
+        lines += ["*Ranked by each measure, mean ± sd over seeds:*", "",
+                  *(f"- {line}" for line in rankings(write_up, runs)), ""]
+    return lines
+
+
+def rejudge(docs: Path) -> Path:
+    """results.md in ``docs`` with every section's verdicts judged again by today's judge, from the
+    numbers the section keeps (results/<write-up>/summary.csv), over the seeds its mode plans; the
+    rest of the page as it was. Nothing is trained."""
+    path = docs / "results.md"
+    sections: list[list[str]] = [[]]
+    for line in path.read_text().split("\n"):
+        if line.startswith("## "):
+            sections.append([])
+        sections[-1].append(line)
+    for lines in sections[1:]:
+        named = re.search(r"\]\(results/([^/)]+)/summary\.csv\)", "\n".join(lines))
+        if named is None or "*Here:*" not in lines:
+            continue
+        write_up = load_write_up(named.group(1))
+        quick = any("in quick mode" in line for line in lines)
+        seeds = planned_seeds(write_up, list(QUICK_OVERRIDES) if quick else [])
+        runs = Runs(read_summary_csv(docs / "results" / write_up.experiment / "summary.csv"), seeds)
+        start = lines.index("*Here:*")
+        end = lines.index("```", start)
+        lines[start:end] = verdict_lines(write_up, runs)
+    atomic_write(path, lambda f: f.write("\n".join(line for lines in sections for line in lines)))
+    return path
 
 
 def keep_the_data(write_up: WriteUp, folder: Path, runs: Runs, target: Path) -> Path:
@@ -272,6 +309,8 @@ def previous_sections(path: Path) -> dict[str, list[str]]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="vae-lab reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs and a lighter evaluation")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="train nothing: judge the numbers results.md keeps again, with today's judge")
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", choices=write_up_names(),
                         help="rerun these write-ups only (the report still covers every one that has results): "
                              + ", ".join(write_up_names()))
@@ -282,6 +321,12 @@ def main(argv: list[str]) -> None:
                         help="Hydra overrides for every sweep, before --only: hydra/launcher=joblib trains two runs "
                              "at a time on two cores, hydra/launcher=stacked many at once on a GPU")
     args = parser.parse_args(argv)
+    if args.rejudge:
+        try:
+            print(rejudge(args.docs.resolve()), flush=True)
+        except (UserError, FileNotFoundError) as error:
+            fail(str(error))
+        return
     extra = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
     try:
