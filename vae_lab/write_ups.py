@@ -30,11 +30,13 @@ difference from the spread.
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 from omegaconf import OmegaConf
+from scipy import stats
 
 from vae_lab.errors import UserError, closest
 from vae_lab.runs import is_replicate
@@ -367,7 +369,22 @@ def judge_claim(claim: Claim, runs: Runs) -> Judged:
     shown = metric or other_metric
     detail = f"{_side_name(claim.side, claim.metric)} {_value(mine, shown)} against " \
              f"{_side_name(claim.than, claim.metric)} {_value(theirs, shown)}"
-    return Judged(claim, holds, detail)
+    p = welch_p(mine, theirs, claim.direction)
+    return Judged(claim, holds, detail + ("" if p is None else f" (Welch's t-test, one-sided: p = {p:.2g})"))
+
+
+def welch_p(mine: Measured, theirs: Measured, direction: str) -> Optional[float]:
+    """How often seeds' noise alone would show ``mine`` this far ``direction`` of ``theirs``: Welch's
+    t-test, one-sided (a one-sample t-test against a plain number). None where a side has one value
+    or neither side varies (no spread to test against)."""
+    if len(mine.values) < 2 or mine.sd == theirs.sd == 0:
+        return None
+    alternative = "greater" if direction == "higher" else "less"
+    with warnings.catch_warnings():  # scipy warns of lost precision where one side's seeds agree
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if len(theirs.values) == 1:
+            return float(stats.ttest_1samp(mine.values, theirs.values[0], alternative=alternative).pvalue)
+        return float(stats.ttest_ind(mine.values, theirs.values, equal_var=False, alternative=alternative).pvalue)
 
 
 def rankings(write_up: WriteUp, runs: Runs) -> list[str]:
