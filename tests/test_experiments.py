@@ -207,15 +207,22 @@ def test_one_seed_never_holds(write_up):
 
 
 def test_seed000s_control_claims_fail_where_no_coordinate_turns_the_hue():
-    """Probes that read the hue are not enough: a coordinate must turn it, more than the digit's
-    coordinate does incidentally."""
+    """Probes that read the hue are not enough: a coordinate must turn it by a change a person sees
+    (30 degrees), and more than the digit's coordinate does incidentally. 3 degrees against 1 wins
+    the comparison and still does not control the color."""
     write_up = load_write_up("seed000_three_latents")
     values = satisfying(write_up.claims)
-    control = next(i for i, c in enumerate(write_up.claims) if c.side.get("metric") == "test/hue_control")
+    floor = next(i for i, c in enumerate(write_up.claims) if c.metric == "test/hue_control" and c.than == 30)
+    control = next(i for i, c in enumerate(write_up.claims)
+                   if isinstance(c.side, dict) and c.side.get("metric") == "test/hue_control")
     mine, theirs = _sides(write_up.claims[control])
-    values[mine] = values[theirs] = 3.0  # no coordinate turns the hue by more than a few degrees
+    assert _sides(write_up.claims[floor])[0] == (mine[0], "test/hue_control")  # the same numbers
+    values[mine], values[theirs] = 3.0, 1.0
     verdict = judge(write_up, runs_with(values))
-    assert verdict.claims[control].holds is False and verdict.summary == "Holds in part"
+    assert verdict.claims[control].holds is True  # the comparison alone would say it controls the color
+    assert verdict.claims[floor].holds is False and verdict.summary == "Holds in part"
+    values[mine] = values[theirs] = 3.0
+    assert judge(write_up, runs_with(values)).claims[control].holds is False
 
 
 def test_seed001s_claims_need_separation_and_digits_on_request():
