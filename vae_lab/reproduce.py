@@ -187,8 +187,7 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     data = keep_the_data(write_up, folder, runs, target)
     lines += [f"{complete} of {len(runs.all)} runs complete; mean ± standard deviation over seeds "
               f"{', '.join(seeds)}. Every run's numbers: [{data.name}]({data.relative_to(docs).as_posix()}), "
-              f"and each run's metrics.json beside it.", "",
-              *seeds_table(seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)], list(write_up.metrics)), ""]
+              f"and each run's metrics.json beside it.", "", *table_lines(write_up, runs), ""]
     for figure in write_up.figures:
         try:
             source = (folder if figure.run is None else runs.find(**figure.run).path) / "figures" / figure.file
@@ -205,6 +204,12 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     return lines
 
 
+def table_lines(write_up: WriteUp, runs: Runs) -> list[str]:
+    """The write-up's metrics, mean ± sd over seeds, a row per configuration."""
+    keys = swept_keys(runs.all)
+    return seeds_table(seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)], list(write_up.metrics))
+
+
 def verdict_lines(write_up: WriteUp, runs: Runs) -> list[str]:
     """What the judge says of a write-up's runs: each claim, and the rankings the write-up asks for."""
     lines = ["*Here:*", "", *judge(write_up, runs).markdown().split("\n"), ""]
@@ -215,9 +220,10 @@ def verdict_lines(write_up: WriteUp, runs: Runs) -> list[str]:
 
 
 def rejudge(docs: Path) -> Path:
-    """results.md in ``docs`` with every section's verdicts judged again by today's judge, from the
-    numbers the section keeps (results/<write-up>/summary.csv), over the seeds its mode plans; the
-    rest of the page as it was. Nothing is trained."""
+    """results.md in ``docs`` with what each section says of its numbers made again from the numbers
+    it keeps (results/<write-up>/summary.csv), with today's judge and claims files: its title and the
+    write-up in our words, the verdicts over the seeds its mode plans, and its table; commands, costs
+    and figures as they were. Nothing is trained."""
     path = docs / "results.md"
     sections: list[list[str]] = [[]]
     for line in path.read_text().split("\n"):
@@ -232,9 +238,15 @@ def rejudge(docs: Path) -> Path:
         quick = any("in quick mode" in line for line in lines)
         seeds = planned_seeds(write_up, list(QUICK_OVERRIDES) if quick else [])
         runs = Runs(read_summary_csv(docs / "results" / write_up.experiment / "summary.csv"), seeds)
+        lines[0] = f"## {write_up.title}"
+        said = next(i for i, line in enumerate(lines) if line.startswith("*The write-up:* "))
+        lines[said] = f"*The write-up:* {write_up.observation}"
         start = lines.index("*Here:*")
         end = lines.index("```", start)
         lines[start:end] = verdict_lines(write_up, runs)
+        table = next(i for i, line in enumerate(lines) if line.startswith("| "))
+        end = next((i for i in range(table, len(lines)) if not lines[i].startswith("|")), len(lines))
+        lines[table:end] = table_lines(write_up, runs)
     atomic_write(path, lambda f: f.write("\n".join(line for lines in sections for line in lines)))
     return path
 
