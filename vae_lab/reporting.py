@@ -226,9 +226,31 @@ def finish(member: Member, splits: Splits, model: VAE, best: dict, metrics: dict
         "cost_s": float(sum(row["epoch_s"] / row.get("train/members", 1) for row in history)) + evaluation_s,
     })
     member.log("test/nelbo %.2f nats (best epoch %d of %d)", metrics["test/nelbo"], best["epoch"], len(history))
+    for warning in unused_parts(model.spec, metrics):
+        log.warning("%s", warning, extra={"run": run.path})
     figures = sorted(run.figures.glob("*.*")) if run.figures.is_dir() else []
     member.trackers.finish(metrics, figures, lambda: projector_points(model, splits, config))
     return metrics
+
+
+# Nats per image below which a latent part is said to be unused: its traversal rows change nothing.
+UNUSED_NATS = 0.5
+
+
+def unused_parts(spec, metrics: dict) -> list[str]:
+    """A line for each part of the code (Gaussian, categorical) that carries almost nothing on the
+    test split, with what usually brings it in (docs/findings/model-types.md)."""
+    found = []
+    for part, present, term, remedy in (
+            ("Gaussian", spec.continuous, "test/kl", "a lower model.beta, or more epochs"),
+            ("categorical", spec.discrete, "test/kl_disc",
+             "JointVAE's capacity control (model.capacity.enabled=true) makes it carry its target, at a cost in "
+             "NELBO (docs/findings/model-types.md)")):
+        nats = metrics.get(term)
+        if present and isinstance(nats, (int, float)) and nats < UNUSED_NATS:
+            found.append(f"the {part} part of the code carries {nats:.2f} nats per image (test/{term[5:]}): almost "
+                         f"unused, so its traversal rows change nothing; {remedy}")
+    return found
 
 
 def projector_points(model: VAE, splits: Splits, config: TrainConfig) -> Embedding:
