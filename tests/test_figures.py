@@ -460,3 +460,19 @@ def test_a_caption_names_the_model_and_says_when_the_decoder_is_tinted(train_con
     assert tinted == plain.replace("conv backbone", "conv backbone (tinted decoder)")
     altered = describe(train_config("data.image_size=32", "data.n_train=1000", "data.n_labels=100"))
     assert altered.endswith(", mlp backbone, mnist, 32x32, 1,000 training images, 100 labels")
+
+
+def test_the_training_curves_say_why_image_quality_has_no_validation_line(tmp_path, monkeypatch):
+    """MSE, PSNR and SSIM are scored on train and test subsets each epoch, never on validation: the
+    lower row showed two lines of three without a word."""
+    from vae_lab.figures import curves
+
+    drawn = {}
+    monkeypatch.setattr(curves, "save", lambda fig, path: drawn.update(figure=fig))
+    history = [{"epoch": e, **{f"{s}/{t}": 1.0 + e for s in ("train", "val", "test") for t in ("loss", "recon", "kl")},
+                **{f"{s}/{t}": 0.5 + e for s in ("train", "test") for t in ("mse", "psnr", "ssim")}} for e in (1, 2)]
+    curves.training_curves(history, tmp_path / "curves.png", "a caption")
+    titles = {ax.get_ylabel(): ax.get_title() for ax in drawn["figure"].axes}
+    quality = [title for label, title in titles.items() if any(k in label for k in ("MSE", "PSNR", "SSIM"))]
+    assert quality == ["on train and test subsets (validation: not scored)"] * 3
+    assert all(title == "" for label, title in titles.items() if "nats" in label)

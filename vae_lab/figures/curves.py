@@ -13,6 +13,9 @@ SPLIT_STYLES = {"train": dict(color="C0", linestyle="-", marker="o"),
                 "test": dict(color="C2", linestyle=":", marker="^")}
 
 
+IMAGE_QUALITY = ("mse", "psnr", "ssim")
+
+
 def training_curves(history: list[dict], path: Path, caption: str) -> Path:
     """A panel per quantity: the objective, reconstruction, each KL term, classifier accuracy where
     there is one, MSE, PSNR and SSIM of reconstructions (train and test subsets), and with image-space
@@ -40,6 +43,8 @@ def training_curves(history: list[dict], path: Path, caption: str) -> Path:
                 shown.add(split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(axis_label(term), fontsize=8)
+        if term in IMAGE_QUALITY:  # scored each epoch on subsets, to keep the epoch's scoring short
+            ax.set_title("on train and test subsets (validation: not scored)", fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     spare = axes.ravel()[len(terms):]
