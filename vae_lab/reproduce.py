@@ -23,13 +23,24 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from PIL import Image
 
-from vae_lab.errors import HeldInterrupt, UserError, fail
+from vae_lab.compose import config_dir, store_schemas, typed
+from vae_lab.data import load_splits
+from vae_lab.errors import HeldInterrupt, UserError, closest, fail
+from vae_lab.evaluate import final_metric_names
 from vae_lab.files import atomic_write
+from vae_lab.models import build_model
+from vae_lab.plan import check_command, sweep_jobs
 from vae_lab.runs import is_replicate
 from vae_lab.summary import read_runs, read_summary_csv, seed_groups, seeds_table, swept_keys, write_summary_csv
 from vae_lab.sweep import summarize
-from vae_lab.write_ups import Missing, Runs, WriteUp, judge, load_write_up, rankings, write_up_names
+from vae_lab.write_ups import (Missing, Runs, WriteUp, claims_file, judge, load_write_up, rankings,
+                               write_up_names)
 
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
@@ -49,9 +60,6 @@ def sweeps(write_up: WriteUp, folder: Path, extra: list[str]) -> list[list[str]]
 def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
     """Compose every job of every sweep to be run, as `vae-lab sweep` would before its first job, so
     that a bad override ends the command with one line (exit 2) before anything trains."""
-    from vae_lab.compose import store_schemas
-    from vae_lab.plan import check_command
-
     store_schemas()
     for write_up in chosen:
         jobs = [job for arguments in sweeps(write_up, root / write_up.experiment, extra)
@@ -62,9 +70,6 @@ def check_sweeps(chosen: list[WriteUp], root: Path, extra: list[str]) -> None:
 def refuse_unknown_metrics(write_up: WriteUp, jobs: list[list[str]]) -> None:
     """Every metric the write-up names (its claims, table and rankings) is one its runs will report:
     a misspelt name would otherwise leave its claims unjudged after every run had trained."""
-    from vae_lab.errors import closest
-    from vae_lab.write_ups import claims_file
-
     reported = reported_metrics(jobs)
     for name in write_up.metric_names():
         if name not in reported:
@@ -77,13 +82,7 @@ def refuse_unknown_metrics(write_up: WriteUp, jobs: list[list[str]]) -> None:
 def reported_metrics(jobs: list[list[str]]) -> set[str]:
     """The names of the numbers the jobs' runs will report (metrics.json), known before training: each
     job's model built on the CPU, each data config loaded once."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
-    from vae_lab.compose import config_dir, typed
-    from vae_lab.data import load_splits
-    from vae_lab.evaluate import final_metric_names
-    from vae_lab.models import build_model
 
     splits, names = {}, set()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -101,12 +100,7 @@ def planned_seeds(write_up: WriteUp, extra: list[str]) -> tuple[str, ...]:
     """The seeds the write-up's sweep runs each configuration with (none where the recipe cannot be
     composed: then nothing says which runs to compare, and the judge judges nothing). Composed
     only: the data need not be there."""
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
-    from vae_lab.compose import config_dir, store_schemas
-    from vae_lab.plan import sweep_jobs
 
     store_schemas()
     try:
@@ -153,8 +147,6 @@ def read_write_up_runs(write_up: WriteUp, folder: Path, seeds: Optional[tuple[st
 def _copy_for_the_web(source: Path, target: Path, width: int = 1000) -> None:
     """A PNG wider than ``width`` pixels is scaled down and kept to a 256-color palette, so that every
     committed figure in docs/ stays well under 1 MiB; anything else is copied."""
-    from PIL import Image
-
     with Image.open(source) as image:
         if source.suffix == ".png" and image.width > width:
             smaller = image.convert("RGB").resize((width, round(image.height * width / image.width)), Image.LANCZOS)

@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+import yaml
 from omegaconf import OmegaConf
 from scipy import stats
 
+from vae_lab.compose import config_dir
 from vae_lab.errors import UserError, closest
 from vae_lab.runs import is_replicate
-from vae_lab.summary import Measured
+from vae_lab.summary import Measured, swept_keys
 
 
 class Missing(Exception):
@@ -52,7 +54,6 @@ class Runs:
     is test MSE over the seeds of the runs with latent_dim 2. A selector value ``None`` asks for runs
     without that override; the seed is never part of a selector. ``seeds``: the seeds every
     configuration was planned with (None: whichever it has)."""
-
     def __init__(self, runs: list, seeds: Optional[tuple[str, ...]] = None):
         self.all, self.seeds = runs, seeds
         self.left_out: dict[str, str] = {}  # run name: its seed, planned for no configuration
@@ -206,8 +207,6 @@ class WriteUp:
 
 def claims_folder() -> Path:
     """Where the write-ups are: beside the recipes, in the config tree's experiment/ folder."""
-    from vae_lab.compose import config_dir
-
     return config_dir() / "experiment"
 
 
@@ -254,8 +253,6 @@ FIGURE_KEYS = ("caption", "file", "run")
 
 def read_claims_file(path: Path) -> dict:
     """A claims file's contents, checked against the format above before anything uses them."""
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text)
@@ -319,8 +316,6 @@ def _expected(key: str, allowed) -> str:
 def _key_lines(node) -> dict[tuple, int]:
     """The line (from 1) of every key and list item of a YAML node tree, by its path of keys and
     indices: where a message about it points."""
-    import yaml
-
     found: dict[tuple, int] = {}
 
     def walk(node, at: tuple) -> None:
@@ -397,8 +392,6 @@ def rankings(write_up: WriteUp, runs: Runs) -> list[str]:
 def configurations(runs: Runs) -> list[dict]:
     """A selector for each configuration of the runs: the short names of the overrides that vary
     between runs (but the seed), None where a configuration lacks one."""
-    from vae_lab.summary import swept_keys
-
     keys = [k for k in swept_keys(runs.all) if not is_replicate(k)]
     found: list[dict] = []
     for run in runs.all:
