@@ -466,6 +466,15 @@ def test_the_published_verdicts_are_what_the_judge_says_of_the_published_numbers
     assert rejudge(docs).read_text() == (published / "results.md").read_text()
 
 
+def test_the_write_ups_page_says_what_the_claims_files_say(tmp_path):
+    """docs/findings/write-ups.md, which explains seeds/000-004 to a reader without them, is the
+    claims files' titles, observations and claims: a changed claim fails here until --rejudge."""
+    from vae_lab.reproduce import write_ups_page
+
+    published = Path(__file__).resolve().parents[1] / "docs" / "findings" / "write-ups.md"
+    assert write_ups_page(tmp_path).read_text() == published.read_text()
+
+
 def test_welchs_p_is_the_one_sided_t_test_computed_by_hand():
     import numpy as np
     from scipy import stats

@@ -243,6 +243,31 @@ def rejudge(docs: Path) -> Path:
     return path
 
 
+def write_ups_page(docs: Path) -> Path:
+    """write-ups.md in ``docs``: what each write-up is, in the project's words, and what it claims,
+    from the claims files, each linked to its verdict in results.md; for a reader without the
+    write-ups themselves."""
+    lines = ["# The write-ups", "",
+             "Five short reports of VAE experiments on MNIST, by other authors, are vae-lab's test cases: each is a recipe in `conf/experiment/<name>.yaml` that reruns what it did, and a "
+             "claims file beside it (`<name>.claims.yml`) that states what it concluded as claims the numbers "
+             "can judge. The pages call them `seeds/000` to `seeds/004`. Here is what each is, in our words, "
+             "and what it claims; [the write-ups, rerun](results.md) has the verdicts, the numbers and the "
+             "figures. This page is written by `vae-lab reproduce --rejudge` from the claims files.", ""]
+    for name in write_up_names():
+        write_up = load_write_up(name)
+        lines += [f"## {write_up.title}", "", write_up.observation, "",
+                  f"Recipe `conf/experiment/{name}.yaml`; its verdict: [results]({'results.md#' + _anchor(write_up.title)}).",
+                  "", "It claims:", "", *(f"- {claim.says}" for claim in write_up.claims), ""]
+    path = docs / "write-ups.md"
+    atomic_write(path, lambda f: f.write("\n".join(lines)))
+    return path
+
+
+def _anchor(title: str) -> str:
+    """The id the docs site gives a heading (Python-Markdown's table of contents)."""
+    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower())
+
+
 def keep_the_data(write_up: WriteUp, folder: Path, runs: Runs, target: Path) -> Path:
     """The numbers behind a section, kept beside its figures so that a reader can check every one:
     summary.csv of the write-up's runs (its sweep and any extra sweeps) and each complete run's
@@ -327,7 +352,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.rejudge:
         try:
-            print(rejudge(args.docs.resolve()), flush=True)
+            print(rejudge(args.docs.resolve()), write_ups_page(args.docs.resolve()), sep="\n", flush=True)
         except (UserError, FileNotFoundError) as error:
             fail(str(error))
         return
