@@ -501,3 +501,26 @@ def test_every_published_claim_that_holds_has_welchs_p_below_five_percent():
     text = (Path(__file__).resolve().parents[1] / "docs" / "findings" / "results.md").read_text()
     held = [float(p) for p in re.findall(r"^- holds: .*one-sided: p = ([0-9.e-]+)\)$", text, re.M)]
     assert len(held) >= 20 and max(held) < 0.05
+
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # the write-ups themselves, beside the checkout
+
+
+@pytest.mark.parametrize("write_up", WRITE_UPS, ids=lambda w: w.experiment)
+def test_every_sentence_of_a_write_ups_findings_has_its_entry(write_up):
+    """The checklist lists every sentence of the write-up's findings, in order, each judged by claims,
+    shown in a figure, or said to be not judged (or not a claim) with why; a sentence without an
+    entry, or a claim no sentence states, fails here."""
+    from vae_lab.write_ups import findings_sentences
+
+    if not SEEDS.is_dir():
+        pytest.skip(f"the write-ups are not at {SEEDS}")
+    checklist = write_up.checklist
+    assert checklist is not None, f"{write_up.experiment} has no checklist"
+    source = next(SEEDS.glob(f"{checklist.source.rsplit('/', 1)[1]}_*.txt"))
+    found = findings_sentences(source.read_text(errors="replace"), checklist.start, checklist.end)
+    listed = [entry.sentence for entry in checklist.sentences]
+    assert [s for s in found if s not in listed] == [], f"sentences of {source.name} with no entry"
+    assert listed == found, "the checklist lists sentences the write-up does not have, or out of order"
+    stated = {said for entry in checklist.sentences for said in entry.claims}
+    assert [c.says for c in write_up.claims if c.says not in stated] == [], "claims no sentence of the write-up states"

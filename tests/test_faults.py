@@ -904,7 +904,11 @@ def claims_folder(tmp_path, monkeypatch) -> Path:
      "    lower: 1\n    than: 2\n", ":5:", "both sides of the claim are numbers"),
     ("title: t\nobservation: o\nmetrics: test/mse\n", ":3:", "`metrics` is a list"),
     ("title: t\nmetrics: [test/mse]\n", ":1:", "a write-up needs `observation`"),
-], ids=["malformed", "list", "empty", "typo", "two-numbers", "wrong-type", "lacking"])
+    ("title: t\nobservation: o\nmetrics: [test/mse]\nchecklist:\n  source: seeds/009\n  from: x\n  sentences:\n"
+     "    - {sentence: s, figure: f.png, not_judged: why}\n", ":8:", "a checklist sentence has `sentence` and one of"),
+    ("title: t\nobservation: o\nmetrics: [test/mse]\nchecklist:\n  source: seeds/009\n  from: x\n  sentences:\n"
+     "    - {sentence: s, claims: [no such claim]}\n", ":8:", "the checklist names a claim the file does not make"),
+], ids=["malformed", "list", "empty", "typo", "two-numbers", "wrong-type", "lacking", "two-verdicts", "unknown-claim"])
 def test_a_claims_file_that_breaks_the_format_is_one_line_naming_file_line_and_key(
         claims_folder, tmp_path, capsys, text, where, says):
     """A broken claims file is one line naming it, its line and key, and costs only its own write-up:

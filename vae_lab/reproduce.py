@@ -258,6 +258,13 @@ def write_ups_page(docs: Path) -> Path:
         lines += [f"## {write_up.title}", "", write_up.observation, "",
                   f"Recipe `conf/experiment/{name}.yaml`; its verdict: [results]({'results.md#' + _anchor(write_up.title)}).",
                   "", "It claims:", "", *(f"- {claim.says}" for claim in write_up.claims), ""]
+        unjudged = [entry for entry in (write_up.checklist.sentences if write_up.checklist else ())
+                    if entry.figure or entry.not_judged]
+        if unjudged:
+            lines += ["What else its findings say, judged by no claim, and why:", "",
+                      *(f"- \"{entry.sentence}\" " + (f"Shown in `{entry.figure}`" + (f": {entry.why}." if entry.why else ".")
+                                                      if entry.figure else f"Not judged: {entry.not_judged}.")
+                        for entry in unjudged), ""]
     path = docs / "write-ups.md"
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path

@@ -30,6 +30,7 @@ difference from the spread.
 """
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,31 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Sentence:
+    """One sentence of a write-up's findings and what judges it (exactly one of): the claims that
+    state it (by what they say), a figure that shows it, why it is not judged, or what it is instead
+    of a claim. ``why``: why a figure and no claim."""
+
+    sentence: str
+    claims: tuple[str, ...] = ()
+    figure: Optional[str] = None
+    not_judged: Optional[str] = None
+    not_a_claim: Optional[str] = None
+    why: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Checklist:
+    """Every sentence of the write-up's findings in order: from the line ``start`` of its text
+    (``seeds/NNN``, in ../shared/seeds/NNN_*.txt) to the line ``end`` (or its end)."""
+
+    source: str
+    start: str
+    end: Optional[str]
+    sentences: tuple[Sentence, ...]
+
+
+@dataclass(frozen=True)
 class WriteUp:
     experiment: str
     title: str
@@ -191,6 +217,7 @@ class WriteUp:
     claims: tuple[Claim, ...]
     extra_runs: dict = field(default_factory=dict)  # folder: overrides of an extra sweep
     ranked: dict = field(default_factory=dict)  # "higher" / "lower" (the better way): metrics to rank by
+    checklist: Optional[Checklist] = None
 
     def judge(self, runs: Runs) -> Verdict:
         return judge(self, runs)
@@ -225,15 +252,27 @@ def load_write_up(experiment: str, folder: Optional[Path] = None) -> WriteUp:
     breaks the format (:data:`WRITE_UP_KEYS`, :data:`CLAIM_KEYS`) is a UserError naming file, line
     and key."""
     data = read_claims_file(claims_file(experiment, folder))
+    path = claims_file(experiment, folder)
     if "based_on" in data:
         base = load_write_up(data.pop("based_on"), folder)
         data = {"title": base.title, "observation": base.observation, "metrics": list(base.metrics),
                 "figures": [vars(f) for f in base.figures], "claims": [], "extra_runs": base.extra_runs,
-                "ranked": base.ranked, **data, "_claims": base.claims}
-    claims = tuple(Claim.parse(c) for c in data.get("claims", []))
+                "ranked": base.ranked, **data, "_claims": base.claims, "_checklist": base.checklist}
+    claims = tuple(Claim.parse(c) for c in data.get("claims", [])) or data.get("_claims", ())
+    checklist = data.get("_checklist")
+    if "checklist" in data:
+        listed = data["checklist"]
+        checklist = Checklist(listed["source"], listed["from"], listed.get("to"),
+                              tuple(Sentence(**{**entry, "claims": tuple(entry.get("claims", ()))})
+                                    for entry in listed["sentences"]))
+        said = {claim.says for claim in claims}
+        for number, entry in enumerate(checklist.sentences):
+            for unknown in (c for c in entry.claims if c not in said):
+                raise UserError(f"{path}:{_key_lines(yaml.compose(path.read_text()))[('checklist', 'sentences', number)]}: "
+                                f"the checklist names a claim the file does not make: {unknown!r}")
     return WriteUp(experiment, data["title"], data["observation"], tuple(data["metrics"]),
-                   tuple(Figure(**f) for f in data.get("figures", [])), claims or data.get("_claims", ()),
-                   dict(data.get("extra_runs", {})), dict(data.get("ranked", {})))
+                   tuple(Figure(**f) for f in data.get("figures", [])), claims,
+                   dict(data.get("extra_runs", {})), dict(data.get("ranked", {})), checklist)
 
 
 def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
@@ -246,9 +285,12 @@ def write_ups(folder: Optional[Path] = None) -> tuple[WriteUp, ...]:
 # A write-up's keys: (required, what its value is). A write-up ``based_on`` another needs none.
 WRITE_UP_KEYS = {"title": (True, str), "observation": (True, str), "metrics": (True, list),
                  "figures": (False, list), "claims": (False, list), "extra_runs": (False, dict),
-                 "ranked": (False, dict), "based_on": (False, str)}
+                 "ranked": (False, dict), "based_on": (False, str), "checklist": (False, dict)}
 CLAIM_KEYS = ("says", "metric", "higher", "lower", "than")
 FIGURE_KEYS = ("caption", "file", "run")
+CHECKLIST_KEYS = ("source", "from", "to", "sentences")
+SENTENCE_KEYS = ("sentence", "claims", "figure", "not_judged", "not_a_claim", "why")
+VERDICT_KINDS = ("claims", "figure", "not_judged", "not_a_claim")  # a sentence has exactly one
 
 
 def read_claims_file(path: Path) -> dict:
@@ -295,7 +337,36 @@ def read_claims_file(path: Path) -> dict:
             raise UserError(f"{where}: the claim names no `metric` for its configuration(s)")
     for number, entry in enumerate(data.get("figures", [])):
         _check_entry(entry, path, lines, ("figures", number), FIGURE_KEYS, "a figure")
+    if "checklist" in data:
+        _check_entry(data["checklist"], path, lines, ("checklist",), CHECKLIST_KEYS, "a checklist")
+        sentences = data["checklist"].get("sentences")
+        if not isinstance(sentences, list) or not all(k in data["checklist"] for k in ("source", "from")):
+            raise UserError(f"{path}:{lines.get(('checklist',), 1)}: a checklist has a source, from and a list of "
+                            "sentences")
+        for number, entry in enumerate(sentences):
+            _check_entry(entry, path, lines, ("checklist", "sentences", number), SENTENCE_KEYS, "a checklist sentence")
+            kinds = [k for k in VERDICT_KINDS if k in entry]
+            if "sentence" not in entry or len(kinds) != 1:
+                raise UserError(f"{path}:{lines.get(('checklist', 'sentences', number), 1)}: a checklist sentence has "
+                                f"`sentence` and one of {', '.join(VERDICT_KINDS)}; this one has "
+                                f"{', '.join(f'`{k}`' for k in entry)}")
     return data
+
+
+def findings_sentences(text: str, start: str, end: Optional[str] = None) -> list[str]:
+    """The sentences of a write-up's findings, from its line ``start`` to its line ``end``: its prose
+    lines split at each sentence's end; images, HTML, headings, tables, rules, bold labels and list
+    numbers left out."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip() == start.strip())
+    last = next((i for i, line in enumerate(lines) if end is not None and line.strip() == end.strip()), len(lines))
+    found = []
+    for line in lines[first:last]:
+        line = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", line).strip()
+        if not line or re.match(r"(<|#|\||-{3,}|\*{3})", line) or re.fullmatch(r"\*\*[^*]+\*\*|\d+\.", line):
+            continue
+        found += [part.strip() for part in re.split(r"(?<=[.!?])\s+", line) if part.strip()]
+    return found
 
 
 def _check_entry(entry, path: Path, lines: dict, at: tuple, allowed: tuple, what: str) -> None:
