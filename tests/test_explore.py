@@ -100,6 +100,7 @@ def test_the_map_is_the_codes_own_coordinates(train_config):
         codes = found.model.embed(found.images).double().numpy()
     order = kl.argsort(descending=True).tolist()
     assert [c.index for c in found.coordinates] == order
+    assert [c.quiet for c in found.coordinates] == [bool(kl[d] < 0.1) for d in order]  # folded on the page
     points, axes = found.map("kl")
     np.testing.assert_allclose(points, codes[:, order[:2]], rtol=1e-5, atol=1e-6)
     assert axes[0].startswith(f"z{order[0] + 1} ")
@@ -379,6 +380,24 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                                    timeout=30000)
             shown = page.evaluate(visibility)
             assert shown["3"] == "legendonly" and shown["2"] is True, shown
+
+            # Colored by hue bin, each legend swatch is its bin's mean tint (it was one point's: no blue
+            # entry while blue points showed).
+            page.select_option("#color-by", "hue")
+            page.wait_for_function("document.getElementById('map').data.some(t => t.name.startsWith('hue'))",
+                                   timeout=30000)
+            swatches = page.evaluate("""() => { const data = document.getElementById('map').data;
+                const rgb = s => s.slice(4, -1).split(',').map(Number);
+                return data.filter(t => t.showlegend !== false).map(t => {
+                    const points = data.find(p => p.legendgroup === t.legendgroup && p.showlegend === false);
+                    const tints = points.marker.color.map(rgb);
+                    return [t.name, rgb(t.marker.color), [0, 1, 2].map(c => tints.reduce((a, v) => a + v[c], 0) / tints.length)];
+                }); }""")
+            assert len(swatches) >= 3
+            for name, swatch, mean in swatches:
+                assert np.abs(np.array(swatch) - np.array(mean)).max() <= 1.5, (name, swatch, mean)
+            page.locator("#map").screenshot(path=str(tmp_path / "explorer_hue.png"))
+            page.select_option("#color-by", "digit")
 
             # An interpolation strip from the picked image to itself: more steps than a strip holds is
             # said on the page (it was clamped to 64 without a word), then a strip of five is drawn.

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 MAP_POINTS = 2000  # test images on the map (t-SNE of them takes seconds, once)
 SLIDER_RANGE = 3.0  # each Gaussian coordinate from -3 to 3 prior standard deviations, or as far as test codes go
 MAP_METHODS = ("kl", "pca", "tsne")
+# Nats per image under which a coordinate carries next to nothing (at beta 8 fourteen of twenty carry
+# 0.02-0.07): its slider is folded away with the inactive ones.
+QUIET_NATS = 0.1
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Coordinate:
     index: int  # its position in the code
     kl: float  # mean KL over the map's test images, nats
     active: bool  # its posterior mean varies across images (as test/active_units counts)
+    quiet: bool  # it carries under QUIET_NATS: the page folds it away with the inactive ones
 
 
 class Explorer:
@@ -53,7 +57,8 @@ class Explorer:
         self.tints = test.colors[:self.count].cpu().numpy() if test.colors is not None else None
         activity = self.codes[:, :self.spec.continuous].var(0) if self.spec.continuous else torch.zeros(0)
         means = kl.mean(0)
-        self.coordinates = sorted((Coordinate(d, float(means[d]), bool(activity[d] > ACTIVITY_THRESHOLD))
+        self.coordinates = sorted((Coordinate(d, float(means[d]), bool(activity[d] > ACTIVITY_THRESHOLD),
+                                              float(means[d]) < QUIET_NATS)
                                    for d in range(self.spec.continuous)), key=lambda c: -c.kl)
         self._maps: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
