@@ -1,6 +1,7 @@
 # vae-lab, on a fresh machine:  `make train` runs the default training job, `make test` the tests.
 # Both create the virtual environment .venv first (once; again when pyproject.toml changes), with an
-# editable install of the checkout (pip's default mode, in which Hydra finds hydra_plugins/ too).
+# editable install of the checkout (pip's default mode, in which Hydra finds hydra_plugins/ too):
+# `make train` installs what training needs, `make test` adds the test extras.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,9 +13,10 @@ ARGS ?=
 VAE_LAB_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
 export VAE_LAB_DATA
 
-.PHONY: install train test docs bench reproduce clean
+.PHONY: install install-test train test docs bench reproduce clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed  # what training, evaluation, sweeps and reproducing need
+install-test: $(VENV)/.installed-test  # and the test extras: every plugin and tracker, the docs, a browser driver
 
 # TORCH_INDEX: a package index to take torch and torchvision from first, e.g. PyTorch's CPU-only
 # builds (make train TORCH_INDEX=https://download.pytorch.org/whl/cpu): no 3.2 GB of CUDA libraries.
@@ -25,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
 	# setuptools warns at every editable install that a folder named like a package may shadow it
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
@@ -32,10 +38,10 @@ train: install  ## the main job: one default training run (pass overrides as ARG
 	$(BIN)/vae-lab train $(ARGS)
 	@echo "vae-lab is in $(BIN): 'source $(BIN)/activate' puts it on the PATH (or call $(BIN)/vae-lab)" >&2
 
-test: install  ## the whole test suite, one worker per core (about 11 minutes on 2 CPU cores)
+test: install-test  ## the whole test suite, one worker per core (about 11 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
-docs: install  ## the documentation site, from docs/ into site/ (strict: a broken link fails)
+docs: install-test  ## the documentation site, from docs/ into site/ (strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
