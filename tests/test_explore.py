@@ -447,6 +447,33 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                 expected = pixels_of(run.model.decode(torch.tensor([gaussian])))[0]
             np.testing.assert_array_equal(settled("#decoded-a", expected), expected)
             assert "error" not in page.inner_html("#latency")
+
+            # Reset, a draw from the prior, and the view's address: opened again, the address shows the
+            # same run, map and point.
+            def decoded(gaussian: list) -> np.ndarray:
+                with torch.no_grad():
+                    return pixels_of(run.model.decode(torch.tensor([gaussian], dtype=torch.float32)))[0]
+
+            page.click("#reset")
+            np.testing.assert_array_equal(settled("#decoded-a", decoded([0.0] * 3)), decoded([0.0] * 3))
+            page.click("#prior")
+            page.wait_for_function("state.gaussian.some(v => v !== 0)", timeout=30000)
+            drawn = page.evaluate("state.gaussian")
+            np.testing.assert_array_equal(settled("#decoded-a", decoded(drawn)), decoded(drawn))
+            page.select_option("#method", "pca")
+            page.wait_for_function("location.hash.includes('map=pca') && location.hash.includes('z=' + "
+                                   "state.gaussian.map(v => +v.toFixed(4)).join('%2C'))", timeout=30000)
+            address = page.url
+            shared = dict(part.split("=", 1) for part in address.split("#", 1)[1].split("&"))
+            z = [float(v) for v in shared["z"].split("%2C")]
+            assert shared["run"] == "0" and np.allclose(z, drawn, atol=1e-4)
+            again = browser.new_page(viewport={"width": 1400, "height": 1000})
+            again.goto(address)
+            again.wait_for_function("document.getElementById('latency').dataset.ms !== undefined", timeout=60000)
+            assert again.input_value("#run") == "0" and again.input_value("#method") == "pca"
+            page = again  # canvas() and settled() read this page now
+            np.testing.assert_array_equal(settled("#decoded-a", decoded(z)), decoded(z))
+            page.screenshot(path=str(tmp_path / "explorer_shared.png"), full_page=True)
             browser.close()
     finally:
         server.stop()
