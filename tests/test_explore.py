@@ -388,7 +388,7 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                                    timeout=30000)
             swatches = page.evaluate("""() => { const data = document.getElementById('map').data;
                 const rgb = s => s.slice(4, -1).split(',').map(Number);
-                return data.filter(t => t.showlegend !== false).map(t => {
+                return data.filter(t => t.showlegend !== false && t.name.startsWith('hue')).map(t => {
                     const points = data.find(p => p.legendgroup === t.legendgroup && p.showlegend === false);
                     const tints = points.marker.color.map(rgb);
                     return [t.name, rgb(t.marker.color), [0, 1, 2].map(c => tints.reduce((a, v) => a + v[c], 0) / tints.length)];
@@ -456,6 +456,30 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
 
             page.click("#reset")
             np.testing.assert_array_equal(settled("#decoded-a", decoded([0.0] * 3)), decoded([0.0] * 3))
+
+            # The decoded point is marked on the map: on the two coordinates with the most KL, at its values
+            # there; on PCA's axes, at its projection (the placement the server sends puts the test codes
+            # where the map draws them).
+            marked = "() => { const t = document.getElementById('map').data.find(t => t.name === 'decoded point'); " \
+                     "return t ? [t.x[0], t.y[0]] : null; }"
+            page.select_option("#method", "kl")
+            page.wait_for_function(f"({marked})() !== null", timeout=30000)
+            slider.evaluate("e => { e.value = 1.25; e.dispatchEvent(new Event('input')); }")
+            axes = server.get("/api/runs/0/map?method=kl")["placement"]["axes"]
+            page.wait_for_function(f"({marked})()[{axes.index(index)}] === 1.25" if index in axes else "true",
+                                   timeout=30000)
+            state = page.evaluate("state.gaussian")
+            assert page.evaluate(marked) == pytest.approx([state[axes[0]], state[axes[1]]])
+            page.select_option("#method", "pca")
+            page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.title.text.startsWith('PC')",
+                                   timeout=30000)
+            pca = server.get("/api/runs/0/map?method=pca")
+            mean, components = np.array(pca["placement"]["mean"]), np.array(pca["placement"]["components"])
+            with torch.no_grad():
+                test_codes = run.model.embed(run.splits.test.batch(torch.arange(len(pca["x"]))).images).double().numpy()
+            np.testing.assert_allclose((test_codes - mean) @ components.T, np.c_[pca["x"], pca["y"]], atol=1e-6)
+            page.wait_for_function(f"({marked})() !== null", timeout=30000)
+            assert page.evaluate(marked) == pytest.approx(list((np.array(state) - mean) @ components.T), abs=1e-9)
             page.click("#prior")
             page.wait_for_function("state.gaussian.some(v => v !== 0)", timeout=30000)
             drawn = page.evaluate("state.gaussian")
@@ -479,5 +503,6 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
         server.stop()
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
-        for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png"):
+        for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png",
+                     "explorer_hue.png", "explorer_shared.png"):
             shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))

@@ -61,6 +61,7 @@ class Explorer:
                                               float(means[d]) < QUIET_NATS)
                                    for d in range(self.spec.continuous)), key=lambda c: -c.kl)
         self._maps: dict[str, np.ndarray] = {}
+        self._pca = None  # the map's PCA, once drawn: it places any code
         self._lock = threading.Lock()
 
     # -- the layout of the controls ---------------------------------------------------------------
@@ -158,6 +159,17 @@ class Explorer:
         names = ["PC 1", "PC 2"] if method == "pca" else ["t-SNE 1", "t-SNE 2"]
         return self._maps[method], names
 
+    def placement(self, method: str) -> Optional[dict]:
+        """How any code lands on the map ``method`` draws, for the page to mark the decoded point:
+        ``kl`` its two coordinates (``axes``), ``pca`` its projection (``mean``, ``components``); None
+        for t-SNE, which places only the codes it was fitted on."""
+        self.map(method)
+        if method == "kl":
+            return {"axes": [self.coordinates[0].index, self.coordinates[1].index]}
+        if method == "pca" and self._pca is not None:
+            return {"mean": self._pca.mean_.tolist(), "components": self._pca.components_.tolist()}
+        return None
+
     def _project(self, method: str) -> np.ndarray:
         from sklearn.decomposition import PCA
 
@@ -167,7 +179,8 @@ class Explorer:
         if codes.std(0).max() < 1e-9:  # a code that is the same for every image: nothing to project
             return np.zeros((len(codes), 2))
         if method == "pca":
-            return PCA(n_components=2).fit_transform(codes)
+            self._pca = PCA(n_components=2).fit(codes)
+            return self._pca.transform(codes)
         log.info("t-SNE map of %d test codes of %s: seconds, once", len(codes), self.run.path)
         started = time.perf_counter()
         points = tsne_map(codes)

@@ -77,6 +77,7 @@ def app(runs: Runs) -> Starlette:
         found = explorer(request)
         points, names = found.map(request.query_params.get("method", "pca"))
         return JSONResponse({"x": points[:, 0].tolist(), "y": points[:, 1].tolist(), "axes": names,
+                             "placement": found.placement(request.query_params.get("method", "pca")),
                              "digits": found.labels.tolist(),
                              "hue_bins": found.hue_bins.tolist() if found.hue_bins is not None else None,
                              "tints": found.tints.round(3).tolist() if found.tints is not None else None})
