@@ -5,6 +5,7 @@ Chromium driven by Playwright, nothing downloaded)."""
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -91,6 +92,20 @@ def test_a_test_images_point_is_its_posterior_mean_and_most_probable_categories(
         found.code([0.0] * 4, [5, 0])
     with pytest.raises(ValueError, match="expected 4 Gaussian values and 2 categories"):
         found.code([0.0] * 3, [0, 0])
+
+
+def test_a_pictures_neighbours_are_the_nearest_codes_by_brute_force(train_config):
+    found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
+    codes = found.codes.double().numpy()
+    for index in (0, 17):
+        distances = np.sqrt(((codes - codes[index]) ** 2).sum(1))
+        distances[index] = np.inf
+        expected = np.argsort(distances, kind="stable")[:8]
+        got = found.neighbours(index)
+        assert [i for i, _ in got] == expected.tolist()
+        np.testing.assert_allclose([d for _, d in got], distances[expected], rtol=1e-9)
+    with pytest.raises(IndexError):
+        found.neighbours(found.count)
 
 
 def test_the_map_is_the_codes_own_coordinates(train_config):
@@ -345,6 +360,14 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                 code = run.model.embed(run.splits.test.batch(torch.tensor([picked])).images)
                 expected = pixels_of(run.model.decode(code))[0]
             np.testing.assert_array_equal(settled("#decoded-a", expected), expected)
+            page.wait_for_selector("#neighbours figure", timeout=30000)
+            nearest = server.get(f"/api/runs/0/test/{picked}/neighbours")
+            assert page.locator("#neighbours figure").count() == len(nearest) == 8
+            page.fill("#find", "5")
+            page.dispatch_event("#find", "change")
+            page.wait_for_function("document.querySelector('#picked figcaption').textContent.startsWith('test image 5 ')",
+                                   timeout=30000)
+            page.wait_for_selector("#neighbours figure", timeout=30000)
             page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
 
             # Redrawn maps do not pile up listeners: after three redraws one click asks for its image
@@ -355,13 +378,14 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                 page.wait_for_function(f"document.getElementById('map')._fullLayout.xaxis.title.text"
                                        f".startsWith('{'PC' if method == 'pca' else 'z'}')", timeout=30000)
             asked = []
-            page.on("request", lambda request: asked.append(request.url) if "/test/" in request.url else None)
+            page.on("request", lambda request: asked.append(request.url)
+                    if re.search(r"/test/\d+$", request.url) else None)  # the image, not its neighbours
             spot = lambda i: page.evaluate(f"""() => {{ const p = document.getElementById('map'), t = p.data[0];
                 const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis, box = p.getBoundingClientRect();
                 return {{x: box.left + xa._offset + xa.l2p(t.x[{i}]), y: box.top + ya._offset + ya.l2p(t.y[{i}]),
                          image: t.customdata[{i}]}}; }}""")  # noqa: E731
             first, other = spot(0), spot(1)
-            with page.expect_response(lambda response: "/test/" in response.url, timeout=30000):
+            with page.expect_response(lambda response: re.search(r"/test/\d+$", response.url), timeout=30000):
                 page.mouse.click(first["x"], first["y"])  # the image under the pointer (points may overlap)
             page.wait_for_timeout(500)
             assert len(asked) == 1, asked

@@ -83,8 +83,8 @@ class Run:
     model: VAE
     epoch: int  # of the weights loaded
     device: torch.device
-    data_option: str = API_DATA_OPTION  # how its reader gives the data's new folder, for a message
     _splits: Optional[Splits] = field(default=None, repr=False)
+    data_option: str = API_DATA_OPTION  # how its reader gives the data's new folder, for a message
 
     @property
     def splits(self) -> Splits:
@@ -115,7 +115,7 @@ def load_run(path: str | Path, weights: str = "best", device: str | torch.device
     device = device if isinstance(device, torch.device) else resolve_device(str(device))
     run, config, model, checkpoint = open_weights(path, weights, device, data_root, key)
     return Run(run.path, config, run.history(), run.final_metrics() if run.is_complete else {},
-               model.eval(), int(checkpoint["epoch"]), device, data_option)
+               model.eval(), int(checkpoint["epoch"]), device, data_option=data_option)
 
 
 def open_weights(path: str | Path, weights: str, device: torch.device, data_root: Optional[str] = None,

@@ -27,6 +27,7 @@ MAP_METHODS = ("kl", "pca", "tsne")
 # Nats per image under which a coordinate carries next to nothing (at beta 8 fourteen of twenty carry
 # 0.02-0.07): its slider is folded away with the inactive ones.
 QUIET_NATS = 0.1
+NEIGHBOURS = 8  # nearest test images shown beside a picked one
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,17 @@ class Explorer:
         with torch.no_grad():
             rebuilt = self.model.reconstruct(self.images[index:index + 1]).clamp(0, 1)
         return _pixels(self.images[index:index + 1].float())[0], _pixels(rebuilt)[0]
+
+    def neighbours(self, index: int, k: int = NEIGHBOURS) -> list[tuple[int, float]]:
+        """The ``k`` test images of the map whose codes lie nearest to image ``index``'s (Euclidean,
+        over the whole code: Gaussian means and category probabilities), nearest first, with their
+        distance; the image itself left out."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"test image {index}: the map holds images 0 to {self.count - 1}")
+        distances = torch.cdist(self.codes[index:index + 1].double(), self.codes.double())[0]
+        distances[index] = math.inf
+        nearest = torch.topk(distances, min(k, self.count - 1), largest=False)
+        return [(int(i), float(d)) for d, i in zip(nearest.values, nearest.indices)]
 
     def digit_codes(self) -> Optional[list[dict]]:
         """For a model that generates a chosen digit through its Gaussian code (a classifier on the

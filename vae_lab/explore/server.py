@@ -90,6 +90,12 @@ def app(runs: Runs) -> Starlette:
                              "digit": int(found.labels[index]),
                              "hue_bin": int(found.hue_bins[index]) if found.hue_bins is not None else None})
 
+    def neighbours(request: Request) -> Response:
+        found = explorer(request)
+        nearest = found.neighbours(int(request.path_params["index"]))
+        return JSONResponse([{"index": i, "distance": d, "image": pixels(found.test_image(i)[0]),
+                              "digit": int(found.labels[i])} for i, d in nearest])
+
     async def decode(request: Request) -> Response:
         body = await request.json()
         started = time.perf_counter()
@@ -126,6 +132,7 @@ def app(runs: Runs) -> Starlette:
         Route("/", page), Route("/plotly.min.js", script), Route("/api/runs", listing),
         Route("/api/runs/{run}/layout", layout), Route("/api/runs/{run}/map", map_points),
         Route("/api/runs/{run}/test/{index:int}", test_image),
+        Route("/api/runs/{run}/test/{index:int}/neighbours", neighbours),
         Route("/api/runs/{run}/decode", decode, methods=["POST"]),
         Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
     ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed, UserError: unopened})
