@@ -894,20 +894,24 @@ def claims_folder(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+HEAD = "title: t\nobservation: o\nmetrics: [test/mse]\n"  # a write-up's required keys, lines 1-3
+CHECKLIST = "checklist:\n  source: seeds/009\n  from: x\n  sentences:\n"  # lines 4-7
+
+
 @pytest.mark.parametrize("text, where, says", [
     ("title: t\nobservation: o: p\n", ":2:", "not YAML"),
     ("- a\n- b\n", ":1:", "this one is a list"),
     ("", ":1:", "this one is empty"),
-    ("title: t\nobservation: o\nmetrics: [test/mse]\nclaims:\n  - says: s\n    metric: test/mse\n"
-     "    lowr: {latent_dim: 2}\n    than: {latent_dim: 4}\n", ":7:", "`lowr` is not a key of a claim; did you mean `lower`?"),
-    ("title: t\nobservation: o\nmetrics: [test/mse]\nclaims:\n  - says: s\n    metric: test/mse\n"
-     "    lower: 1\n    than: 2\n", ":5:", "both sides of the claim are numbers"),
+    (HEAD + "claims:\n  - says: s\n    metric: test/mse\n    lowr: {latent_dim: 2}\n    than: {latent_dim: 4}\n",
+     ":7:", "`lowr` is not a key of a claim; did you mean `lower`?"),
+    (HEAD + "claims:\n  - says: s\n    metric: test/mse\n    lower: 1\n    than: 2\n", ":5:",
+     "both sides of the claim are numbers"),
     ("title: t\nobservation: o\nmetrics: test/mse\n", ":3:", "`metrics` is a list"),
     ("title: t\nmetrics: [test/mse]\n", ":1:", "a write-up needs `observation`"),
-    ("title: t\nobservation: o\nmetrics: [test/mse]\nchecklist:\n  source: seeds/009\n  from: x\n  sentences:\n"
-     "    - {sentence: s, figure: f.png, not_judged: why}\n", ":8:", "a checklist sentence has `sentence` and one of"),
-    ("title: t\nobservation: o\nmetrics: [test/mse]\nchecklist:\n  source: seeds/009\n  from: x\n  sentences:\n"
-     "    - {sentence: s, claims: [no such claim]}\n", ":8:", "the checklist names a claim the file does not make"),
+    (HEAD + CHECKLIST + "    - {sentence: s, figure: f.png, not_judged: why}\n", ":8:",
+     "a checklist sentence has `sentence` and one of"),
+    (HEAD + CHECKLIST + "    - {sentence: s, claims: [no such claim]}\n", ":8:",
+     "the checklist names a claim the file does not make"),
 ], ids=["malformed", "list", "empty", "typo", "two-numbers", "wrong-type", "lacking", "two-verdicts", "unknown-claim"])
 def test_a_claims_file_that_breaks_the_format_is_one_line_naming_file_line_and_key(
         claims_folder, tmp_path, capsys, text, where, says):
