@@ -7,7 +7,9 @@ figures it names and the numbers of every run (copied to ``docs/findings/results
 the verdict on each of its claims
 (``conf/experiment/<name>.claims.yml``, judged by vae_lab/write_ups.py).
 ``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a
-check that everything runs rather than the write-ups' numbers.
+check that everything runs rather than the write-ups' numbers. ``--rejudge`` trains nothing: it judges
+the numbers results.md keeps again, with today's judge and claims files, and writes
+docs/findings/write-ups.md (what each write-up is and claims).
 """
 
 import argparse

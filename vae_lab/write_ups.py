@@ -16,6 +16,12 @@ A write-up is its recipe, ``conf/experiment/<name>.yaml`` (what to train), and b
         metric: test/knn_acc
         higher: {latent_dim: 64, beta: 1}
         than: {latent_dim: 2, beta: 1}
+    checklist:  # every sentence of the write-up's findings (seeds/004 in ../shared/seeds), in order
+      source: seeds/004
+      from: "## The effect of Latent Dimension Size"
+      sentences:
+        - {sentence: "There's more orgnisation here , better clusters compared to previous.",
+           claims: [latent 64 clusters digits better than latent 2]}  # or figure (and why), not_judged, not_a_claim
 
 (``.yml``, not ``.yaml``, so that Hydra does not offer the file as an experiment.) A claim compares
 two sides, ``higher`` (or ``lower``) ``than``: a side is a configuration of the sweep, picked by the
@@ -26,7 +32,8 @@ write-up's claims and figures, for a second recipe of the same write-up.
 :func:`judge` judges every claim: a claim holds only when the two sides differ beyond the spread
 over seeds (:meth:`Measured.below`). A configuration that lacks a complete run for any planned seed
 is not judged, and neither is a write-up measured on one seed (quick mode): one seed cannot tell a
-difference from the spread.
+difference from the spread. Beside each verdict, :func:`welch_p` says how often the seeds' noise alone
+would put the sides that far apart.
 """
 
 import math
