@@ -167,6 +167,13 @@ class Measured:
         return format(self.mean, spec) + (f" ± {format(self.sd, spec)}" if len(self.values) > 1 else "")
 
 
+def leads(ordered: list[Measured], lower_is_better: bool) -> bool:
+    """Whether the first of ``ordered`` (best first) is better than every other one beyond the spread
+    over seeds: the one rule by which a sweep's summary and a write-up's rankings name a best."""
+    top = ordered[0]
+    return all(top.below(m) if lower_is_better else top.above(m) for m in ordered[1:])
+
+
 @dataclass
 class SeedGroup:
     """The complete runs of one configuration over seeds."""
@@ -256,7 +263,7 @@ def markdown(sweep_dir: Path, runs: list[RunSummary], keys: list[str], groups: l
     if rank is not None:
         lines += [rank.verdict(runs, keys, groups) + " Tables list the best first.", ""]
         runs, groups = rank.runs_in_order(runs), rank.groups_in_order(groups)
-    best = rank.runs_in_order(runs)[0].name if rank is not None and rank.measured(runs) and not groups else None
+    best = runs[0].name if rank is not None and rank.measured(runs) and not groups else None  # runs: best first
     if groups:
         lines += ["## Over seeds", "", "Mean ± standard deviation over the complete runs of each configuration.",
                   "", *seeds_table(groups, [k for k in keys if not is_replicate(k)], ["rate", *shown]), "", "## Every run", ""]
@@ -308,12 +315,12 @@ class Ranking:
             measured = [(g, m) for g, m in measured if m.values]
             if not measured:
                 return f"{head} no complete run reports it."
-            (best, top), rest = measured[0], measured[1:]
-            beyond = [top.below(m) if self.lower_is_better else top.above(m) for _, m in rest]
+            best, top = measured[0]
             seeds = min(len(m.values) for _, m in measured)
-            how = ("the only configuration measured" if not rest else
+            how = ("the only configuration measured" if len(measured) == 1 else
                    "one seed each, so no difference can be told from the spread" if seeds < 2 else
-                   "best beyond the spread over seeds" if all(beyond) else "best mean, within the spread of another")
+                   "best beyond the spread over seeds" if leads([m for _, m in measured], self.lower_is_better)
+                   else "best mean, within the spread of another")
             return f"{head} {_settings(best.settings)} ({_value(top)}): {how}."
         ordered = self.measured(runs)
         if not ordered:

@@ -50,7 +50,7 @@ from scipy import stats
 from vae_lab.compose import config_dir
 from vae_lab.errors import UserError, closest
 from vae_lab.runs import is_replicate
-from vae_lab.summary import Measured, swept_keys
+from vae_lab.summary import Measured, leads, swept_keys
 
 
 class Missing(Exception):
@@ -492,8 +492,8 @@ def ranking(runs: Runs, metric: str, better: str, configurations: list[dict]) ->
         return f"{metric}: fewer than two configurations measured" + (f" ({len(missing)} missing)" if missing else "")
     sign = 1 if better == "higher" else -1
     measured.sort(key=lambda pair: -sign * pair[1].mean)
-    (best, top), rest = measured[0], measured[1:]
-    clear = all(top.above(m) if better == "higher" else top.below(m) for _, m in rest)
+    best = measured[0][0]
+    clear = leads([m for _, m in measured], better == "lower")
     shown = ", ".join([*(f"{_side_name(s, metric)} {_value(m, metric)}" for s, m in measured), *missing])
     most = f"{'highest' if better == 'higher' else 'lowest'} mean"
     verdict = (f"{most} on one seed, which cannot tell a difference from the spread" if min(len(m.values) for _, m in measured) < 2
