@@ -36,10 +36,18 @@ class KnownModel:
         return stroke[:, None] * hsv_to_rgb(hsv)[:, :, None, None]
 
 
-def reference(images: torch.Tensor) -> torch.Tensor:
-    """Digit 0 where the left columns are lit, 1 where the right ones are."""
-    brightness = images.sum(1)
-    return torch.stack([brightness[..., :4].sum((-2, -1)), brightness[..., 4:].sum((-2, -1))], -1)
+class Reference:
+    """Reads digit 0 where the left columns are lit, 1 where the right ones are."""
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        brightness = images.sum(1)
+        return torch.stack([brightness[..., :4].sum((-2, -1)), brightness[..., 4:].sum((-2, -1))], -1)
+
+    def digits(self, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        return self(images).argmax(-1)
+
+
+reference = Reference()
 
 
 def test_stroke_hue_reads_the_tint_of_a_digit_as_colorsys_does():
@@ -124,3 +132,28 @@ def test_metrics_json_lists_coordinates_in_their_order(tmp_path):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert list(written) == ["test/digit_control", "test/traversal_control"]
     assert list(written["test/traversal_control"]) == ["c1", "c2", *(f"z{d}" for d in range(1, 13))]
+
+
+def test_digits_read_in_bf16_are_those_read_in_float32():
+    """The reference classifier's bf16 reading keeps float32's digits: images whose bf16 logits are
+    close are judged again. Its logits here are as large as a trained one's (about 8), and two of its
+    digits are near ties that plain bf16 orders otherwise in some images, so the check has something
+    to catch."""
+    from vae_lab.metrics.reference import ReferenceClassifier
+
+    torch.manual_seed(0)
+    classifier = ReferenceClassifier((1, 28, 28)).for_judging()
+    with torch.no_grad():
+        weight, bias = classifier.classify.weight, classifier.classify.bias
+        weight.mul_(150)
+        weight[3] = weight[5] + 0.02 * torch.randn(weight.shape[1])
+        images = torch.rand(3000, 1, 28, 28)
+        logits = classifier(images)
+        bias[3] += bias[5] - bias[3] - (logits[:, 3] - logits[:, 5]).median()  # ties either way round
+        exact = classifier(images).argmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded = classifier(images).float()
+        assert rounded.abs().amax(-1).median() > 4
+        assert (rounded.argmax(-1) != exact).any()
+        assert torch.equal(classifier.digits(images, "bf16"), exact)
+        assert torch.equal(classifier.digits(images, "fp32"), exact)

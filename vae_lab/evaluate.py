@@ -161,7 +161,7 @@ def final_metrics(models: list[VAE], splits: Splits, configs: list,
         "sample_quality": each(lambda m, c: sample_quality(m, found["reference"], splits.test, settings.sample_images,
                                                           settings.batch_size, c.seed)),
         "traversal_control": each(lambda m, c: traversal_control(m, found["reference"], splits.test,
-                                                                  settings.traversal_images)),
+                                                                  settings.traversal_images, precision=precision)),
     }
     with torch.random.fork_rng(devices=cuda), contextlib.ExitStack() as modes:
         planned = sections(models[0], splits, settings)

@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,10 @@ RECIPE = 2  # a new number whenever the classifier or its training changes: a ca
 # Images the classifier judges at once. A hundred-odd images' activations stay in a CPU's cache, a
 # thousand do not; on a GPU it costs nothing (benchmarks/reference_pieces.py measures both).
 PIECE = 128
+# Two bfloat16 logits this close may be ordered otherwise in float32, so such images are judged again
+# there: several times the largest difference between the two precisions' logits that decoded images
+# show (docs/findings/performance.md#evaluation).
+RECHECK_MARGIN = 0.5
 
 
 class ReferenceClassifier(nn.Module):
@@ -53,6 +58,9 @@ class ReferenceClassifier(nn.Module):
             nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURES), nn.ReLU())
         self.classify = nn.Linear(FEATURES, 10)
         self.piece = piece  # images judged at once
+        # Features of the data's test images, which every sample-quality score compares with: computed
+        # once with the classifier and cached beside it (see reference_classifier).
+        self.test_features: Optional[torch.Tensor] = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed(images))
@@ -67,6 +75,27 @@ class ReferenceClassifier(nn.Module):
         layout = torch.channels_last if judging else torch.contiguous_format
         pieces = [self.features(part.contiguous(memory_format=layout)) for part in images.split(self.piece)]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def digits(self, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """[N] the digit read in each image, float32's reading in either precision. With ``precision``
+        bf16 every image is judged in bfloat16 (about twice as fast on a CPU with native bf16) and
+        those whose two highest logits lie within :data:`RECHECK_MARGIN` are judged again in float32:
+        rounding moves a logit far less than that, so no other image's reading can differ."""
+        if precision != "bf16":
+            return self(images).argmax(-1)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16):
+            logits = self(images).float()
+        top = logits.topk(2, -1).values
+        close = (top[:, 0] - top[:, 1] < RECHECK_MARGIN).nonzero().squeeze(-1)
+        found = logits.argmax(-1)
+        if len(close):
+            found[close] = self(images[close]).argmax(-1)
+        return found
+
+    @torch.no_grad()
+    def features_of(self, images: ImageSet, batch_size: int = 1000) -> torch.Tensor:
+        """[N, FEATURES] :meth:`embed` of every image of a split."""
+        return torch.cat([self.embed(batch.images.float()) for batch in images.batches(batch_size)])
 
     def for_judging(self) -> "ReferenceClassifier":
         return self.eval().to(memory_format=torch.channels_last)
@@ -94,11 +123,18 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
     path = cache_path(config, splits.fingerprint["sha256"])
     if path.is_file():
         try:
+            cached = load_checkpoint(path, device)
             model = ReferenceClassifier(splits.image_shape).to(device)
-            model.load_state_dict(load_checkpoint(path, device)["model"])
-            return model.for_judging()
+            model.load_state_dict(cached["model"])
         except (DamagedFile, RuntimeError) as damaged:  # RuntimeError: weights of another shape
             log.warning("%s: training the reference classifier again", damaged)
+        else:
+            model.for_judging()
+            model.test_features = cached.get("test_features")
+            if model.test_features is None or len(model.test_features) != len(splits.test):
+                model.test_features = model.features_of(splits.test)
+                _cache(path, model, cached["test_acc"])
+            return model
     if config.n_train is not None:  # the instrument is the same whatever share of the data a model saw
         splits = load_splits(replace(config, n_train=None), device)
     cuda = [device] if device.type == "cuda" else []
@@ -107,13 +143,22 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
         model = ReferenceClassifier(splits.image_shape).to(device)
         accuracy = _train(model, splits.train, splits.test)
     log.info("reference classifier for %s: test accuracy %.4f", config.name, accuracy)
-    try:
-        atomic_write(path, lambda f: torch.save({"model": model.state_dict(), "test_acc": accuracy}, f),
-                     binary=True)
+    model.for_judging()
+    model.test_features = model.features_of(splits.test)
+    if _cache(path, model, accuracy):
         log.info("cached in %s", path)
+    return model
+
+
+def _cache(path: Path, model: ReferenceClassifier, accuracy: float) -> bool:
+    """Keeps the classifier and its features of the test images in the cache; False where it cannot."""
+    state = {"model": model.state_dict(), "test_acc": accuracy, "test_features": model.test_features.cpu()}
+    try:
+        atomic_write(path, lambda f: torch.save(state, f), binary=True)
+        return True
     except OSError as error:
         log.warning("could not cache the reference classifier (%s): it will be trained again next time", error)
-    return model.for_judging()
+        return False
 
 
 def _train(model: ReferenceClassifier, train: ImageSet, test: ImageSet) -> float:

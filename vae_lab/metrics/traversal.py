@@ -101,8 +101,9 @@ class Looks:
     chroma: Optional[torch.Tensor] = None
 
     @classmethod
-    def of(cls, images: torch.Tensor, reference: ReferenceClassifier, color: bool) -> "Looks":
-        digits = reference(images.flatten(0, -4)).argmax(-1).view(images.shape[:-3])
+    def of(cls, images: torch.Tensor, reference: ReferenceClassifier, color: bool,
+           precision: str = "fp32") -> "Looks":
+        digits = reference.digits(images.flatten(0, -4), precision).view(images.shape[:-3])
         return cls(digits, *stroke_hue(images)) if color else cls(digits)
 
 
@@ -120,21 +121,22 @@ def changes(base: Looks, swept: Looks) -> dict[str, float]:
 
 @torch.no_grad()
 def traversal_control(model, reference: ReferenceClassifier, test: ImageSet, n_images: int = 256,
-                      decode_piece: int = DECODE_PIECE) -> dict:
+                      decode_piece: int = DECODE_PIECE, precision: str = "fp32") -> dict:
     """For every coordinate, how much sweeping it changes the hue and the digit (:func:`changes`),
     from the codes of the first ``n_images`` test images; and the coordinate that changes each most,
     with how much it changes the other (a coordinate that sets the color alone changes no digit).
-    On grey images only the digit is measured. ``decode_piece``: codes decoded at once."""
+    On grey images only the digit is measured. ``decode_piece``: codes decoded at once; ``precision``:
+    the reference classifier's (:meth:`ReferenceClassifier.digits`: the same digits either way)."""
     spec, color = model.spec, test.images.shape[1] == 3
     images = test.batch(torch.arange(min(n_images, len(test)), device=test.device)).images
     base = discretised(model.embed(images).float(), spec)
-    unswept = Looks.of(model.decode(base), reference, color)
+    unswept = Looks.of(model.decode(base), reference, color, precision)
     table = {}
     for coordinate in coordinates(spec):
         codes = coordinate.sweep(base)
         swept = torch.cat([model.decode(piece) for piece in codes.flatten(0, 1).split(decode_piece)])
         swept = swept.unflatten(0, codes.shape[:2])
-        table[coordinate.name] = changes(unswept, Looks.of(swept, reference, color))
+        table[coordinate.name] = changes(unswept, Looks.of(swept, reference, color, precision))
     metrics: dict = {"traversal_control": table}
     for quantity, other in (("hue", "digit"), ("digit", "hue")):
         if quantity == "hue" and not color:
