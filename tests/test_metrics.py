@@ -189,6 +189,30 @@ def test_sample_metrics_score_real_images_as_real(train_config):
     assert noise["fd"] > real["fd"] + 1
 
 
+def test_the_test_images_features_are_cached_with_the_classifier_and_are_its_own(train_config):
+    """Sample quality compares with the test images' features kept in the cache: the classifier's
+    own features of them, whether just trained, loaded, or added to a cache that lacked them; the
+    scores are those computed from the images."""
+    config = train_config()
+    splits = load_splits(config.data)
+    trained = reference_classifier(config.data, splits, torch.device("cpu"))
+    path = cache_path(config.data, splits.fingerprint["sha256"])
+    state = torch.load(path)
+    with torch.no_grad():
+        own = torch.cat([trained.embed(batch.images) for batch in splits.test.batches(7)])
+    assert torch.allclose(state["test_features"], own, atol=1e-5)
+    del state["test_features"]  # a cache from before the features were kept
+    torch.save(state, path)
+    loaded = reference_classifier(config.data, splits, torch.device("cpu"))
+    assert torch.allclose(loaded.test_features, own, atol=1e-5)
+    assert torch.allclose(torch.load(path)["test_features"], own, atol=1e-5)
+    with torch.no_grad():
+        kept = sample_quality(Resampler(splits.test, noise=True), loaded, splits.test, 300, 200, seed=0)
+        loaded.test_features = None
+        computed = sample_quality(Resampler(splits.test, noise=True), loaded, splits.test, 300, 200, seed=0)
+    assert kept == pytest.approx(computed, rel=1e-5)
+
+
 def test_the_reference_classifier_is_cached_in_the_users_cache_never_beside_the_data(tmp_path, data_root,
                                                                                      train_config, monkeypatch):
     """The data folder may be shared or read-only: nothing is written there. $VAE_LAB_CACHE wins over

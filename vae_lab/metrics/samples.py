@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from vae_lab.data import ImageSet
 from vae_lab.metrics.reference import FEATURES, ReferenceClassifier
 from vae_lab.metrics.traversal import stroke_hue
-from vae_lab.progress import counting, progress
+from vae_lab.progress import progress
 
 
 def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samples: int,
@@ -24,12 +24,14 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     strokes whiten, as a decoder does that averages many tints)."""
     generator = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
-    with progress(desc="sample quality", total=2 * n_samples + len(test), unit="image") as bar:
+    with progress(desc="sample quality", total=2 * n_samples, unit="image") as bar:
         samples = torch.cat([model.sample(size, generator=generator) for size in sizes]).float()
         bar.update(n_samples)
         fake = reference.embed(samples)  # once, for the distance and the digits seen
         bar.update(n_samples)
-        real = torch.cat([reference.embed(batch.images.float()) for batch in counting(test.batches(batch_size), bar)])
+    real = reference.test_features
+    if real is None or len(real) != len(test):  # a classifier not made by reference_classifier
+        real = reference.features_of(test, batch_size)
     probabilities = F.softmax(reference.classify(fake), -1)
     counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
     share = counts / counts.sum()
