@@ -47,8 +47,7 @@ from vae_lab.write_ups import (Missing, Runs, WriteUp, claims_file, judge, load_
 # Quick mode: one seed, 2 epochs and a lighter evaluation. A command-line `seed=0` replaces the
 # seeds a write-up's sweep lists (Hydra's basic sweeper keeps the last value given for a key).
 # eval.is_samples stays each recipe's own: at most the default 100, and 0 where a recipe skips the NLL.
-QUICK_OVERRIDES = ("seed=0", "trainer.epochs=2", "eval.sample_images=2000", "eval.tsne_points=1000",
-                   "eval.probe_images=5000")
+QUICK_OVERRIDES = ("seed=0", "trainer.epochs=2", "eval.sample_images=2000", "eval.probe_images=5000")
 
 
 def sweeps(write_up: WriteUp, folder: Path, extra: list[str]) -> list[list[str]]:
