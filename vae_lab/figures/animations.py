@@ -88,12 +88,20 @@ def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, 
     try:
         render(fig, dpi=100)
         fig.set_layout_engine("none")  # keeps the first frame's layout: every frame's would be the same
+        # What changes from frame to frame is drawn over a picture of the rest, taken once (blitting).
+        changing = [*left.collections, right.images[0], title]
+        for artist in changing:
+            artist.set_animated(True)
+        fig.canvas.draw()
+        background = fig.canvas.copy_from_bbox(fig.bbox)
         for epoch, frame_points, shot in zip(epochs + 1, points, shown):
             for collection, mine in zip(left.collections, digits):
                 collection.set_offsets(frame_points[mine])
             right.images[0].set_data(grid(shot))
             title.set_text("\n".join([f"Epoch {epoch} of {len(snapshots)}", *title.get_text().split("\n")[1:]]))
-            fig.canvas.draw()
+            fig.canvas.restore_region(background)
+            for artist in changing:
+                fig.draw_artist(artist)
             frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     finally:
         plt.close(fig)
