@@ -97,3 +97,21 @@ def test_mig_is_the_information_gap_over_the_entropy_counted_by_hand():
     expected = (information(factor, factor) - information(factor // 2, factor)) / entropy  # about 1 - 1/2
     assert mig(codes, {"factor": factor}) == pytest.approx(expected, rel=1e-9)
     assert expected == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("estimator", ["gbt", "lasso"])
+def test_dci_fits_its_factors_side_by_side_with_the_numbers_of_one_after_another(data, estimator):
+    import torch
+
+    rng, factors = data
+    codes = np.column_stack([factors["digit"] + rng.normal(0, 2, N), factors["hue"] + rng.normal(0, 1, N),
+                             rng.normal(size=(N, 3))])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = dci(*halves(codes, factors), estimator)
+        torch.set_num_threads(2)
+        together = dci(*halves(codes, factors), estimator)
+    finally:
+        torch.set_num_threads(threads)
+    assert together == alone
