@@ -1,18 +1,23 @@
 """What a run's final evaluation costs, phase by phase, in two versions of vae-lab side by side.
 
-The same trained run folder is evaluated by `vae-lab eval` from this checkout ("after") and from
-another commit ("before", checked out into a temporary git worktree), taking turns ``--repeats``
-times, each into a fresh copy of the run, with the evaluation that training ends with
-(``eval.is_samples=100``). Each phase's seconds are read from the log lines both versions print
-("probes: 0.7 s"); the median of the repeats is reported for each, with the ratio, and every metric
-both report with its largest difference between the versions. Both read one cached reference
-classifier (the same recipe), so its training is never timed. Run it alone: a second process on the
-cores skews every number, except the one ``--beside-training`` starts on purpose: a vae-lab training
-(benchmarks/sharing.py's, choosing its threads as a default run does) that runs through every timed
-evaluation, the case of a sweep's evaluation beside its other jobs.
+With ``--run``, the same trained run folder is evaluated by `vae-lab eval` from this checkout
+("after") and from another commit ("before", checked out into a temporary git worktree), taking
+turns ``--repeats`` times, each into a fresh copy of the run, with the evaluation that training ends
+with (``eval.is_samples=100``). With ``--train``, each version trains a run from the overrides given
+(the default run without any) and evaluates it as training does, taking turns alike; its training
+seconds (``train_s``) and the median seconds an epoch spent scoring after its training steps
+(``epoch_s`` less the steps' own time) are reported beside the phases.
 
-    python benchmarks/eval_cost.py --run RUN --before COMMIT [--repeats 3] [--beside-training] [--data-root DIR]
-        [--out summary.csv] [eval.* overrides]
+Each phase's seconds are read from the log lines both versions print ("probes: 0.7 s"); the median of
+the repeats is reported for each, with the ratio, and every metric both report with its largest
+difference between the versions. Both read one cached reference classifier (the same recipe), so its
+training is never timed. Run it alone: a second process on the cores skews every number, except the
+one ``--beside-training`` starts on purpose: a vae-lab training (benchmarks/sharing.py's, choosing its
+threads as a default run does) that runs through every timed evaluation, the case of a sweep's
+evaluation beside its other jobs.
+
+    python benchmarks/eval_cost.py (--run RUN | --train) --before COMMIT [--repeats 3] [--beside-training]
+        [--data-root DIR] [--out summary.csv] [eval.* overrides, or with --train any training override]
 """
 
 import argparse
@@ -35,6 +40,7 @@ from vae_lab.metrics.reference import cache_folder
 REPOSITORY = Path(__file__).resolve().parent.parent
 PHASE = re.compile(r"^(?P<name>[a-z][a-zA-Z -]+?)(?: \([^)]*\))?(?: of \d+ models)?: (?P<seconds>\d+\.\d) s$")
 USER_CACHE = cache_folder()
+NOT_EVALUATION = ("command", "training", "per_epoch_scoring", "median_epoch")  # the rows that are not its phases
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints/best.pt", "checkpoints/last.pt")
 
 
@@ -48,22 +54,44 @@ def copy_run(run: Path, into: Path) -> Path:
     return into
 
 
-def evaluate(tree: Path, run: Path, data_root: Path, cache: Path, overrides: list[str]) -> tuple[dict, dict, float]:
-    """`vae-lab eval` of ``run`` by the code in ``tree``: each phase's seconds, the metrics, and the
-    wall time of the whole command."""
+def vae_lab(tree: Path, cache: Path, arguments: list[str]) -> tuple[dict, float]:
+    """`vae-lab ARGUMENTS` run by the code in ``tree``: each evaluation phase's seconds, read off its
+    log, and the wall time of the whole command."""
     env = {**os.environ, "PYTHONPATH": str(tree), "VAE_LAB_CACHE": str(cache), "TQDM_DISABLE": "1"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "vae_lab", "eval", f"run_dir={run}", f"data_root={data_root}",
-                           *overrides], cwd=tree, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "vae_lab", *arguments], cwd=tree, env=env, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"vae-lab eval from {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"vae-lab {arguments[0]} from {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
     phases = {}
     for line in (done.stdout + done.stderr).splitlines():
         found = PHASE.match(line.strip())
         if found and found["name"] != "evaluation took":
             phases[found["name"].replace(" ", "_").replace("-", "_")] = float(found["seconds"])
+    return phases, wall
+
+
+def evaluate(tree: Path, run: Path, data_root: Path, cache: Path, overrides: list[str]) -> tuple[dict, dict, float]:
+    """`vae-lab eval` of ``run`` by the code in ``tree``: each phase's seconds, the metrics, and the
+    wall time of the whole command."""
+    phases, wall = vae_lab(tree, cache, ["eval", f"run_dir={run}", f"data_root={data_root}", *overrides])
     return phases, json.loads((run / "eval" / "metrics.json").read_text()), wall
+
+
+def train(tree: Path, run: Path, data_root: Path, cache: Path, overrides: list[str]) -> tuple[dict, dict, float]:
+    """`vae-lab train` into ``run`` by the code in ``tree``: as :func:`evaluate`, with the training's
+    seconds and the median seconds an epoch spent after its training steps (scoring, logging) among
+    the phases."""
+    phases, wall = vae_lab(tree, cache, ["train", f"hydra.run.dir={run}", f"data.root={data_root}", *overrides])
+    metrics = json.loads((run / "metrics.json").read_text())
+    images = int(re.search(r"\((\d+) train /", (run / "train.log").read_text())[1])
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    phases["training"] = metrics["train_s"]
+    phases["per_epoch_scoring"] = statistics.median(row["epoch_s"] - images / row["train/images_per_s"]
+                                                   for row in epochs)
+    phases["median_epoch"] = statistics.median(row["epoch_s"] for row in epochs)
+    return phases, metrics, wall
 
 
 def data_folder(real: Path, into: Path) -> Path:
@@ -86,18 +114,21 @@ def share_reference(cache: Path, data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="a trained run folder (only read)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", type=Path, help="a trained run folder (only read) that each version evaluates")
+    what.add_argument("--train", action="store_true", help="each version trains a run from the overrides")
     parser.add_argument("--before", required=True, help="the commit to compare with")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("VAE_LAB_DATA", "./data")))
     parser.add_argument("--beside-training", action="store_true", help="a training runs beside each evaluation")
-    parser.add_argument("overrides", nargs="*", help="eval.* overrides for both versions")
+    parser.add_argument("overrides", nargs="*", help="overrides for both versions (eval.* with --run)")
     add_out_option(parser)
     args = parser.parse_args()
     refuse_existing_out(parser, args.out)
-    if not (args.run / "checkpoints" / "best.pt").is_file():
+    if args.run and not (args.run / "checkpoints" / "best.pt").is_file():
         parser.error(f"--run {args.run}: no checkpoints/best.pt there")
     overrides = ["eval.is_samples=100", *args.overrides]
+    measure = train if args.train else lambda tree, run, *rest: evaluate(tree, copy_run(args.run.resolve(), run), *rest)
     with tempfile.TemporaryDirectory(prefix="eval-cost-") as scratch:
         scratch = Path(scratch)
         before = scratch / "before"
@@ -109,20 +140,23 @@ def main() -> None:
                 shutil.copytree(USER_CACHE / "reference", cache / "reference")
             trees = {"before": before, "after": REPOSITORY}
             # Not timed: the reference classifier trained (or loaded) once, then shared with the old version.
-            evaluate(REPOSITORY, copy_run(args.run.resolve(), scratch / "warm-up"), data, cache,
-                     overrides + ["eval.figures=false", "eval.is_samples=0"])
+            warm_up = ["eval.figures=false", "eval.is_samples=0", "eval.traversal_images=0"]
+            if args.train:
+                train(REPOSITORY, scratch / "warm-up", data, cache, [*args.overrides, *warm_up, "trainer.epochs=1"])
+            else:
+                evaluate(REPOSITORY, copy_run(args.run.resolve(), scratch / "warm-up"), data, cache, overrides + warm_up)
             share_reference(cache, data)
             seconds = {version: {} for version in trees}
             metrics = {}
             for repeat in range(args.repeats):
                 for version, tree in trees.items():
-                    run = copy_run(args.run.resolve(), scratch / f"{version}-{repeat}")
                     busy = (competitor(SETTINGS["vae-lab: threads = free cores"], None, str(args.data_root))
                             if args.beside_training else None)
                     try:
                         if busy:
                             time.sleep(10)  # past its start-up, training
-                        phases, metrics[version], wall = evaluate(tree, run, data, cache, overrides)
+                        phases, metrics[version], wall = measure(tree, scratch / f"{version}-{repeat}", data, cache,
+                                                                 args.overrides if args.train else overrides)
                     finally:
                         if busy:
                             busy.kill()
@@ -140,7 +174,7 @@ def report(seconds: dict, metrics: dict, args: argparse.Namespace) -> None:
     median = {version: {name: statistics.median(values) for name, values in found.items()}
               for version, found in seconds.items()}
     for version in median:
-        median[version]["evaluation"] = sum(v for k, v in median[version].items() if k != "command")
+        median[version]["evaluation"] = sum(v for k, v in median[version].items() if k not in NOT_EVALUATION)
     print(f"\n{'phase':<28}{'before s':>10}{'after s':>10}{'after/before':>14}")
     rows = []
     for name in [*phases, "evaluation"]:
