@@ -187,3 +187,22 @@ def test_a_table_spec_with_an_unknown_option_is_refused_by_name(tmp_path):
     page.write_text("<!-- table from s.csv rows=runs colums=seed -->\n<!-- end of table -->\n")
     with pytest.raises(tables.BadSpec, match="'colums'"):
         tables.regenerate(page)
+
+
+def test_what_help_says_each_eval_setting_costs_is_the_committed_benchmarks_number():
+    """`vae-lab train --help` reads conf/eval/default.yaml's comments: the cost each names for the
+    default run is the phase's seconds in the speed page's table, not a number typed from memory."""
+    import csv
+    import re
+
+    from vae_lab.help import keys
+
+    table = REPO / "docs" / "findings" / "results" / "eval-cost" / "default-run-train" / "summary.csv"
+    seconds = {row["phase"]: float(row["after_s"]) for row in csv.DictReader(table.open())}
+    phases = {"is_samples": "importance_sampled_NLL", "probe_images": "probes", "sample_images": "sample_quality",
+              "traversal_images": "traversal_control", "figures": "figures", "epoch_images": "per_epoch_scoring"}
+    meanings = dict(keys(REPO / "conf" / "eval" / "default.yaml"))
+    for key, phase in phases.items():
+        said = re.search(r"costs the default run (\d+\.\d) s", meanings[key])
+        assert said, f"eval.{key}: its comment does not say what it costs the default run"
+        assert float(said[1]) == round(seconds[phase], 1), f"eval.{key}: {said[1]} s, the table {seconds[phase]:.1f} s"
