@@ -94,6 +94,35 @@ def test_a_test_images_point_is_its_posterior_mean_and_most_probable_categories(
         found.code([0.0] * 3, [0, 0])
 
 
+def test_traversal_rows_sweep_each_coordinate_the_page_shows_and_each_variable(train_config):
+    """Each row is the point with one coordinate moved, decoded: a Gaussian one the sliders show (most
+    KL first; a quiet or inactive one is left out) at each traversal value, a categorical variable at
+    each category; at most ``most`` Gaussian rows, the rest counted."""
+    from vae_lab.explore.latent import Coordinate as Slider
+    from vae_lab.metrics.traversal import TRAVERSAL_VALUES
+
+    found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
+    found.coordinates = [Slider(2, 3.0, True, False), Slider(0, 1.0, True, False), Slider(1, 0.05, True, True),
+                         Slider(3, 0.5, False, False)]
+    code = found.code([0.3, -0.2, 0.1, 0.7], [1, 2])
+    rows, left_out = found.traversal(code)
+    assert [row["name"] for row in rows] == ["z3", "z1", "c1", "c2"] and left_out == 0
+
+    def moved(where: slice, values: torch.Tensor) -> np.ndarray:
+        codes = code.repeat(len(values), 1)
+        codes[:, where] = values
+        with torch.no_grad():
+            return pixels_of(found.model.decode(codes))
+
+    expected = {"z3": moved(slice(2, 3), TRAVERSAL_VALUES[:, None]), "z1": moved(slice(0, 1), TRAVERSAL_VALUES[:, None]),
+                "c1": moved(slice(4, 7), torch.eye(3)), "c2": moved(slice(7, 10), torch.eye(3))}
+    for row in rows:
+        assert row["images"].shape == expected[row["name"]].shape
+        assert np.abs(row["images"].astype(int) - expected[row["name"]]).max() <= 1, row["name"]  # batch rounding
+    rows, left_out = found.traversal(code, most=1)
+    assert [row["name"] for row in rows] == ["z3", "c1", "c2"] and left_out == 1
+
+
 def test_a_pictures_neighbours_are_the_nearest_codes_by_brute_force(train_config):
     found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
     codes = found.codes.double().numpy()
@@ -481,6 +510,37 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             page.click("#reset")
             np.testing.assert_array_equal(settled("#decoded-a", decoded([0.0] * 3)), decoded([0.0] * 3))
 
+            # Traversal rows follow the decoded point: a row per shown coordinate, its first picture that
+            # coordinate at -2 with the rest of the point held, redrawn as a slider moves the rest.
+            def row_picture(name: str, gaussian: list) -> np.ndarray:
+                expected, deadline = decoded(gaussian), time.monotonic() + 30
+                while time.monotonic() < deadline:  # one pass decodes every row: a pixel may round otherwise
+                    shown = canvas(f'#rows .trow[data-name="{name}"] canvas')
+                    if np.abs(shown.astype(int) - expected).max() <= 1:
+                        break
+                    page.wait_for_timeout(200)
+                return shown
+
+            page.check("#traversal-on")
+            page.wait_for_selector("#rows .trow[data-name]", timeout=30000)
+            names = page.eval_on_selector_all("#rows .trow[data-name]", "rows => rows.map(r => r.dataset.name)")
+            sliders = page.eval_on_selector_all("#controls input[type=range]", "s => s.map(e => +e.dataset.index)")
+            assert names == [f"z{i + 1}" for i in sliders[:len(names)]] and names
+            zero = [0.0] * 3
+            for name in names:
+                point = list(zero)
+                point[int(name[1:]) - 1] = -2.0
+                assert np.abs(row_picture(name, point).astype(int) - decoded(point)).max() <= 1, name
+            if len(names) > 1:
+                slider.evaluate("e => { e.value = 1.0; e.dispatchEvent(new Event('input')); }")
+                point = list(zero)
+                point[index], point[int(names[1][1:]) - 1] = 1.0, -2.0
+                assert np.abs(row_picture(names[1], point).astype(int) - decoded(point)).max() <= 1
+            page.locator("#traversal").screenshot(path=str(tmp_path / "explorer_traversal.png"))
+            page.uncheck("#traversal-on")
+            page.click("#reset")
+            np.testing.assert_array_equal(settled("#decoded-a", decoded([0.0] * 3)), decoded([0.0] * 3))
+
             # The decoded point is marked on the map: on the two coordinates with the most KL, at its values
             # there; on PCA's axes, at its projection (the placement the server sends puts the test codes
             # where the map draws them).
@@ -528,5 +588,5 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
         for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png",
-                     "explorer_hue.png", "explorer_shared.png"):
+                     "explorer_hue.png", "explorer_shared.png", "explorer_traversal.png"):
             shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))

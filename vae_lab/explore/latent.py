@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
+from vae_lab.metrics.traversal import TRAVERSAL_VALUES, coordinates
 from vae_lab.reporting import Run
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ MAP_METHODS = ("kl", "pca", "tsne")
 # 0.02-0.07): its slider is folded away with the inactive ones.
 QUIET_NATS = 0.1
 NEIGHBOURS = 8  # nearest test images shown beside a picked one
+TRAVERSAL_ROWS = 16  # Gaussian coordinates swept in the traversal panel, most KL first
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,26 @@ class Explorer:
         points = tsne_map(codes)
         log.info("t-SNE map ready in %.1f s", time.perf_counter() - started)
         return points
+
+    # -- traversal ---------------------------------------------------------------------------------
+
+    def traversal(self, code: torch.Tensor, most: int = TRAVERSAL_ROWS) -> tuple[list[dict], int]:
+        """A row per coordinate as :mod:`vae_lab.metrics.traversal` sweeps it, from ``code`` with the
+        rest held: each Gaussian coordinate the page shows a slider for (active, not quiet), most KL
+        first, at ``TRAVERSAL_VALUES``; each categorical variable at each of its categories. At most
+        ``most`` Gaussian rows; also returns how many shown coordinates that left out."""
+        shown = [c for c in self.coordinates if c.active and not c.quiet]
+        by_name = {c.name: c for c in coordinates(self.spec)}
+        rows = [(by_name[f"z{c.index + 1}"], f"{c.kl:.2f} nats") for c in shown[:most]]
+        rows += [(c, f"{c.categories} categories") for c in by_name.values() if c.categories]
+        if not rows:
+            return [], 0
+        sweeps = [coordinate.sweep(code[None])[0] for coordinate, _ in rows]  # [positions, code_size] each
+        images = self.decode(torch.cat(sweeps))  # in one pass
+        starts = np.cumsum([0] + [len(sweep) for sweep in sweeps])
+        found = [{"name": coordinate.name, "about": about, "images": images[a:b]}
+                 for (coordinate, about), a, b in zip(rows, starts, starts[1:])]
+        return found, max(0, len(shown) - most)
 
     # -- interpolation ---------------------------------------------------------------------------
 

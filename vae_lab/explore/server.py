@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from vae_lab.errors import UserError
 from vae_lab.explore.latent import Explorer
+from vae_lab.metrics.traversal import TRAVERSAL_VALUES
 
 STEPS_MOST = 64  # decodings in one interpolation strip
 
@@ -103,6 +104,13 @@ def app(runs: Runs) -> Starlette:
         image = found.decode(found.code(*point(body, "the body"))[None])[0]
         return JSONResponse({"image": pixels(image), "ms": 1000 * (time.perf_counter() - started)})
 
+    async def traverse(request: Request) -> Response:
+        body = await request.json()
+        found = explorer(request)
+        rows, left_out = found.traversal(found.code(*point(body, "the body")))
+        return JSONResponse({"values": TRAVERSAL_VALUES.tolist(), "left_out": left_out,
+                             "rows": [{**row, "images": [pixels(image) for image in row["images"]]} for row in rows]})
+
     async def interpolate(request: Request) -> Response:
         body = await request.json()
         if not isinstance(body, dict):
@@ -135,6 +143,7 @@ def app(runs: Runs) -> Starlette:
         Route("/api/runs/{run}/test/{index:int}/neighbours", neighbours),
         Route("/api/runs/{run}/decode", decode, methods=["POST"]),
         Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
+        Route("/api/runs/{run}/traversal", traverse, methods=["POST"]),
     ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed, UserError: unopened})
 
 
