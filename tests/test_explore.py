@@ -537,9 +537,27 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                 point[index], point[int(names[1][1:]) - 1] = 1.0, -2.0
                 assert np.abs(row_picture(names[1], point).astype(int) - decoded(point)).max() <= 1
             page.locator("#traversal").screenshot(path=str(tmp_path / "explorer_traversal.png"))
+
+            # What is shown, saved as a PNG: every picture at 4 x 4 pixels per pixel, one row per row.
+            def saved(button: str) -> np.ndarray:
+                from PIL import Image
+
+                with page.expect_download(timeout=30000) as download:
+                    page.click(button)
+                assert re.fullmatch(r"vae-lab-run0-(decoded|traversal)\.png", download.value.suggested_filename)
+                return np.asarray(Image.open(download.value.path()).convert("RGB"))
+
+            picture = saved("#save-rows")
+            side = run.splits.test.images.shape[-1]
+            assert picture.shape[:2] == (len(names) * (side + 1) * 4 - 4, 9 * (side + 1) * 4 - 4)
+            first_row = canvas(f'#rows .trow[data-name="{names[0]}"] canvas')
+            np.testing.assert_array_equal(picture[:side * 4:4, :side * 4:4], first_row)
             page.uncheck("#traversal-on")
             page.click("#reset")
             np.testing.assert_array_equal(settled("#decoded-a", decoded([0.0] * 3)), decoded([0.0] * 3))
+            picture = saved("#save-decoded")
+            assert picture.shape[:2] == (side * 4, side * 4)
+            np.testing.assert_array_equal(picture[::4, ::4], decoded([0.0] * 3))
 
             # The decoded point is marked on the map: on the two coordinates with the most KL, at its values
             # there; on PCA's axes, at its projection (the placement the server sends puts the test codes
