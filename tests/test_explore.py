@@ -572,6 +572,30 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
                                    timeout=30000)
             state = page.evaluate("state.gaussian")
             assert page.evaluate(marked) == pytest.approx([state[axes[0]], state[axes[1]]])
+
+            # On these axes a click between the points decodes there: the two coordinates take the
+            # clicked values, the rest of the point held.
+            empty = page.evaluate("""() => { const p = document.getElementById('map'), xa = p._fullLayout.xaxis,
+                ya = p._fullLayout.yaxis, box = p.getBoundingClientRect();
+                const dots = p.data.filter(t => t.customdata).flatMap(t => t.x.map((x, i) => [xa.l2p(x), ya.l2p(t.y[i])]));
+                let best = null;
+                for (let gx = 0.05; gx < 1; gx += 0.05) for (let gy = 0.05; gy < 1; gy += 0.05) {
+                    const px = gx * xa._length, py = gy * ya._length;
+                    const d = Math.min(...dots.map(([a, b]) => Math.hypot(a - px, b - py)));
+                    if (!best || d > best.d) best = {d, px, py};
+                }
+                return {x: box.left + xa._offset + best.px, y: box.top + ya._offset + best.py,
+                        value: [xa.p2l(best.px), ya.p2l(best.py)], d: best.d}; }""")
+            assert empty["d"] > 25, empty  # beyond plotly's reach for hovering a point
+            held = page.evaluate("state.gaussian")
+            page.mouse.move(empty["x"], empty["y"])
+            page.mouse.click(empty["x"], empty["y"])
+            page.wait_for_function(f"Math.abs(state.gaussian[{axes[0]}] - {empty['value'][0]}) < 0.01", timeout=30000)
+            clicked = page.evaluate("state.gaussian")
+            assert [clicked[axes[0]], clicked[axes[1]]] == pytest.approx(empty["value"], abs=0.01)
+            assert [v for i, v in enumerate(clicked) if i not in axes] == [v for i, v in enumerate(held) if i not in axes]
+            np.testing.assert_array_equal(settled("#decoded-a", decoded(clicked)), decoded(clicked))
+            state = clicked
             page.select_option("#method", "pca")
             page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.title.text.startsWith('PC')",
                                    timeout=30000)
