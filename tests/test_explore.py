@@ -123,6 +123,24 @@ def test_traversal_rows_sweep_each_coordinate_the_page_shows_and_each_variable(t
     assert [row["name"] for row in rows] == ["z3", "c1", "c2"] and left_out == 1
 
 
+def test_an_image_from_outside_is_encoded_as_the_model_encodes_it(train_config):
+    """A drawn or dropped image, as the page sends it (uint8 pixels): its point, reconstruction and
+    nearest test images are the model's own; a test image sent back is its own nearest, at distance 0."""
+    found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
+    image = pixels_of(found.images[5:6].float())[0]
+    encoded = found.encode(image)
+    assert encoded["point"]["gaussian"] == pytest.approx(found.point_of(5)["gaussian"], abs=1e-5)
+    assert encoded["point"]["categories"] == found.point_of(5)["categories"]
+    np.testing.assert_array_equal(encoded["reconstruction"], found.test_image(5)[1])
+    assert encoded["neighbours"][0][0] == 5 and encoded["neighbours"][0][1] == pytest.approx(0, abs=1e-5)
+    with torch.no_grad():
+        code = found.model.embed(found.images[5:6])[0].double()
+    by_hand = torch.cdist(code[None], found.codes.double())[0].argsort()[:8].tolist()
+    assert [i for i, _ in encoded["neighbours"]] == by_hand
+    with pytest.raises(ValueError, match="an image of this model is 28 x 28 x 1 bytes, not 28 x 28 x 3"):
+        found.encode(np.zeros((28, 28, 3), np.uint8))
+
+
 def test_a_pictures_neighbours_are_the_nearest_codes_by_brute_force(train_config):
     found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
     codes = found.codes.double().numpy()
@@ -290,6 +308,17 @@ def test_bad_requests_and_a_damaged_run_are_4xx_with_one_line_and_no_traceback(t
         assert refused("/api/runs/0/interpolate", {"start": point, "end": point, "steps": 4.5})[0] == 400
         assert refused("/api/runs/0/interpolate", {"start": point, "end": point, "from_images": [{}], "steps": 4}) == (
             400, "from_images=[{}]: expected two test image numbers")
+        assert refused("/api/runs/0/traversal", {"gaussian": [0.5], "categories": []}) == (
+            400, "expected 3 Gaussian values and 0 categories")
+        assert refused("/api/runs/0/encode", {"image": 5}) == (
+            400, 'the body: expected {"image": {"data": base64, "shape": [h, w, c]}}, got {"image": 5}')
+        assert refused("/api/runs/0/encode", {"image": {"data": "!!", "shape": [28, 28, 3]}}) == (
+            400, "the image's data: not base64")
+        assert refused("/api/runs/0/encode", {"image": {"data": "AAAA", "shape": [28, 28, 3]}}) == (
+            400, "the image's data: 3 bytes for a shape of 2352")
+        wrong = base64.b64encode(bytes(28 * 28)).decode()
+        assert refused("/api/runs/0/encode", {"image": {"data": wrong, "shape": [28, 28, 1]}}) == (
+            400, "an image of this model is 28 x 28 x 3 bytes, not 28 x 28 x 1")
         status, error = refused("/api/runs/1/layout")
         assert status == 409 and "best.pt" in error and "\n" not in error
         assert server.get("/api/runs/0/layout")["continuous"] == 3  # the good run is unharmed
@@ -559,6 +588,44 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             assert picture.shape[:2] == (side * 4, side * 4)
             np.testing.assert_array_equal(picture[::4, ::4], decoded([0.0] * 3))
 
+            # Your own image: a test image's pixels put on the drawing square encode to that image's point
+            # (the decoder and the map follow); a stroke drawn with the mouse and an image file dropped on
+            # the square are encoded alike.
+            picked = server.get("/api/runs/0/test/11")
+            page.evaluate("""image => { const c = document.getElementById('draw'), raw = atob(image.data);
+                const [h, w, k] = image.shape, rgba = new Uint8ClampedArray(h * w * 4);
+                for (let i = 0; i < h * w; i++) { for (let j = 0; j < 3; j++) rgba[4 * i + j] = raw.charCodeAt(i * k + (k === 3 ? j : 0));
+                    rgba[4 * i + 3] = 255; }
+                c.getContext('2d').putImageData(new ImageData(rgba, w, h), 0, 0); }""", picked["image"])
+            with page.expect_response(lambda response: response.url.endswith("/encode"), timeout=30000) as answer:
+                page.click("#encode")
+            page.wait_for_selector("#own-reconstruction", timeout=30000)
+            assert answer.value.json()["point"]["gaussian"] == pytest.approx(picked["point"]["gaussian"], abs=1e-2)
+            page.wait_for_function("state.gaussian.some(v => v !== 0)", timeout=30000)
+            assert page.evaluate("state.gaussian") == pytest.approx(answer.value.json()["point"]["gaussian"])
+            assert page.locator("#own-result figure").count() == 1 + 8  # its reconstruction and 8 neighbours
+            page.locator("#own").screenshot(path=str(tmp_path / "explorer_own.png"))
+            page.click("#draw-clear")
+            page.locator("#draw").scroll_into_view_if_needed()
+            box = page.locator("#draw").bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8, steps=12)
+            page.mouse.up()
+            assert canvas("#draw").max() > 100, "the mouse drew nothing"
+            with page.expect_response(lambda response: response.url.endswith("/encode"), timeout=30000) as answer:
+                page.evaluate("""async () => { const c = document.createElement('canvas'); c.width = c.height = 56;
+                    const ctx = c.getContext('2d'); ctx.fillStyle = '#000'; ctx.fillRect(0, 0, 56, 56);
+                    ctx.fillStyle = '#fff'; ctx.fillRect(24, 8, 8, 40);
+                    const blob = await new Promise(done => c.toBlob(done, 'image/png'));
+                    const files = new DataTransfer(); files.items.add(new File([blob], 'one.png', {type: 'image/png'}));
+                    document.getElementById('draw').dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true})); }""")
+            assert answer.value.ok
+            page.wait_for_function(f"state.gaussian[0] === {answer.value.json()['point']['gaussian'][0]}", timeout=30000)
+            dropped = canvas("#draw")
+            assert dropped[:, 12:16].max() > 200 and dropped[:, :8].max() < 30  # a bar down the middle, fitted in
+            page.click("#reset")
+
             # The decoded point is marked on the map: on the two coordinates with the most KL, at its values
             # there; on PCA's axes, at its projection (the placement the server sends puts the test codes
             # where the map draws them).
@@ -575,6 +642,7 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
 
             # On these axes a click between the points decodes there: the two coordinates take the
             # clicked values, the rest of the point held.
+            page.locator("#map").scroll_into_view_if_needed()  # the buttons below scrolled the page down
             empty = page.evaluate("""() => { const p = document.getElementById('map'), xa = p._fullLayout.xaxis,
                 ya = p._fullLayout.yaxis, box = p.getBoundingClientRect();
                 const dots = p.data.filter(t => t.customdata).flatMap(t => t.x.map((x, i) => [xa.l2p(x), ya.l2p(t.y[i])]));
@@ -589,6 +657,7 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             assert empty["d"] > 25, empty  # beyond plotly's reach for hovering a point
             held = page.evaluate("state.gaussian")
             page.mouse.move(empty["x"], empty["y"])
+            page.wait_for_timeout(300)  # plotly lets go of the last point hovered on the way
             page.mouse.click(empty["x"], empty["y"])
             page.wait_for_function(f"Math.abs(state.gaussian[{axes[0]}] - {empty['value'][0]}) < 0.01", timeout=30000)
             clicked = page.evaluate("state.gaussian")
@@ -630,5 +699,5 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
         for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png",
-                     "explorer_hue.png", "explorer_shared.png", "explorer_traversal.png"):
+                     "explorer_hue.png", "explorer_shared.png", "explorer_traversal.png", "explorer_own.png"):
             shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))

@@ -114,7 +114,9 @@ class Explorer:
     def point_of(self, index: int) -> dict:
         """Test image ``index`` as the controls show it: its Gaussian posterior means and the most
         probable category of each variable."""
-        code = self.codes[index]
+        return self._point(self.codes[index])
+
+    def _point(self, code: torch.Tensor) -> dict:
         categories, offset = [], self.spec.continuous
         for n_vars, n_cats in self.spec.discrete:
             block = code[offset:offset + n_vars * n_cats].view(n_vars, n_cats)
@@ -136,10 +138,28 @@ class Explorer:
         distance; the image itself left out."""
         if not 0 <= index < self.count:
             raise IndexError(f"test image {index}: the map holds images 0 to {self.count - 1}")
-        distances = torch.cdist(self.codes[index:index + 1].double(), self.codes.double())[0]
-        distances[index] = math.inf
-        nearest = torch.topk(distances, min(k, self.count - 1), largest=False)
+        return self._nearest(self.codes[index], k, leave_out=index)
+
+    def _nearest(self, code: torch.Tensor, k: int, leave_out: Optional[int] = None) -> list[tuple[int, float]]:
+        distances = torch.cdist(code[None].double(), self.codes.double())[0]
+        if leave_out is not None:
+            distances[leave_out] = math.inf
+        nearest = torch.topk(distances, min(k, self.count - (leave_out is not None)), largest=False)
         return [(int(i), float(d)) for d, i in zip(nearest.values, nearest.indices)]
+
+    def encode(self, image: np.ndarray, k: int = NEIGHBOURS) -> dict:
+        """An image from outside the data (drawn on the page, or dropped on it), uint8 [H, W, C] of the
+        model's size and channels: its point (as :meth:`point_of` gives a test image's), its
+        reconstruction, and the ``k`` test images whose codes lie nearest to its code."""
+        channels, height, width = self.images.shape[1:]
+        if image.dtype != np.uint8 or image.shape != (height, width, channels):
+            raise ValueError(f"an image of this model is {height} x {width} x {channels} bytes, "
+                             f"not {' x '.join(map(str, image.shape))}")
+        pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255).to(self.images.device)
+        with torch.no_grad():
+            code = self.model.embed(pixels).float().cpu()[0]
+            rebuilt = _pixels(self.model.reconstruct(pixels).clamp(0, 1))[0]
+        return {"point": self._point(code), "reconstruction": rebuilt, "neighbours": self._nearest(code, k)}
 
     def digit_codes(self) -> Optional[list[dict]]:
         """For a model that generates a chosen digit through its Gaussian code (a classifier on the

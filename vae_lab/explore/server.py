@@ -104,6 +104,14 @@ def app(runs: Runs) -> Starlette:
         image = found.decode(found.code(*point(body, "the body"))[None])[0]
         return JSONResponse({"image": pixels(image), "ms": 1000 * (time.perf_counter() - started)})
 
+    async def encode(request: Request) -> Response:
+        body = await request.json()
+        found = explorer(request)
+        encoded = found.encode(image_of(body))
+        return JSONResponse({"point": encoded["point"], "reconstruction": pixels(encoded["reconstruction"]),
+                             "neighbours": [{"index": i, "distance": d, "image": pixels(found.test_image(i)[0]),
+                                             "digit": int(found.labels[i])} for i, d in encoded["neighbours"]]})
+
     async def traverse(request: Request) -> Response:
         body = await request.json()
         found = explorer(request)
@@ -144,6 +152,7 @@ def app(runs: Runs) -> Starlette:
         Route("/api/runs/{run}/decode", decode, methods=["POST"]),
         Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
         Route("/api/runs/{run}/traversal", traverse, methods=["POST"]),
+        Route("/api/runs/{run}/encode", encode, methods=["POST"]),
     ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed, UserError: unopened})
 
 
@@ -156,6 +165,23 @@ def point(value, where: str) -> tuple[list[float], list[int]]:
             and isinstance(categories, list) and all(type(c) is int for c in categories)):
         raise ValueError(f'{where}: expected {{"gaussian": [numbers], "categories": [integers]}}, got {shown(value)}')
     return numbers, categories
+
+
+def image_of(body) -> np.ndarray:
+    """An image as the page sends it, {"image": {"data": base64 of raw uint8 pixels, "shape": [h, w, c]}}
+    (as :func:`pixels` writes them), checked."""
+    image = body.get("image") if isinstance(body, dict) else None
+    shape = image.get("shape") if isinstance(image, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(n) is int and n > 0 for n in shape)
+            and isinstance(image.get("data"), str)):
+        raise ValueError(f'the body: expected {{"image": {{"data": base64, "shape": [h, w, c]}}}}, got {shown(body)}')
+    try:
+        raw = base64.b64decode(image["data"], validate=True)
+    except ValueError:
+        raise ValueError("the image's data: not base64") from None
+    if len(raw) != math.prod(shape):
+        raise ValueError(f"the image's data: {len(raw)} bytes for a shape of {math.prod(shape)}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def shown(value) -> str:
