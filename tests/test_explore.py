@@ -123,6 +123,25 @@ def test_traversal_rows_sweep_each_coordinate_the_page_shows_and_each_variable(t
     assert [row["name"] for row in rows] == ["z3", "c1", "c2"] and left_out == 1
 
 
+def test_the_decoded_grid_is_each_cells_centre_decoded_largest_y_on_top(train_config):
+    found = explorer_of(train_config, "model=combined", "model.latent_dim=4", "model.n_vars=2", "model.n_cats=3")
+    code = found.code([0.3, -0.2, 0.1, 0.7], [1, 2])
+    picture = found.grid(code, (2, 0), (-1.0, 2.0), (0.0, 3.0), 3)
+    assert picture.shape == (3 * 28, 3 * 28, 1)
+    for row, y in enumerate([2.5, 1.5, 0.5]):
+        for column, x in enumerate([-0.5, 0.5, 1.5]):
+            moved = code.clone()
+            moved[2], moved[0] = x, y
+            with torch.no_grad():
+                expected = pixels_of(found.model.decode(moved[None]))[0]
+            cell = picture[row * 28:(row + 1) * 28, column * 28:(column + 1) * 28]
+            assert np.abs(cell.astype(int) - expected).max() <= 1, (row, column)  # batch rounding
+    for axes, cells, x, message in [((2, 2), 3, (0.0, 1.0), "axes=\\[2, 2\\]"), ((2, 5), 3, (0.0, 1.0), "axes=\\[2, 5\\]"),
+                                     ((2, 0), 1, (0.0, 1.0), "cells=1"), ((2, 0), 3, (1.0, 1.0), "x=\\[1.0, 1.0\\]")]:
+        with pytest.raises(ValueError, match=message):
+            found.grid(code, axes, x, (0.0, 1.0), cells)
+
+
 def test_an_image_from_outside_is_encoded_as_the_model_encodes_it(train_config):
     """A drawn or dropped image, as the page sends it (uint8 pixels): its point, reconstruction and
     nearest test images are the model's own; a test image sent back is its own nearest, at distance 0."""
@@ -665,6 +684,28 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             assert [v for i, v in enumerate(clicked) if i not in axes] == [v for i, v in enumerate(held) if i not in axes]
             np.testing.assert_array_equal(settled("#decoded-a", decoded(clicked)), decoded(clicked))
             state = clicked
+
+            # The decoded grid behind these axes: each cell is the point with the two coordinates at the
+            # cell's centre, the top left cell at the view's smallest x and largest y.
+            page.check("#grid-on")
+            page.wait_for_function("(document.getElementById('map').layout.images || []).length === 1", timeout=30000)
+            grid = page.evaluate("""async () => { const p = document.getElementById('map'), g = p.layout.images[0];
+                const img = new Image(); img.src = g.source; await img.decode();
+                const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+                const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+                return {x: g.x, y: g.y, sizex: g.sizex, sizey: g.sizey, width: img.width, height: img.height,
+                        view: [p._fullLayout.xaxis.range, p._fullLayout.yaxis.range],
+                        pixels: Array.from(ctx.getImageData(0, 0, img.width, img.height).data)}; }""")
+            assert [grid["x"], grid["y"]] == pytest.approx([grid["view"][0][0], grid["view"][1][1]])
+            assert grid["width"] == grid["height"] == 12 * side
+            picture = np.array(grid["pixels"], dtype=np.uint8).reshape(grid["height"], grid["width"], 4)[..., :3]
+            corner = list(clicked)
+            corner[axes[0]] = grid["x"] + grid["sizex"] / 24
+            corner[axes[1]] = grid["y"] - grid["sizey"] / 24
+            assert np.abs(picture[:side, :side].astype(int) - decoded(corner)).max() <= 1
+            page.locator("#map").screenshot(path=str(tmp_path / "explorer_grid.png"))
+            page.uncheck("#grid-on")
+            page.wait_for_function("(document.getElementById('map').layout.images || []).length === 0", timeout=30000)
             page.select_option("#method", "pca")
             page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.title.text.startsWith('PC')",
                                    timeout=30000)
@@ -699,5 +740,6 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
     if shots:  # keep them to look at: VAE_LAB_SCREENSHOTS=folder pytest tests/test_explore.py
         for name in ("explorer.png", "explorer_steps_refused.png", "explorer_strip.png", "explorer_opening.png",
-                     "explorer_hue.png", "explorer_shared.png", "explorer_traversal.png", "explorer_own.png"):
+                     "explorer_hue.png", "explorer_shared.png", "explorer_traversal.png", "explorer_own.png",
+                     "explorer_grid.png"):
             shutil.copy(tmp_path / name, Path(shots) / name.replace("explorer", "explorer_test", 1))

@@ -30,6 +30,7 @@ MAP_METHODS = ("kl", "pca", "tsne")
 QUIET_NATS = 0.1
 NEIGHBOURS = 8  # nearest test images shown beside a picked one
 TRAVERSAL_ROWS = 16  # Gaussian coordinates swept in the traversal panel, most KL first
+GRID_MOST = 24  # cells a side of the decoded grid behind the map
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,31 @@ class Explorer:
         found = [{"name": coordinate.name, "about": about, "images": images[a:b]}
                  for (coordinate, about), a, b in zip(rows, starts, starts[1:])]
         return found, max(0, len(shown) - most)
+
+    # -- a decoded grid behind the map ------------------------------------------------------------
+
+    def grid(self, code: torch.Tensor, axes: tuple[int, int], x: tuple[float, float], y: tuple[float, float],
+             cells: int) -> np.ndarray:
+        """The images decoded across a rectangle of two Gaussian coordinates ``axes``, the rest of
+        ``code`` held: ``cells`` x ``cells`` of them, each at its cell's centre, as one picture uint8
+        [cells * H, cells * W, C] with the largest ``y`` at the top (as the map draws it)."""
+        if not (len(axes) == 2 and axes[0] != axes[1] and all(0 <= a < self.spec.continuous for a in axes)):
+            raise ValueError(f"axes={list(axes)}: expected two different Gaussian coordinates of "
+                             f"0 to {self.spec.continuous - 1}")
+        if not 2 <= cells <= GRID_MOST:
+            raise ValueError(f"cells={cells}: expected 2 to {GRID_MOST} a side")
+        for name, (low, high) in (("x", x), ("y", y)):
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{name}=[{low}, {high}]: expected a finite range, low to high")
+        centres = lambda low, high: low + (torch.arange(cells) + 0.5) * (high - low) / cells  # noqa: E731
+        across, down = centres(*x), centres(*y).flip(0)
+        codes = code.repeat(cells * cells, 1)
+        codes[:, axes[0]] = across.repeat(cells)
+        codes[:, axes[1]] = down.repeat_interleave(cells)
+        images = self.decode(codes)  # [cells * cells, H, W, C], row by row from the top
+        height, width, channels = images.shape[1:]
+        return images.reshape(cells, cells, height, width, channels).transpose(0, 2, 1, 3, 4).reshape(
+            cells * height, cells * width, channels)
 
     # -- interpolation ---------------------------------------------------------------------------
 

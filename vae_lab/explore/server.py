@@ -104,6 +104,20 @@ def app(runs: Runs) -> Starlette:
         image = found.decode(found.code(*point(body, "the body"))[None])[0]
         return JSONResponse({"image": pixels(image), "ms": 1000 * (time.perf_counter() - started)})
 
+    async def grid(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError(f"the body: expected an object with point, axes, x, y and cells, got {shown(body)}")
+        found = explorer(request)
+        ranges = [body.get(name) for name in ("x", "y")]
+        axes, cells = body.get("axes"), body.get("cells")
+        if not (all(isinstance(r, list) and len(r) == 2 and all(type(v) in (int, float) for v in r) for r in ranges)
+                and isinstance(axes, list) and all(type(a) is int for a in axes) and type(cells) is int):
+            raise ValueError(f"the body: expected axes [two integers], x and y [low, high] and cells, got {shown(body)}")
+        image = found.grid(found.code(*point(body.get("point"), "point")), tuple(axes), tuple(ranges[0]),
+                           tuple(ranges[1]), cells)
+        return JSONResponse({"image": pixels(image)})
+
     async def encode(request: Request) -> Response:
         body = await request.json()
         found = explorer(request)
@@ -153,6 +167,7 @@ def app(runs: Runs) -> Starlette:
         Route("/api/runs/{run}/interpolate", interpolate, methods=["POST"]),
         Route("/api/runs/{run}/traversal", traverse, methods=["POST"]),
         Route("/api/runs/{run}/encode", encode, methods=["POST"]),
+        Route("/api/runs/{run}/grid", grid, methods=["POST"]),
     ], exception_handlers={ValueError: failed, KeyError: failed, IndexError: failed, UserError: unopened})
 
 
