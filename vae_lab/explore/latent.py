@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vae_lab.metrics.codes import ACTIVITY_THRESHOLD
-from vae_lab.metrics.traversal import TRAVERSAL_VALUES, coordinates
+from vae_lab.metrics.traversal import coordinates
 from vae_lab.reporting import Run
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class Explorer:
     def traversal(self, code: torch.Tensor, most: int = TRAVERSAL_ROWS) -> tuple[list[dict], int]:
         """A row per coordinate as :mod:`vae_lab.metrics.traversal` sweeps it, from ``code`` with the
         rest held: each Gaussian coordinate the page shows a slider for (active, not quiet), most KL
-        first, at ``TRAVERSAL_VALUES``; each categorical variable at each of its categories. At most
+        first, at its traversal values; each categorical variable at each of its categories. At most
         ``most`` Gaussian rows; also returns how many shown coordinates that left out."""
         shown = [c for c in self.coordinates if c.active and not c.quiet]
         by_name = {c.name: c for c in coordinates(self.spec)}
