@@ -18,6 +18,12 @@ def test_the_docs_site_builds_strictly(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     assert (tmp_path / "site" / "guide" / "training" / "index.html").is_file()
     assert (tmp_path / "site" / "findings" / "results" / "index.html").is_file()
+    # Offline: no page asks another server for anything (the theme's fonts came from Google's).
+    import re
+
+    outside = {(page.relative_to(tmp_path / "site"), address) for page in (tmp_path / "site").rglob("*.html")
+               for address in re.findall(r'<(?:link|script|img)[^>]+(?:href|src)="(https?://[^"]+)"', page.read_text())}
+    assert not outside, sorted(outside)[:5]
 
 
 def test_the_readme_links_only_to_pages_that_exist():
