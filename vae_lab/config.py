@@ -195,7 +195,7 @@ class EvalConfig:
     batch_size: int = at_least(1)
     is_samples: int = at_least(0)
     is_rows: int = at_least(1)
-    precision: str = one_of("auto", "fp32", "bf16")  # networks' precision while importance sampling
+    precision: str = one_of("auto", "fp32", "bf16")  # importance sampling's, and traversal control's classifier
     epoch_images: int = at_least(1)
     probe_images: int = at_least(10)
     sample_images: int = at_least(0)

@@ -151,13 +151,14 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
 
 
 def _cache(path: Path, model: ReferenceClassifier, accuracy: float) -> bool:
-    """Keeps the classifier and its features of the test images in the cache; False where it cannot."""
+    """Keeps the classifier and its features of the test images in the cache; False where it cannot
+    (said once: what is not kept is computed again next time)."""
     state = {"model": model.state_dict(), "test_acc": accuracy, "test_features": model.test_features.cpu()}
     try:
         atomic_write(path, lambda f: torch.save(state, f), binary=True)
         return True
     except OSError as error:
-        log.warning("could not cache the reference classifier (%s): it will be trained again next time", error)
+        log.warning("could not cache the reference classifier (%s): it is made again next time", error)
         return False
 
 
