@@ -127,7 +127,8 @@ def main() -> None:
     refuse_existing_out(parser, args.out)
     if args.run and not (args.run / "checkpoints" / "best.pt").is_file():
         parser.error(f"--run {args.run}: no checkpoints/best.pt there")
-    overrides = ["eval.is_samples=100", *args.overrides]
+    # Training ends with 100 importance samples; `vae-lab eval` is told to take as many.
+    overrides = args.overrides if args.train else ["eval.is_samples=100", *args.overrides]
     measure = train if args.train else lambda tree, run, *rest: evaluate(tree, copy_run(args.run.resolve(), run), *rest)
     with tempfile.TemporaryDirectory(prefix="eval-cost-") as scratch:
         scratch = Path(scratch)
@@ -140,11 +141,9 @@ def main() -> None:
                 shutil.copytree(USER_CACHE / "reference", cache / "reference")
             trees = {"before": before, "after": REPOSITORY}
             # Not timed: the reference classifier trained (or loaded) once, then shared with the old version.
-            warm_up = ["eval.figures=false", "eval.is_samples=0", "eval.traversal_images=0"]
-            if args.train:
-                train(REPOSITORY, scratch / "warm-up", data, cache, [*args.overrides, *warm_up, "trainer.epochs=1"])
-            else:
-                evaluate(REPOSITORY, copy_run(args.run.resolve(), scratch / "warm-up"), data, cache, overrides + warm_up)
+            measure(REPOSITORY, scratch / "warm-up", data, cache, [*overrides, "eval.figures=false", "eval.is_samples=0",
+                                                                  "eval.traversal_images=0",
+                                                                  *["trainer.epochs=1"] * args.train])
             share_reference(cache, data)
             seconds = {version: {} for version in trees}
             metrics = {}
@@ -156,7 +155,7 @@ def main() -> None:
                         if busy:
                             time.sleep(10)  # past its start-up, training
                         phases, metrics[version], wall = measure(tree, scratch / f"{version}-{repeat}", data, cache,
-                                                                 args.overrides if args.train else overrides)
+                                                                 overrides)
                     finally:
                         if busy:
                             busy.kill()
