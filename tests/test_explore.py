@@ -335,6 +335,11 @@ def test_bad_requests_and_a_damaged_run_are_4xx_with_one_line_and_no_traceback(t
             400, "the image's data: not base64")
         assert refused("/api/runs/0/encode", {"image": {"data": "AAAA", "shape": [28, 28, 3]}}) == (
             400, "the image's data: 3 bytes for a shape of 2352")
+        assert refused("/api/runs/0/grid", [1])[0] == 400
+        assert refused("/api/runs/0/grid", {"point": point, "axes": [0, 0], "x": [0, 1], "y": [0, 1], "cells": 4}) == (
+            400, "axes=[0, 0]: expected two different Gaussian coordinates of 0 to 2")
+        assert refused("/api/runs/0/grid", {"point": point, "axes": [0, 1], "x": [0, 1], "y": [0, 1], "cells": 99}) == (
+            400, "cells=99: expected 2 to 24 a side")
         wrong = base64.b64encode(bytes(28 * 28)).decode()
         assert refused("/api/runs/0/encode", {"image": {"data": wrong, "shape": [28, 28, 1]}}) == (
             400, "an image of this model is 28 x 28 x 3 bytes, not 28 x 28 x 1")

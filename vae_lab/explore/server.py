@@ -91,11 +91,14 @@ def app(runs: Runs) -> Starlette:
                              "digit": int(found.labels[index]),
                              "hue_bin": int(found.hue_bins[index]) if found.hue_bins is not None else None})
 
+    def shown_images(found: Explorer, nearest: list[tuple[int, float]]) -> list[dict]:
+        """Test images as the page shows them beside a point: each with its number, distance and digit."""
+        return [{"index": i, "distance": d, "image": pixels(found.test_image(i)[0]), "digit": int(found.labels[i])}
+                for i, d in nearest]
+
     def neighbours(request: Request) -> Response:
         found = explorer(request)
-        nearest = found.neighbours(int(request.path_params["index"]))
-        return JSONResponse([{"index": i, "distance": d, "image": pixels(found.test_image(i)[0]),
-                              "digit": int(found.labels[i])} for i, d in nearest])
+        return JSONResponse(shown_images(found, found.neighbours(int(request.path_params["index"]))))
 
     async def decode(request: Request) -> Response:
         body = await request.json()
@@ -123,8 +126,7 @@ def app(runs: Runs) -> Starlette:
         found = explorer(request)
         encoded = found.encode(image_of(body))
         return JSONResponse({"point": encoded["point"], "reconstruction": pixels(encoded["reconstruction"]),
-                             "neighbours": [{"index": i, "distance": d, "image": pixels(found.test_image(i)[0]),
-                                             "digit": int(found.labels[i])} for i, d in encoded["neighbours"]]})
+                             "neighbours": shown_images(found, encoded["neighbours"])})
 
     async def traverse(request: Request) -> Response:
         body = await request.json()
