@@ -45,6 +45,8 @@ def make_tiny_mnist(root: Path) -> Path:
     write_idx(raw / "train-labels-idx1-ubyte", labels[:N_TRAIN])
     write_idx(raw / "t10k-images-idx3-ubyte", images[N_TRAIN:])
     write_idx(raw / "t10k-labels-idx1-ubyte", labels[N_TRAIN:])
+    # Fashion-MNIST's stand-in: the same files in its folder (the format and layout are what is tested)
+    shutil.copytree(raw, root / "FashionMNIST" / "raw", dirs_exist_ok=True)
     return root
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lab.config import ConfigError
-from vae_lab.data import Batch, load_splits
+from vae_lab.data import Batch, check_data, load_splits
 from vae_lab.data.splits import balanced_label_mask
 from vae_lab.latents import categorical_kl_uniform
 from vae_lab.models import build_model
@@ -21,9 +21,12 @@ def test_label_subsets_are_balanced_and_fixed_by_the_seed():
         balanced_label_mask(labels, 600, seed=0)
 
 
-def test_n_labels_must_be_a_multiple_of_ten(train_config):
-    with pytest.raises(ConfigError, match="data.n_labels=15: expected null"):
-        train_config("data.n_labels=15")
+def test_n_labels_must_be_a_multiple_of_the_classes(train_config):
+    with pytest.raises(ConfigError, match="data.n_labels=15: expected null .* multiple of the 10 classes"):
+        check_data(train_config("data.n_labels=15").data)
+    check_data(train_config("data.n_labels=20").data)
+    with pytest.raises(ConfigError, match="data.n_labels=0: expected null"):
+        train_config("data.n_labels=0")
 
 
 def test_every_training_batch_carries_labelled_images(train_config):

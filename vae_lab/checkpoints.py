@@ -66,7 +66,7 @@ def _load_failure(error: Exception) -> str:
 def best_state(member, epoch: int, splits) -> dict:
     """checkpoints/best.pt: the member's weights after ``epoch``, with what rebuilds their model."""
     return {"epoch": epoch, "model": member.model.state_dict(), "image_shape": list(splits.image_shape),
-            "config": as_dict(member.config), "data": splits.fingerprint}
+            "classes": len(splits.info.class_names), "config": as_dict(member.config), "data": splits.fingerprint}
 
 
 def resumable_state(member, fingerprint: dict) -> dict:

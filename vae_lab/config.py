@@ -154,8 +154,10 @@ class BackboneConfig:
 
 @dataclass
 class DataConfig:
-    name: str = one_of("mnist", "color_mnist")
-    root: str = checked(Check(lambda v: v != "", "a folder path"))
+    name: str = one_of("mnist", "color_mnist", "fashion_mnist", "dsprites", "folder", "tensors")
+    root: str = checked(Check(lambda v: v != "", "a folder path"))  # holds MNIST/raw/ (FashionMNIST/raw/)
+    path: Optional[str] = None  # data=folder: a folder of class folders; data=tensors: a .pt or .npz file
+    test_fraction: float = checked(Check(lambda v: 0 < v < 1, "a number in (0, 1)"), 0.1)  # held out as the test split where the data has none
     download: bool = MISSING  # fetch MNIST with torchvision when it is not under root
     binarize: str = one_of("none", "dynamic", "static")
     image_size: int = at_least(8, default=28)  # pixels per side; MNIST's 28, or each image resized to it as it loads
@@ -169,9 +171,9 @@ class DataConfig:
     def cross_check(self) -> None:
         if self.n_train is not None and self.n_train < 1:
             raise ConfigError("n_train", self.n_train, "expected null (every training image) or a number >= 1")
-        if self.n_labels is not None and (self.n_labels < 10 or self.n_labels % 10):
+        if self.n_labels is not None and self.n_labels < 1:
             raise ConfigError("n_labels", self.n_labels,
-                              "expected null (every label) or a multiple of 10 (as many per digit)")
+                              "expected null (every label) or a multiple of the classes (as many of each)")
 
 
 @dataclass

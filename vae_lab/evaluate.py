@@ -95,6 +95,7 @@ def sections(model: VAE, splits: Splits, settings) -> list[Section]:
         terms = with_totals(model, model(splits.train.batch(torch.arange(min(2, len(splits.train)),
                                                                          device=splits.train.device))))
     color = splits.train.hue_bins is not None
+    labelled = splits.info.labelled  # what the probes and the reference classifier learn from
     found = [Section("loss_terms", "loss terms", "test", tuple(terms))]
     if settings.is_samples:
         precision = resolve_precision(settings.precision, model.device)
@@ -103,12 +104,14 @@ def sections(model: VAE, splits: Splits, settings) -> list[Section]:
     found += [Section("image_quality", "image quality", "test", ("mse", "psnr", "ssim")),
               Section("latent_statistics", "latent statistics", "test",
                       ("active_units",) * bool(model.spec.continuous)
-                      + ("code_perplexity", "cluster_acc", "code_mi") * bool(model.spec.discrete)),
-              Section("probes", "probes", "test", ("probe_acc", "knn_acc") + ("color_probe_acc",) * color)]
-    if settings.disentanglement_train and color:
+                      + ("code_perplexity",) * bool(model.spec.discrete)
+                      + ("cluster_acc", "code_mi") * (bool(model.spec.discrete) and labelled))]
+    if labelled:
+        found.append(Section("probes", "probes", "test", ("probe_acc", "knn_acc") + ("color_probe_acc",) * color))
+    if settings.disentanglement_train and len(splits.info.factor_names) >= 2:
         found.append(Section("disentanglement", "disentanglement", "test",
                              ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness")))
-    if settings.sample_images:
+    if settings.sample_images and labelled:
         found += [Section("reference_classifier", "reference classifier", "samples", ()),
                   Section("sample_quality", "sample quality", "samples",
                           ("confidence", "class_entropy", "fd") + ("label_acc",) * model.conditional

@@ -20,6 +20,15 @@ _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_write's mks
 
 
 
+def cache_folder() -> Path:
+    """Where vae-lab keeps what it made once and reuses (a reference classifier, drawn dSprites):
+    ``$VAE_LAB_CACHE``, else ``$XDG_CACHE_HOME/vae-lab``, else ``~/.cache/vae-lab``. Never beside the
+    data, which may be shared or read-only."""
+    if os.environ.get("VAE_LAB_CACHE"):
+        return Path(os.environ["VAE_LAB_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "vae-lab"
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it over."""
     atomic_writes([(path, write, binary)])

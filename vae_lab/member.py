@@ -72,7 +72,7 @@ def build_member(config: TrainConfig, run: RunDir, splits: Splits, device: torch
     """The run ``config`` describes, ready to train: seeded, built, hooked, and at its start or where
     ``checkpoint`` (its checkpoints/last.pt) left it."""
     seed_everything(config.seed)
-    model = build_model(config.model, config.backbone, splits.image_shape).to(device)
+    model = build_model(config.model, config.backbone, splits.image_shape, len(splits.info.class_names)).to(device)
     hooks = [ImageLosses(config.loss, splits.image_shape, device)] if config.loss.enabled else []
     member = Member(config, run, model, loss_hooks=hooks)
     if config.trainer.start_at_mean_image:  # a resumed run loads its own weights over this

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.compose import config_dir, hydra_value, jobs_at_once, quote_paths, typed
-from vae_lab.data.mnist import RAW_FILES, read_mnist
+from vae_lab.data import check_data
 from vae_lab.errors import UserError, missing_key, no_such_key, one_line
 from vae_lab.runs import RESUMABLE, RunDir, differences, flatten
 
@@ -127,15 +127,17 @@ def refuse_no_jobs_at_once(launcher) -> None:
 
 
 def refuse_missing_data(configs: list) -> None:
-    """MNIST is under every job's data.root, or is fetched there now, once: otherwise each job of a
-    sweep would fail on its own after its folder was written, and jobs downloading side by side
-    would write the same files."""
-    data = [c.data for c in configs if hasattr(c, "data")]  # eval's come from its run folder
-    for root, download in sorted({(str(d.root), bool(d.download)) for d in data}):
-        raw = Path(root).expanduser().resolve() / "MNIST" / "raw"
-        if not all((raw / name).is_file() for name in RAW_FILES):
-            for train in (True, False):
-                read_mnist(root, train=train, download=download)
+    """Each job's data is there (MNIST under data.root, or fetched there now, once; your folder or
+    file readable) and fits its settings: otherwise each job of a sweep would fail on its own after
+    its folder was written, and jobs downloading side by side would write the same files."""
+    checked = set()
+    for config in configs:
+        if not hasattr(config, "data"):  # eval's come from its run folder
+            continue
+        key = repr(sorted(dataclasses.asdict(config.data).items()))
+        if key not in checked:
+            check_data(config.data)
+            checked.add(key)
 
 
 def known_keys(config_name: str, overrides: list[str]) -> list[str]:

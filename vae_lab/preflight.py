@@ -48,7 +48,7 @@ def check_run(config, run, splits, device) -> Optional[PreviousRun]:
         refuse_other_data(run, previous.data, splits.fingerprint, config.data.root)
         if previous.finished:
             return previous
-    refuse_what_does_not_fit(config, splits.image_shape, device)
+    refuse_what_does_not_fit(config, splits.image_shape, len(splits.info.class_names), device)
     refuse_missing_packages(config.logger)
     if config.loss.perceptual.enabled and config.loss.perceptual.weights == "imagenet":
         imagenet_vgg16()  # offline without them: stop now, with what to do, before writing anything
@@ -98,9 +98,9 @@ def saved_config(values: dict, source: Path) -> dict:
     return as_dict(train_config_from_dict(values, source))
 
 
-def refuse_what_does_not_fit(config, image_shape: tuple[int, int, int], device) -> None:
+def refuse_what_does_not_fit(config, image_shape: tuple[int, int, int], classes: int, device) -> None:
     """Refuse a model whose weights, gradients and optimizer state alone exceed the free memory."""
-    needed = parameter_count(config.model, config.backbone, image_shape) * BYTES_PER_PARAMETER
+    needed = parameter_count(config.model, config.backbone, image_shape, classes) * BYTES_PER_PARAMETER
     if config.loss.adversarial.enabled:  # the discriminator trains beside the model, with its own Adam
 
         with torch.device("meta"):

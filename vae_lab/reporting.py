@@ -61,7 +61,8 @@ def load_model(run: RunDir, config: TrainConfig, device: torch.device, weights: 
         for key, said, was in differences(as_dict(config), as_dict(trained), SAME_RUN):
             raise DamagedFile(run.config, f"it says {key}={show(said)}, but checkpoints/{weights}.pt was trained "
                                           f"with {key}={show(was)}", "it was edited; restore what the checkpoint says")
-    model = build_model(config.model, config.backbone, tuple(best["image_shape"])).to(device)
+    # A checkpoint from before other datasets did not say its classes: MNIST's ten.
+    model = build_model(config.model, config.backbone, tuple(best["image_shape"]), best.get("classes", 10)).to(device)
     model.load_state_dict(checkpoint["model"])
     return model, checkpoint
 

@@ -1,6 +1,7 @@
-"""Data: MNIST loading (torchvision), color tinting, in-memory splits and batching."""
+"""Data: each dataset's source (MNIST, color MNIST, Fashion-MNIST, dSprites, your own images), in-memory
+splits and batching."""
 
-from vae_lab.data.splits import CLASS_NAMES, N_CLASSES, Splits, load_split, load_splits
-from vae_lab.data.tensors import Batch, ImageSet
+from vae_lab.data.splits import Splits, check_data, load_split, load_splits
+from vae_lab.data.tensors import DIGITS, Batch, DataInfo, ImageSet
 
-__all__ = ["Batch", "CLASS_NAMES", "ImageSet", "N_CLASSES", "Splits", "load_split", "load_splits"]
+__all__ = ["Batch", "DIGITS", "DataInfo", "ImageSet", "Splits", "check_data", "load_split", "load_splits"]

@@ -1,5 +1,6 @@
 """MNIST's IDX files (plain or gzipped) as whole-split uint8 tensors, checked before they are used;
-torchvision downloads them where they are missing."""
+torchvision downloads them where they are missing. Fashion-MNIST comes in the same files and layout
+(``root/FashionMNIST/raw``), so it is read here too: ``dataset`` names torchvision's class and folder."""
 
 import contextlib
 import gzip
@@ -20,18 +21,19 @@ N_CLASSES = 10
 IMAGE_SIZE = (28, 28)
 
 
-def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def read_mnist(root: str | Path, train: bool, download: bool, dataset: str = "MNIST"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """One official split: images uint8 [N, 28, 28] and labels int64 [N] in 0..9.
 
-    Reads ``root/MNIST/raw``, each file as it is or gzipped (``.gz``); when the files are missing
+    Reads ``root/<dataset>/raw``, each file as it is or gzipped (``.gz``); when the files are missing
     and ``download`` is on, torchvision fetches them. If neither works the error says which files to
-    put where; a file that is there but is not MNIST is named with what is wrong with it.
+    put where; a file that is there but is not in MNIST's format is named with what is wrong with it.
     """
     root = Path(root).expanduser().resolve()
-    raw = root / "MNIST" / "raw"
+    raw = root / dataset / "raw"
     names = RAW_FILES[:2] if train else RAW_FILES[2:]
     if not all(_found(raw, name) for name in names):
-        fetch(root, train, download)
+        fetch(root, train, download, dataset)
     images, labels = read_idx(_found(raw, names[0]), rank=3), read_idx(_found(raw, names[1]), rank=1).long()
     images_file, labels_file = _found(raw, names[0]), _found(raw, names[1])
     if tuple(images.shape[1:]) != IMAGE_SIZE:
@@ -40,7 +42,7 @@ def read_mnist(root: str | Path, train: bool, download: bool) -> tuple[torch.Ten
         raise _bad_file(labels_file, f"it has {len(labels):,} labels for the {len(images):,} images of {images_file.name}")
     if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < N_CLASSES):
         bad = labels[(labels < 0) | (labels >= N_CLASSES)][0].item()
-        raise _bad_file(labels_file, f"it holds the label {bad}; MNIST labels are 0 to {N_CLASSES - 1}")
+        raise _bad_file(labels_file, f"it holds the label {bad}; {dataset} labels are 0 to {N_CLASSES - 1}")
     return images, labels
 
 
@@ -49,19 +51,19 @@ def _found(raw: Path, name: str) -> Optional[Path]:
     return next((path for path in (raw / name, raw / f"{name}.gz") if path.is_file()), None)
 
 
-def fetch(root: Path, train: bool, download: bool) -> None:
-    """The split's files downloaded into ``root/MNIST/raw`` by torchvision, or a ConfigError saying
+def fetch(root: Path, train: bool, download: bool, dataset: str = "MNIST") -> None:
+    """The split's files downloaded into ``root/<dataset>/raw`` by torchvision, or a ConfigError saying
     what is missing and the ways to provide it; folders made for a download that failed are removed."""
     # Imported here, not at the top: importing torchvision takes about 2 s (it loads torch._dynamo),
     # and the command line must reject a bad config before paying for what only training needs.
-    from torchvision.datasets import MNIST
+    import torchvision.datasets
 
-    raw = root / "MNIST" / "raw"
-    made = [folder for folder in (root, root / "MNIST", raw) if not folder.exists()]
+    raw = root / dataset / "raw"
+    made = [folder for folder in (root, root / dataset, raw) if not folder.exists()]
     try:
         if not download:
             raise FileNotFoundError(raw)
-        MNIST(str(root), train=train, download=True)
+        getattr(torchvision.datasets, dataset)(str(root), train=train, download=True)
     except (RuntimeError, OSError):
         for folder in reversed(made):
             with contextlib.suppress(OSError):  # only if empty: never what a download did leave
@@ -71,7 +73,7 @@ def fetch(root: Path, train: bool, download: bool) -> None:
         fetched = " and could not be downloaded" if download else ""
         raise DataMissing(
             "data.root", str(root),
-            f"MNIST is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
+            f"{dataset} is not in {raw}{fetched}. Put {', '.join(RAW_FILES)} (or their .gz files) there, "
             f"or point data.root or ${DATA_ROOT_ENV} at a folder that has them"
             + ("" if download else ", or allow data.download=true"),
         ) from None

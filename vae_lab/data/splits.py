@@ -7,19 +7,15 @@ import torch
 
 from vae_lab.config import DataConfig
 from vae_lab.errors import ConfigError
-from vae_lab.data.color import sample_tints, tint
-from vae_lab.data.mnist import read_mnist, resized
-from vae_lab.data.tensors import ImageSet
-
-N_CLASSES = 10
-CLASS_NAMES = tuple(str(d) for d in range(N_CLASSES))
+from vae_lab.data.sources import SOURCES
+from vae_lab.data.tensors import DataInfo, ImageSet
 
 
 @dataclass
 class Splits:
     train: ImageSet
-    val: ImageSet  # carved from the official training split (empty when data.val_fraction=0)
-    test: ImageSet  # the official test split
+    val: ImageSet  # carved from the training split (empty when data.val_fraction=0)
+    test: ImageSet  # the official test split, or one held out (see vae_lab.data.sources)
     # What the data was, to tell it apart from other data: the official splits' sizes and a hash of
     # their content as loaded (tinted, before binarization), whatever folder it came from.
     fingerprint: dict = field(default_factory=dict)
@@ -28,19 +24,29 @@ class Splits:
     def image_shape(self) -> tuple[int, int, int]:
         return self.train.image_shape
 
+    @property
+    def info(self) -> DataInfo:
+        return self.train.info
+
 
 def load_split(config: DataConfig, split: str) -> ImageSet:
-    """One official split as an ImageSet on the CPU, tinted when the config says so (grey values)."""
-    grey, labels = read_mnist(config.root, train=split == "train", download=config.download)
-    grey = resized(grey, config.image_size)
-    index = torch.arange(len(labels))
-    colors = hue_bins = None
-    if config.name == "color_mnist":
-        colors, hue_bins = sample_tints(config.seed, split, index, config.hue_bins)
-        images = tint(grey, colors)
-    else:
-        images = grey.unsqueeze(1)
-    return ImageSet(images, labels, index, colors, hue_bins)
+    """One split ('train' or 'test') as its source reads it, on the CPU."""
+    return SOURCES[config.name].read(config, split)
+
+
+def check_data(config: DataConfig) -> DataInfo:
+    """Before any work: the data is there (fetched now where it may be) and the settings fit it."""
+    source = SOURCES[config.name]
+    source.check(config)
+    info = source.info(config)
+    if config.n_labels is not None:
+        classes = len(info.class_names)
+        if not classes:
+            raise ConfigError("data.n_labels", config.n_labels, f"data={config.name} has no labels; expected null")
+        if config.n_labels % classes:
+            raise ConfigError("data.n_labels", config.n_labels, f"expected null (every label) or a multiple of the "
+                                                                 f"{classes} classes (as many of each)")
+    return info
 
 
 def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
@@ -62,7 +68,7 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
     train, val = train_all.subset(kept.sort().values), train_all.subset(order[:n_val].sort().values)
     # Only training labels may be learned from; held-out splits measure the unlabelled bound.
     train.labelled = (torch.ones(len(train), dtype=torch.bool) if config.n_labels is None
-                      else balanced_label_mask(train.labels, config.n_labels, config.seed))
+                      else balanced_label_mask(train.labels, config.n_labels, config.seed, len(train.info.class_names)))
     if config.binarize != "none":
         # Held-out pixels are drawn once, so validation and test numbers compare across epochs and
         # runs; with "dynamic", training pixels are drawn afresh at every batch instead.
@@ -91,18 +97,17 @@ def binarized_once(data: ImageSet, seed: int) -> ImageSet:
     return replace(data, images=pixels)
 
 
-
-def balanced_label_mask(labels: torch.Tensor, n_labels: int, seed: int) -> torch.Tensor:
-    """A bool mask over ``labels`` keeping ``n_labels // N_CLASSES`` images of each class, chosen by a
+def balanced_label_mask(labels: torch.Tensor, n_labels: int, seed: int, classes: int = 10) -> torch.Tensor:
+    """A bool mask over ``labels`` keeping ``n_labels // classes`` images of each class, chosen by a
     permutation drawn from ``seed``: the same images for the same seed and training split."""
-    per_class = n_labels // N_CLASSES
+    per_class = n_labels // classes
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     mask = torch.zeros(len(labels), dtype=torch.bool)
-    for digit in range(N_CLASSES):
-        rows = order[labels[order] == digit][:per_class]
+    for label in range(classes):
+        rows = order[labels[order] == label][:per_class]
         if len(rows) < per_class:
             raise ConfigError("data.n_labels", n_labels,
-                              f"the training split has only {len(rows)} images of digit {digit}, "
+                              f"the training split has only {len(rows)} images of class {label}, "
                               f"fewer than the {per_class} per class asked for")
         mask[rows] = True
     return mask

@@ -23,17 +23,37 @@ class Batch:
         return self.images.shape[0]
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What a dataset's samples carry besides pixels: the names of its label classes (none where it
+    is unlabelled), what a label is called in figures and reports, and the names of the known
+    factors of variation in ``ImageSet.factors``, in order."""
+
+    class_names: tuple[str, ...]
+    factor_names: tuple[str, ...]
+    label: str = "class"
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names)
+
+
+DIGITS = DataInfo(tuple(str(d) for d in range(10)), (), "digit")
+
+
 @dataclass
 class ImageSet:
     """One split: images as uint8 [N, C, H, W] plus what each sample carries along."""
 
     images: torch.Tensor
-    labels: torch.Tensor  # int64 [N]
-    index: torch.Tensor  # int64 [N]: position in the official MNIST split
+    labels: torch.Tensor  # int64 [N] (zeros where the data is unlabelled: see info)
+    index: torch.Tensor  # int64 [N]: position in the dataset's split as read (MNIST's official split)
     colors: Optional[torch.Tensor] = None
     hue_bins: Optional[torch.Tensor] = None
     labelled: Optional[torch.Tensor] = None  # bool [N]; None: no label may be learned from
     dynamic_binarization: bool = False  # resample {0, 1} pixels from the grey values at every batch
+    factors: Optional[torch.Tensor] = None  # int64 [N, F]: each sample's class of each known factor
+    info: DataInfo = DIGITS
 
     def __len__(self) -> int:
         return self.images.shape[0]

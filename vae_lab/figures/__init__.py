@@ -60,7 +60,7 @@ def draw_figures(model, splits: Splits, history: list[dict], snapshots: list[dic
         drawings.append(("training_curves.png", lambda path: curves.training_curves(history, path, caption)))
     if model.conditional:
         drawings.append(("conditional_samples.png",
-                         lambda path: images.conditional_samples(model, path, caption, seed)))
+                         lambda path: images.conditional_samples(model, splits.info, path, caption, seed)))
     if snapshots:
         drawings.append(("training_evolution.gif", lambda path: animations.training_evolution(
             snapshots, model.spec, test, path, caption)))

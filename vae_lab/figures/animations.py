@@ -12,12 +12,13 @@ from sklearn.decomposition import PCA
 from vae_lab.data import ImageSet
 from vae_lab.figures.latent import code_parts
 from vae_lab.files import atomic_write
-from vae_lab.figures.style import image_grid, render, scatter_by_digit, show_grid
+from vae_lab.figures.style import image_grid, render, scatter_by_label, show_grid
 
 SNAPSHOT_POINTS = 500  # test images whose codes each frame of training_evolution.gif shows
 SNAPSHOT_IMAGES = 8  # test images whose reconstructions it shows
 EVOLUTION_FRAMES = 40  # at most; a longer run shows that many epochs, evenly spaced, first and last among them
 INTERPOLATION_STEPS = 16  # frames between two digits
+TILE_PIXELS = 256  # about how wide each of an interpolation frame's three images is drawn, whatever its size
 
 
 def snapshot(model, test: ImageSet) -> dict[str, torch.Tensor]:
@@ -72,13 +73,13 @@ def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, 
     # and epoch change, which costs a fraction of laying out a new figure per frame.
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1.15, 1]},
                                       constrained_layout=True)
-    scatter_by_digit(left, points[0], labels)
+    scatter_by_label(left, points[0], labels, test.info, legend=test.info.labelled)
     left.set_xlim(low[0] - margin[0], high[0] + margin[0])
     left.set_ylim(low[1] - margin[1], high[1] + margin[1])
     left.set_xlabel(axis_labels[0])
     left.set_ylabel(axis_labels[1])
     left.set_title(f"{part_name} of {len(labels)} test images", fontsize=9)
-    digits = [labels == digit for digit in range(len(left.collections))]  # scatter_by_digit: one per digit
+    digits = [labels == label for label in range(len(left.collections))]  # scatter_by_label: one per class
     grid = lambda shot: image_grid(torch.cat([originals, shot["reconstructions"].float() / 255]),  # noqa: E731
                                    SNAPSHOT_IMAGES // 2)
     show_grid(right, grid(shown[0]))
@@ -109,27 +110,32 @@ def training_evolution(snapshots: list[dict], spec, test: ImageSet, path: Path, 
 
 
 def interpolation(model, test: ImageSet, path: Path, caption: str, stops: int = 5) -> Path:
-    """Straight lines in latent space through the codes of test images of ``stops`` different digits;
-    each frame shows the image decoded on the way between the two images it travels from and to."""
-    labels = test.labels.cpu()
+    """Straight lines in latent space through the codes of test images of ``stops`` different digits
+    (classes; the first test images where the data is unlabelled); each frame shows the image decoded
+    on the way between the two images it travels from and to."""
+    labels, info = test.labels.cpu(), test.info
     firsts = [int((labels == d).nonzero()[0]) for d in labels.unique().tolist()]
-    chosen = sorted(firsts)[:stops]  # the first test image of each digit, in test order
+    chosen = sorted(firsts)[:stops] if info.labelled else list(range(min(stops, len(test))))
     images = test.batch(torch.tensor(chosen, device=test.device)).images
     codes = model.embed(images).float()
     steps = torch.linspace(0, 1, INTERPOLATION_STEPS + 1)[:-1].to(codes.device)
+    scale = max(2, round(TILE_PIXELS / (images.shape[-1] + 4)))  # MNIST's 28 pixels: 8 screen pixels each
     frames = []
     for i in range(len(chosen) - 1):
         path_codes = (1 - steps[:, None]) * codes[i] + steps[:, None] * codes[i + 1]
-        start, end = int(labels[chosen[i]]), int(labels[chosen[i + 1]])
+        start, end = (f"{info.label} {info.class_names[labels[j]]}" if info.labelled else f"test image {j}"
+                      for j in (chosen[i], chosen[i + 1]))
         for t, image in zip(steps.tolist(), model.decode(path_codes).cpu()):
-            frames.append(_interpolation_frame(images[i].cpu(), image, images[i + 1].cpu(), start, end, t, caption))
+            frames.append(_interpolation_frame(images[i].cpu(), image, images[i + 1].cpu(), start, end, t, caption,
+                                               scale))
     return save_gif(frames, path, seconds_per_frame=0.12)
 
 
-def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.Tensor, start_digit: int,
-                         end_digit: int, t: float, caption: str, scale: int = 8) -> np.ndarray:
-    """[start | decoded | end] enlarged, each panel named under it, with a title and the model's
-    caption (wrapped to the frame) above: drawn with PIL, milliseconds a frame."""
+def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.Tensor, start_name: str,
+                         end_name: str, t: float, caption: str, scale: int = 8) -> np.ndarray:
+    """[start | decoded | end] enlarged, each panel named under it (``start_name``: e.g. 'digit 3'),
+    with a title and the model's caption (wrapped to the frame) above: drawn with PIL, milliseconds a
+    frame."""
     tiles = [Image.fromarray((image_grid(image.unsqueeze(0), 1) * 255).round().astype(np.uint8)).resize(
         (scale * (image.shape[-1] + 4),) * 2, Image.NEAREST) for image in (start, between, end)]
     side, gap = tiles[0].width, 16
@@ -140,11 +146,11 @@ def _interpolation_frame(start: torch.Tensor, between: torch.Tensor, end: torch.
     top = 8 + 26 + 17 * len(caption_lines) + 8
     canvas = Image.new("RGB", (width, top + side + 34), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((gap, 8), f"Interpolation from a {start_digit} to a {end_digit}: t = {t:.2f}", fill="black",
+    draw.text((gap, 8), f"Interpolation from {start_name} to {end_name}: t = {t:.2f}", fill="black",
               font=title_font)
     for row, line in enumerate(caption_lines):
         draw.text((gap, 34 + 17 * row), line, fill=(80, 80, 80), font=caption_font)
-    names = (f"start: a test {start_digit}", f"decoded at t = {t:.2f}", f"end: a test {end_digit}")
+    names = (f"start: {start_name}", f"decoded at t = {t:.2f}", f"end: {end_name}")
     for k, (tile, name) in enumerate(zip(tiles, names)):
         left = gap + k * (side + gap)
         canvas.paste(tile, (left, top))

@@ -5,7 +5,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from vae_lab.data import CLASS_NAMES, ImageSet
+from vae_lab.data import DataInfo, ImageSet
 from vae_lab.figures.style import image_grid, label_rows, save, show_grid
 
 
@@ -52,14 +52,15 @@ def samples_posterior(model, data: ImageSet, path: Path, caption: str, seed: int
     return save(fig, path)
 
 
-def conditional_samples(model, path: Path, caption: str, seed: int, per_label: int = 10) -> Path:
-    """One row per digit: images the model generates when asked for that digit."""
-    labels = torch.arange(len(CLASS_NAMES)).repeat_interleave(per_label)
+def conditional_samples(model, info: DataInfo, path: Path, caption: str, seed: int, per_label: int = 10) -> Path:
+    """One row per class (digit): images the model generates when asked for that class."""
+    names = info.class_names
+    labels = torch.arange(len(names)).repeat_interleave(per_label)
     images = model.sample_with_label(labels, generator=torch.Generator().manual_seed(seed))
     grid = image_grid(images, per_label)
-    fig, ax = _figure(grid, len(CLASS_NAMES), per_label)
-    label_rows(ax, grid, list(CLASS_NAMES))
-    ax.set_ylabel("requested digit")
-    ax.set_xlabel(f"{per_label} samples of each digit, each decoded from a code of its own", fontsize=8)
-    ax.set_title(f"Samples generated for each digit\n{caption}", fontsize=10)
+    fig, ax = _figure(grid, len(names), per_label)
+    label_rows(ax, grid, list(names))
+    ax.set_ylabel(f"requested {info.label}")
+    ax.set_xlabel(f"{per_label} samples of each {info.label}, each decoded from a code of its own", fontsize=8)
+    ax.set_title(f"Samples generated for each {info.label}\n{caption}", fontsize=10)
     return save(fig, path)

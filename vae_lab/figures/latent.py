@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from vae_lab.data import ImageSet
 from vae_lab.figures.style import (GRID_GREY, SCATTER_POINTS, TSNE_POINTS, has_spread, image_grid, label_rows,
-                                   project, save, scatter_by_digit, scatter_by_tint, show_grid)
+                                   project, save, scatter_by_label, scatter_by_tint, show_grid)
 from vae_lab.metrics.traversal import TRAVERSAL_VALUES, Coordinate, discretised
 
 TRAVERSED_DIMS = 8  # the most active continuous dimensions shown
@@ -40,7 +40,7 @@ def code_parts(spec, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
 def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points: int = TSNE_POINTS) -> Path:
     """Test codes in 2-D, a row per latent part and projection: two dimensions as they are, more by PCA
     and (unless ``tsne_points`` is 0) by t-SNE of that many images; one row that says so for a part
-    that gives every image the same code. Colored by digit; on color_mnist also by each image's own
+    that gives every image the same code. Colored by label (the digit); on color_mnist also by each image's own
     tint."""
     codes = _embed(model, data)
     shown = np.random.default_rng(0).permutation(len(codes))[:SCATTER_POINTS]
@@ -59,8 +59,9 @@ def latent_scatter(model, data: ImageSet, path: Path, caption: str, tsne_points:
             _no_spread(axes[row], part, len(picked))
             continue
         points, axis_labels, how = project(values[picked], method)
-        scatter_by_digit(axes[row, 0], points, labels[picked])
-        axes[row, 0].set_title(f"{part}: {how} ({len(picked):,} images), by digit", fontsize=9)
+        scatter_by_label(axes[row, 0], points, labels[picked], data.info, legend=data.info.labelled)
+        by = f", by {data.info.label}" if data.info.labelled else ""
+        axes[row, 0].set_title(f"{part}: {how} ({len(picked):,} images){by}", fontsize=9)
         if tints is not None:
             scatter_by_tint(axes[row, 1], points, tints[picked])
             axes[row, 1].set_title(f"{part}: {how}, by each image's own tint", fontsize=9)
@@ -129,13 +130,14 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
     base = discretised(model.embed(base_image).float().cpu(), spec)
     decode = lambda codes: model.decode(codes.to(model.device)).cpu()  # noqa: E731
     has_hue = any("hue_change" in change for change in (control or {}).values())  # grey data has none
+    label = data.info.label  # what traversal control's "digit" is on this data
     sections = []
     if spec.continuous:
         activity = _embed(model, data, 2000)[:, spec.continuous_slice].var(0)
         dims = _most_active_and_strongest(np.argsort(-activity), control or {})
         rows = [decode(Coordinate(f"z{d + 1}", int(d)).sweep(base)[0]) for d in dims]
         low, high = TRAVERSAL_VALUES[0].item(), TRAVERSAL_VALUES[-1].item()
-        strongest = f" (and those that change {'hue and ' if has_hue else ''}digit most)" if control else ""
+        strongest = f" (and those that change {'hue and ' if has_hue else ''}{label} most)" if control else ""
         sections.append((f"Gaussian dimensions, most active first{strongest}, each swept over {low:g}...{high:g}",
                          [f"$z_{{{d + 1}}}$" for d in dims], rows, [f"{v:g}" for v in TRAVERSAL_VALUES.tolist()],
                          [f"z{d + 1}" for d in dims]))
@@ -158,13 +160,13 @@ def latent_traversal(model, data: ImageSet, path: Path, caption: str, control: O
         show_grid(ax, grid)
         label_rows(ax, grid, row_names)
         if control:
-            _label_changes(ax, grid, [control.get(name) if name else None for name in swept])
+            _label_changes(ax, grid, [control.get(name) if name else None for name in swept], label)
         cell = grid.shape[1] / max(len(r) for r in rows)
         if any(column_names):  # wrapped categories have no common column label
             ax.set_xticks([cell * (i + 0.5) for i in range(len(column_names))], column_names, fontsize=7)
         ax.set_title(title, fontsize=9)
     hue = "the mean change of hue and " if has_hue else ""
-    measured = (f"\nright of each row: over {control_images} test images, {hue}the share of digits changed when "
+    measured = (f"\nright of each row: over {control_images} test images, {hue}the share of {label}s changed when "
                 "it is swept" if control else "")
     fig.suptitle(f"Latent traversal\n{caption}{measured}", fontsize=10)
     return save(fig, path)
@@ -182,11 +184,11 @@ def _most_active_and_strongest(by_activity: np.ndarray, control: dict) -> list[i
     return sorted(kept, key=lambda d: list(by_activity).index(d))
 
 
-def _label_changes(ax: plt.Axes, grid: np.ndarray, changes: list[Optional[dict]]) -> None:
+def _label_changes(ax: plt.Axes, grid: np.ndarray, changes: list[Optional[dict]], label: str = "digit") -> None:
     """Beside each row of a traversal grid, what sweeping its coordinate changes (traversal control)."""
     def said(change: dict) -> str:
         hue = f"hue {change['hue_change']:.0f}°, " if "hue_change" in change else ""
-        return f"{hue}digit {change['digit_change']:.0%}"
+        return f"{hue}{label} {change['digit_change']:.0%}"
 
     cell = grid.shape[0] / len(changes)
     right = ax.secondary_yaxis("right")

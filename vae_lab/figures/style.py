@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
-from vae_lab.data import CLASS_NAMES  # noqa: E402,F401
+from vae_lab.data import DataInfo  # noqa: E402
 from vae_lab.files import atomic_write  # noqa: E402
 
 DIGIT_COLORS = plt.get_cmap("tab10").colors
@@ -111,14 +111,22 @@ def tsne_map(values: np.ndarray) -> np.ndarray:
     return tsne(len(values)).fit_transform(values)
 
 
-def scatter_by_digit(ax: plt.Axes, points: np.ndarray, labels: np.ndarray, legend: bool = True) -> None:
-    for digit, name in enumerate(CLASS_NAMES):
-        mine = points[labels == digit]
-        ax.scatter(mine[:, 0], mine[:, 1], s=4, alpha=0.6, color=DIGIT_COLORS[digit], label=name,
-                   rasterized=True)
+def class_colors(count: int) -> list:
+    """A color per class: tab10's for up to ten (MNIST's digits keep theirs everywhere), else tab20's,
+    repeated past twenty."""
+    palette = DIGIT_COLORS if count <= 10 else plt.get_cmap("tab20").colors
+    return [palette[i % len(palette)] for i in range(count)]
+
+
+def scatter_by_label(ax: plt.Axes, points: np.ndarray, labels: np.ndarray, info: DataInfo,
+                     legend: bool = True) -> None:
+    """A scatter per class, in the class's color, named in a legend titled by what a label is."""
+    for label, (name, color) in enumerate(zip(info.class_names, class_colors(len(info.class_names)))):
+        mine = points[labels == label]
+        ax.scatter(mine[:, 0], mine[:, 1], s=4, alpha=0.6, color=color, label=name, rasterized=True)
     if legend:
-        ax.legend(title="digit", markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5),
-                  frameon=False)
+        ax.legend(title=info.label, markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5),
+                  frameon=False, ncol=1 if len(info.class_names) <= 12 else 2)
 
 
 def scatter_by_tint(ax: plt.Axes, points: np.ndarray, tints: np.ndarray) -> None:

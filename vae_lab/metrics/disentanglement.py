@@ -40,18 +40,19 @@ from vae_lab.data import ImageSet
 from vae_lab.progress import progress
 
 MIG_BINS = 20
-SAP_TREE_LEAVES = 32  # enough intervals for a factor of 10 or 12 classes along one dimension
+SAP_TREE_LEAVES = 32  # at least: enough intervals for a factor of 10 or 12 classes along one dimension
 GBT_SPLIT_DIMENSIONS = 32  # dimensions a split chooses among (all of a smaller code)
 LASSO_ALPHA = 0.01  # on standardised codes and one-hot targets
 ESTIMATORS = ("gbt", "lasso")
 
 
 def factors(data: ImageSet, count: int) -> dict[str, np.ndarray]:
-    """The known factors of the first ``count`` images: the digit, and on color data the hue bin."""
-    found = {"digit": data.labels[:count].cpu().numpy()}
-    if data.hue_bins is not None:
-        found["hue"] = data.hue_bins[:count].cpu().numpy()
-    return found
+    """The known factors of the first ``count`` images, by name (color MNIST: the digit and the hue
+    bin; dSprites: shape, scale, orientation and position)."""
+    if data.factors is None:
+        return {}
+    values = data.factors[:count].cpu().numpy()
+    return {name: values[:, i] for i, name in enumerate(data.info.factor_names)}
 
 
 def disentanglement_metrics(model, train: ImageSet, test: ImageSet, batch_size: int, train_images: int,
@@ -102,7 +103,8 @@ def sap(train_codes: np.ndarray, train_factors: dict[str, np.ndarray], test_code
         chance = np.bincount(y_test).max() / len(y_test)  # always guessing the commonest class
         scores = []
         for d in range(train_codes.shape[1]):
-            tree = DecisionTreeClassifier(max_leaf_nodes=SAP_TREE_LEAVES, random_state=0)
+            leaves = max(SAP_TREE_LEAVES, 2 * (int(y_train.max()) + 1))  # dSprites' 40 orientations: 80
+            tree = DecisionTreeClassifier(max_leaf_nodes=leaves, random_state=0)
             accuracy = tree.fit(train_codes[:, d:d + 1], y_train).score(test_codes[:, d:d + 1], y_test)
             scores.append(max(0.0, (accuracy - chance) / (1 - chance)))
         scores.sort(reverse=True)

@@ -13,7 +13,6 @@ whenever the way it is trained does.
 """
 
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -29,11 +28,12 @@ from vae_lab.device import one_thread
 from vae_lab.errors import DamagedFile
 from vae_lab.progress import counting, progress
 from vae_lab.checkpoints import load_checkpoint
-from vae_lab.files import atomic_write
+from vae_lab.files import atomic_write, cache_folder
 
 log = logging.getLogger(__name__)
 FEATURES = 128
 EPOCHS = 3
+TRAINING_IMAGES = 60_000  # at most: all of MNIST's training split, a fixed draw of a larger one
 RECIPE = 2  # a new number whenever the classifier or its training changes: a cache of another is not used
 # Images the classifier judges at once. A hundred-odd images' activations stay in a CPU's cache, a
 # thousand do not; on a GPU it costs nothing (benchmarks/reference_pieces.py measures both).
@@ -49,14 +49,14 @@ class ReferenceClassifier(nn.Module):
     channels-last, which oneDNN's convolutions run about twice as fast on a CPU, with the same
     numbers up to rounding (benchmarks/eval_cost.py)."""
 
-    def __init__(self, image_shape: tuple[int, int, int], piece: int = PIECE):
+    def __init__(self, image_shape: tuple[int, int, int], classes: int = 10, piece: int = PIECE):
         super().__init__()
         channels, height, width = image_shape
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURES), nn.ReLU())
-        self.classify = nn.Linear(FEATURES, 10)
+        self.classify = nn.Linear(FEATURES, classes)
         self.piece = piece  # images judged at once
         # Features of the data's test images, which every sample-quality score compares with: computed
         # once with the classifier and cached beside it (see reference_classifier).
@@ -101,13 +101,6 @@ class ReferenceClassifier(nn.Module):
         return self.eval().to(memory_format=torch.channels_last)
 
 
-def cache_folder() -> Path:
-    """``$VAE_LAB_CACHE``, else ``$XDG_CACHE_HOME/vae-lab``, else ``~/.cache/vae-lab``."""
-    if os.environ.get("VAE_LAB_CACHE"):
-        return Path(os.environ["VAE_LAB_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "vae-lab"
-
-
 def cache_path(config: DataConfig, data_hash: str) -> Path:
     """Where the classifier for this data is kept: named by its recipe, the data's settings and the
     content of its images (``data_hash``, as in Splits.fingerprint), so that two data folders of the
@@ -124,7 +117,7 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
     if path.is_file():
         try:
             cached = load_checkpoint(path, device)
-            model = ReferenceClassifier(splits.image_shape).to(device)
+            model = ReferenceClassifier(splits.image_shape, len(splits.info.class_names)).to(device)
             model.load_state_dict(cached["model"])
         except (DamagedFile, RuntimeError) as damaged:  # RuntimeError: weights of another shape
             log.warning("%s: training the reference classifier again", damaged)
@@ -140,7 +133,7 @@ def reference_classifier(config: DataConfig, splits: Splits, device: torch.devic
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.enable_grad(), one_thread():
         torch.manual_seed(config.seed)  # its start is the data's seed's, not what the run drew before
-        model = ReferenceClassifier(splits.image_shape).to(device)
+        model = ReferenceClassifier(splits.image_shape, len(splits.info.class_names)).to(device)
         accuracy = _train(model, splits.train, splits.test)
     log.info("reference classifier for %s: test accuracy %.4f", config.name, accuracy)
     model.for_judging()
@@ -163,6 +156,9 @@ def _cache(path: Path, model: ReferenceClassifier, accuracy: float) -> bool:
 
 
 def _train(model: ReferenceClassifier, train: ImageSet, test: ImageSet) -> float:
+    if len(train) > TRAINING_IMAGES:  # a fixed share of a large set (dSprites): as good an instrument, sooner
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+        train = train.subset(order[:TRAINING_IMAGES].sort().values)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator(device=train.device).manual_seed(0)
     model.train()

@@ -16,7 +16,7 @@ from vae_lab.progress import progress
 def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samples: int,
                    batch_size: int, seed: int) -> dict[str, float]:
     """``confidence``: mean top-class probability of prior samples. ``class_entropy``: entropy (nats)
-    of the digits they are classified as, ln 10 = 2.303 when all ten are equally common. ``fd``: the
+    of the classes (digits) they are classified as, ln 10 = 2.303 when all ten are equally common. ``fd``: the
     Frechet distance between reference features of the samples and of the test images (torchmetrics'
     FID with this classifier as feature extractor). ``label_acc`` (conditional models): how often the
     classifier sees the digit that was asked for. ``stroke_chroma`` (color images): the mean chroma of
@@ -33,7 +33,7 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
     if real is None or len(real) != len(test):  # a classifier not made by reference_classifier
         real = reference.features_of(test, batch_size)
     probabilities = F.softmax(reference.classify(fake), -1)
-    counts = torch.bincount(probabilities.argmax(-1), minlength=10).float()
+    counts = torch.bincount(probabilities.argmax(-1), minlength=probabilities.shape[-1]).float()
     share = counts / counts.sum()
     metrics = {
         "confidence": probabilities.max(-1).values.mean().item(),
@@ -44,7 +44,8 @@ def sample_quality(model, reference: ReferenceClassifier, test: ImageSet, n_samp
         data_chroma = torch.cat([stroke_hue(batch.images.float())[1] for batch in test.batches(batch_size)]).mean()
         metrics["stroke_chroma"] = (stroke_hue(samples)[1].mean() / data_chroma.clamp_min(1e-8)).item()
     if model.conditional:
-        labels = torch.arange(10).repeat(math.ceil(n_samples / 10))[:n_samples]
+        classes = probabilities.shape[-1]
+        labels = torch.arange(classes).repeat(math.ceil(n_samples / classes))[:n_samples]
         asked = torch.cat([model.sample_with_label(chunk, generator) for chunk in labels.split(batch_size)])
         seen = reference(asked).argmax(-1)
         metrics["label_acc"] = (seen.cpu() == labels).float().mean().item()

@@ -17,16 +17,21 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def build_model(config: ModelConfig, backbone: BackboneConfig,
-                image_shape: tuple[int, int, int]) -> VAE:
-    return MODELS[config.name](config, build_backbone(backbone), image_shape)
+def build_model(config: ModelConfig, backbone: BackboneConfig, image_shape: tuple[int, int, int],
+                classes: int = 10) -> VAE:
+    """The model for images of ``image_shape``; one that learns from labels (``learns_labels`` on
+    its class or factory) is also given how many classes they have (MNIST's 10 unless said)."""
+    factory = MODELS[config.name]
+    labels = {"classes": classes} if getattr(factory, "learns_labels", False) else {}
+    return factory(config, build_backbone(backbone), image_shape, **labels)
 
 
-def parameter_count(config: ModelConfig, backbone: BackboneConfig, image_shape: tuple[int, int, int]) -> int:
+def parameter_count(config: ModelConfig, backbone: BackboneConfig, image_shape: tuple[int, int, int],
+                    classes: int = 10) -> int:
     """How many parameters the model will have, counted on PyTorch's meta device: nothing is
     allocated and no random number drawn, so a model too large for memory can be refused first."""
     with torch.device("meta"):
-        return sum(p.numel() for p in build_model(config, backbone, image_shape).parameters())
+        return sum(p.numel() for p in build_model(config, backbone, image_shape, classes).parameters())
 
 
 __all__ = ["MODELS", "VAE", "build_model", "parameter_count"]

@@ -25,7 +25,8 @@ from torch import nn
 
 from vae_lab.backbones import Dense
 from vae_lab.config import at_least, one_of
-from vae_lab.data import N_CLASSES, Batch
+from vae_lab.data import Batch
+from vae_lab.errors import UserError
 from vae_lab.latents import GaussianLatent, LatentSpec, categorical_kl_uniform
 from vae_lab.models.base import MODELS, VAE
 from vae_lab.models.continuous import ContinuousConfig
@@ -49,9 +50,15 @@ class SemiConfig(ContinuousConfig, Relaxation):
 
 
 @MODELS.register("semi", SemiConfig)
-def build_semi(config: SemiConfig, backbone, image_shape) -> VAE:
+def build_semi(config: SemiConfig, backbone, image_shape, classes: int) -> VAE:
+    if classes < 2:
+        raise UserError("model=semi learns from labels, and this data has none: give your images labels "
+                        "(class folders, or 'labels' in a tensor file) or pick another model type")
     variants = {"m2": M2VAE, "latent_classifier": LatentClassifierVAE}
-    return variants[config.variant](config, backbone, image_shape)
+    return variants[config.variant](config, backbone, image_shape, classes)
+
+
+build_semi.learns_labels = True  # see vae_lab.models.build_model
 
 
 def _labelled(batch: Batch) -> torch.Tensor:
@@ -65,18 +72,19 @@ class M2VAE(VAE):
     conditional = True
     stackable = False  # unlabelled images are decoded once per class: shapes depend on the batch's labels
 
-    def __init__(self, config: SemiConfig, backbone, image_shape):
+    def __init__(self, config: SemiConfig, backbone, image_shape, classes: int):
         latent = GaussianLatent(config.latent_dim)
         encoder = backbone.encoder(image_shape)
-        head = Dense(encoder.out_features + N_CLASSES, latent.param_size)  # q(z | x, y)
-        decoder = backbone.decoder(latent.code_size + N_CLASSES, image_shape)  # p(x | z, y)
+        head = Dense(encoder.out_features + classes, latent.param_size)  # q(z | x, y)
+        decoder = backbone.decoder(latent.code_size + classes, image_shape)  # p(x | z, y)
         super().__init__(config, encoder, latent, decoder, image_shape, head=head)
+        self.classes = classes
         trunk = backbone.encoder(image_shape)
-        self.classifier = nn.Sequential(trunk, Dense(trunk.out_features, N_CLASSES))  # q(y | x)
+        self.classifier = nn.Sequential(trunk, Dense(trunk.out_features, self.classes))  # q(y | x)
 
     @property
     def spec(self) -> LatentSpec:
-        return LatentSpec(self.config.latent_dim, ((1, N_CLASSES),))
+        return LatentSpec(self.config.latent_dim, ((1, self.classes),))
 
     def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
         return {"recon": 1.0, "kl": self.beta_at(step), "kl_y": 1.0, "class": self.config.alpha}
@@ -96,11 +104,11 @@ class M2VAE(VAE):
         if self.training and self.config.unlabelled == "gumbel":
             tau = self.config.schedule()(self.step)
             drawn = F.gumbel_softmax(class_logits, tau=tau, hard=self.config.hard)
-            y = torch.where(labelled[:, None], F.one_hot(labels, N_CLASSES).float(), drawn)
+            y = torch.where(labelled[:, None], F.one_hot(labels, self.classes).float(), drawn)
             recon, kl = self.given_labels(features, images, y)
         else:
             recon, kl = self._over_every_class(features, images, labels, labelled, class_logits)
-        kl_y = torch.where(labelled, math.log(N_CLASSES), categorical_kl_uniform(class_logits))
+        kl_y = torch.where(labelled, math.log(self.classes), categorical_kl_uniform(class_logits))
         cross_entropy = F.cross_entropy(class_logits, labels, reduction="none")
         return {"recon": recon, "kl": kl, "kl_y": kl_y, "class": cross_entropy * labelled,
                 "class_acc": (class_logits.argmax(-1) == labels).float()}, None
@@ -111,17 +119,17 @@ class M2VAE(VAE):
         kl = torch.zeros_like(recon)
         if labelled.any():
             r, k = self.given_labels(features[labelled], images[labelled],
-                                     F.one_hot(labels[labelled], N_CLASSES).float())
+                                     F.one_hot(labels[labelled], self.classes).float())
             recon, kl = recon.masked_scatter(labelled, r), kl.masked_scatter(labelled, k)
         unlabelled = ~labelled
         if unlabelled.any():
             n = int(unlabelled.sum())
-            every_class = torch.eye(N_CLASSES, device=images.device).repeat(n, 1)
-            r, k = self.given_labels(features[unlabelled].repeat_interleave(N_CLASSES, 0),
-                                     images[unlabelled].repeat_interleave(N_CLASSES, 0), every_class)
+            every_class = torch.eye(self.classes, device=images.device).repeat(n, 1)
+            r, k = self.given_labels(features[unlabelled].repeat_interleave(self.classes, 0),
+                                     images[unlabelled].repeat_interleave(self.classes, 0), every_class)
             q = F.softmax(class_logits[unlabelled], -1)
-            recon = recon.masked_scatter(unlabelled, (q * r.view(n, N_CLASSES)).sum(1))
-            kl = kl.masked_scatter(unlabelled, (q * k.view(n, N_CLASSES)).sum(1))
+            recon = recon.masked_scatter(unlabelled, (q * r.view(n, self.classes)).sum(1))
+            kl = kl.masked_scatter(unlabelled, (q * k.view(n, self.classes)).sum(1))
         return recon, kl
 
     def draw_noise(self, shape: tuple[int, ...], generator: Optional[torch.Generator] = None) -> None:
@@ -133,14 +141,14 @@ class M2VAE(VAE):
         - log q(z|x,y) - log q(y|x). (Its noise is its own: see draw_noise.)"""
         log_qy = F.log_softmax(self.classifier(images).float(), -1)
         labels = torch.distributions.Categorical(logits=log_qy).sample((n,))  # [n, B]
-        y = F.one_hot(labels, N_CLASSES).float()
+        y = F.one_hot(labels, self.classes).float()
         features = self.encoder(images).expand(n, -1, -1)
         z, log_qz = self.latent.posterior_sample(self.head(torch.cat([features, y], -1)), 1)
         z, log_qz = z[0], log_qz[0]
         logits = self.decoder(torch.cat([z, y], -1).flatten(0, 1)).unflatten(0, (n, len(images)))
         log_px = -self.reconstruction_nll(logits, images)
         log_qy_drawn = log_qy.expand(n, -1, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        log_w = log_px + self.latent.prior_log_prob(z) - math.log(N_CLASSES) - log_qz - log_qy_drawn
+        log_w = log_px + self.latent.prior_log_prob(z) - math.log(self.classes) - log_qz - log_qy_drawn
         return log_w.T
 
     # -- the public interface --------------------------------------------------------------
@@ -160,30 +168,31 @@ class M2VAE(VAE):
         return torch.cat([self.latent.mean_code(self.encode(images)), q], -1)
 
     def sample_posterior(self, images: torch.Tensor) -> torch.Tensor:
-        y = F.one_hot(self.predict(images), N_CLASSES).float()
+        y = F.one_hot(self.predict(images), self.classes).float()
         codes, _ = self.latent.posterior_sample(self.head(torch.cat([self.encoder(images), y], -1)), 1)
         return self.decode(torch.cat([codes[0], y], -1))
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         where = generator.device if generator is not None else self.device
-        labels = torch.randint(N_CLASSES, (n,), device=where, generator=generator).to(self.device)
+        labels = torch.randint(self.classes, (n,), device=where, generator=generator).to(self.device)
         return self.sample_with_label(labels, generator)
 
     def sample_with_label(self, labels: torch.Tensor,
                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
         z = self.latent.prior_sample(len(labels), self.device, generator)
-        return self.decode(torch.cat([z, F.one_hot(labels.to(self.device), N_CLASSES).float()], -1))
+        return self.decode(torch.cat([z, F.one_hot(labels.to(self.device), self.classes).float()], -1))
 
 
 class LatentClassifierVAE(VAE):
     conditional = True
     candidates_per_sample = 200  # prior draws scored by the classifier for each generated image
 
-    def __init__(self, config: SemiConfig, backbone, image_shape):
+    def __init__(self, config: SemiConfig, backbone, image_shape, classes: int):
         latent = GaussianLatent(config.latent_dim)
         super().__init__(config, backbone.encoder(image_shape), latent,
                          backbone.decoder(latent.code_size, image_shape), image_shape)
-        self.classifier = Dense(latent.code_size, N_CLASSES)
+        self.classes = classes
+        self.classifier = Dense(latent.code_size, classes)
 
     def weights_at(self, step: torch.Tensor) -> dict[str, float | torch.Tensor]:
         return {"recon": 1.0, "kl": self.beta_at(step), "class": self.config.alpha}
