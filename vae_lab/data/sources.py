@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vae_lab.config import DataConfig
-from vae_lab.data import dsprites
+import vae_lab.data.dsprites as dsprites
 from vae_lab.data.color import sample_tints, tint
 from vae_lab.data.mnist import RAW_FILES, read_mnist, resized
 from vae_lab.data.tensors import DIGITS, DataInfo, ImageSet
