@@ -140,7 +140,7 @@ def test_eval_reloads_the_run_and_recomputes_the_same_numbers(finished_run, vae_
 
 @pytest.mark.parametrize("override, message", [
     ("model=gumbel", "model=gumbel: no such model; expected one of"),
-    ("data=fashion", "data=fashion: no such data; expected one of color_mnist, mnist"),
+    ("data=fashion", "data=fashion: no such data; expected one of color_mnist, dsprites, fashion_mnist, folder, mnist, tensors"),
     ("model.latent_dim=0", "model.latent_dim=0: expected a number >= 1"),
     ("model.beta=-1", "model.beta=-1.0: expected a number >= 0"),
     ("trainer.batch_size=0", "trainer.batch_size=0: expected a number >= 1"),
