@@ -305,3 +305,29 @@ def test_unlabelled_data_trains_without_what_needs_labels_and_semi_is_refused(tm
     with pytest.raises(UserError, match="model=semi learns from labels, and this data has none"):
         train(train_config("model=semi", *data, "trainer.epochs=1"), str(tmp_path / "semi"))
     assert [path.name for path in (tmp_path / "semi").iterdir()] == [".lock"]  # refused before its first write
+
+
+def test_the_explorer_names_each_datasets_classes_and_maps_unlabelled_data(train_config, image_folder, tmp_path):
+    from pathlib import Path
+
+    from vae_lab.explore.latent import Explorer
+    from vae_lab.reporting import Run
+
+    def explorer(*overrides):
+        config = train_config("backbone.hidden=[32]", *overrides)
+        splits = load_splits(config.data)
+        model = build_model(config.model, config.backbone, splits.image_shape, len(splits.info.class_names)).eval()
+        return Explorer(Run(Path("/nowhere"), config, [], {}, model, 0, torch.device("cpu"), splits), 100)
+
+    layout = explorer("data=folder", f"data.path={image_folder}", "data.image_size=16").layout()
+    assert (layout["classes"], layout["label"]) == (sorted(["zero", "one", "two", "three", "four", "five", "six",
+                                                            "seven", "eight", "nine"]), "class")
+    assert explorer("data=fashion_mnist").layout()["label"] == "item"
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, images=digit_images()[0])
+    unlabelled = explorer("data=tensors", f"data.path={path}", "data.image_size=8")
+    assert unlabelled.layout()["classes"] == [] and unlabelled.map("pca")[0].shape == (100, 2)
+    # A label-conditioned model goes to each class's mean code: one per class of the data.
+    semi = explorer("model=semi", "model.variant=latent_classifier", "model.latent_dim=2", "data=folder",
+                    f"data.path={image_folder}", "data.image_size=16")
+    assert len(semi.digit_codes()) == 10

@@ -57,6 +57,7 @@ class Explorer:
             kl = torch.cat([self.model.kl_details(chunk)["kl_per_dim"].float() for chunk in self.images.split(500)]) \
                 if self.spec.continuous else torch.zeros(self.count, 0)
         self.labels = test.labels[:self.count].cpu().numpy()
+        self.info = test.info  # the labels' class names (none: unlabelled) and what a label is called
         self.hue_bins = test.hue_bins[:self.count].cpu().numpy() if test.hue_bins is not None else None
         self.tints = test.colors[:self.count].cpu().numpy() if test.colors is not None else None
         activity = self.codes[:, :self.spec.continuous].var(0) if self.spec.continuous else torch.zeros(0)
@@ -83,6 +84,8 @@ class Explorer:
             "continuous": self.spec.continuous,
             "image": {"channels": channels, "height": height, "width": width},
             "digits": self.digit_codes() is not None,
+            "classes": list(self.info.class_names),  # the map's groups and the names the page shows for labels
+            "label": self.info.label,
             # M2 generates a chosen digit through its categorical variable: the page names it so
             "digit_variable": 0 if self.model.conditional and self.spec.discrete else None,
             "color": self.hue_bins is not None,
@@ -169,7 +172,7 @@ class Explorer:
         if not self.model.conditional or self.spec.discrete:
             return None
         found = []
-        for digit in range(10):
+        for digit in range(len(self.info.class_names)):
             mine = self.codes[torch.from_numpy(self.labels == digit)]
             found.append({"gaussian": mine[:, :self.spec.continuous].mean(0).tolist() if len(mine) else
                           [0.0] * self.spec.continuous, "categories": []})
