@@ -224,6 +224,36 @@ def test_a_folder_has_one_writer_and_a_dead_writer_leaves_no_stale_lock(tmp_path
             pass
 
 
+def test_a_holder_that_lets_go_removes_its_lock_and_a_lock_on_the_removed_file_is_taken_again(tmp_path, monkeypatch):
+    """A process that opened .lock just before its holder removed it locks a file nobody else sees:
+    it must notice, and lock the file the path names now, or two writers would hold the folder."""
+    import vae_lab.runs as runs
+
+    folder = tmp_path / "made" / "run"
+    with claimed(folder):
+        stale = os.open(folder / ".lock", os.O_RDWR)  # opened while held, as a second process might
+        (folder / "kept.txt").write_text("a file of the run")
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.txt"]  # the holder's lock file is gone
+    opened, real_open = [], os.open
+
+    def stale_first(path, flags, mode=0o777):
+        opened.append(path)
+        return stale if len(opened) == 1 else real_open(path, flags, mode)
+
+    monkeypatch.setattr(runs.os, "open", stale_first)
+    with claimed(folder):
+        assert len(opened) == 2 and (folder / ".lock").read_text().startswith(f"vae-lab process {os.getpid()}")
+    monkeypatch.undo()
+    empty = tmp_path / "empty"
+    with claimed(empty):
+        pass
+    assert not empty.exists()  # a folder the claim made, left empty: removed with its lock
+    (tmp_path / "theirs").mkdir()
+    with claimed(tmp_path / "theirs"):
+        pass
+    assert (tmp_path / "theirs").is_dir()  # one it did not make stays
+
+
 @pytest.mark.parametrize("leftover, named", [("checkpoints/best.pt", "best.pt"), ("metrics.jsonl", "metrics.jsonl"),
                                              ("config.yaml", "config.yaml"), ("figures/samples.png", "figures")])
 def test_anything_train_would_write_over_is_refused_without_resume(tmp_path, train_config, leftover, named):

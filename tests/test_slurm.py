@@ -149,7 +149,8 @@ def test_a_cancelled_job_stops_at_once_and_its_rerun_resumes_it_exactly(cluster,
     job = (sweep / "0" / ".lock").read_text().split("SLURM job ")[1].rstrip(")\n")
     subprocess.run(["scancel", job], check=True)
     cancelled = time.monotonic()
-    wait_until(lambda: not (sweep / "0" / ".lock").read_text() or job not in squeue(), 30, "the cancelled job's end")
+    lock = sweep / "0" / ".lock"  # removed by a holder that lets go
+    wait_until(lambda: not lock.exists() or not lock.read_text() or job not in squeue(), 30, "the cancelled job's end")
     stopped_after = time.monotonic() - cancelled
     out, err = sweeping.communicate(timeout=600)
     assert sweeping.returncode == 1, err

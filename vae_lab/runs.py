@@ -8,7 +8,7 @@
     <run>/figures/              pictures of the trained model
     <run>/eval/                 what `vae-lab eval` recomputes
     <run>/error.txt             why the run's last attempt failed (a sweep's other jobs carry on)
-    <run>/.lock                 held by the one process that writes the folder
+    <run>/.lock                 held by the one process that writes the folder, removed as it lets go
 
 Every file is written to a temporary name in the same folder and renamed over the old one, so a
 reader (or a crash) never sees half a file; the temporaries a killed process leaves behind are
@@ -80,7 +80,12 @@ class Claims:
     ``flock`` on its ``.lock`` file, which the kernel releases when the holder exits, however it
     exits, so a lock is never stale. Holding a folder the same Claims holds already is allowed (the
     command claims a run folder, then its training claims it again); a second Claims, in this
-    process or another, is refused."""
+    process or another, is refused.
+
+    A holder that lets go removes the ``.lock`` file (and the folder, where it made it and left it
+    empty), so a finished run holds only what it wrote. A process that opened the file before it was
+    removed would then lock a file nobody else sees: so a lock counts only while the path still names
+    the file locked, and is taken again on the new file otherwise."""
 
     def __init__(self) -> None:
         self._held: dict[Path, list] = {}  # folder -> [lock file descriptor, depth]
@@ -98,9 +103,33 @@ class Claims:
             finally:
                 self._held[folder][1] -= 1
             return
+        made = not folder.exists()
+        fd = _locked(folder, what)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}{_slurm_job()}\n".encode(), 0)
+        self._held[folder] = [fd, 1]
+        try:
+            yield
+        finally:
+            del self._held[folder]
+            with contextlib.suppress(OSError):
+                os.unlink(folder / LOCK_FILE)  # while still held: see the class's docstring
+            os.close(fd)  # releases the lock
+            if made:
+                with contextlib.suppress(OSError):  # only if empty: a refused run leaves nothing behind
+                    folder.rmdir()
+
+
+def _locked(folder: Path, what: str) -> int:
+    """An open descriptor of ``folder/.lock`` holding its exclusive lock, the file made where missing
+    (the folder too); FolderInUse naming the holder where another process holds it."""
+    lock = folder / LOCK_FILE
+    while True:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # its folder was removed as it was made: a holder let go of an empty one
         except OSError as error:
             if error.errno not in READ_ONLY:
                 raise
@@ -111,14 +140,12 @@ class Claims:
             owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise FolderInUse(folder, owner, what) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"vae-lab process {os.getpid()} on {socket.gethostname()}{_slurm_job()}\n".encode(), 0)
-        self._held[folder] = [fd, 1]
         try:
-            yield
-        finally:
-            del self._held[folder]
-            os.close(fd)  # releases the lock; the file stays, so no two processes race to create it
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder before let go and removed this file as it did: lock the one there now
 
 
 def _slurm_job() -> str:
