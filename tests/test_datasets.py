@@ -278,13 +278,18 @@ def test_every_model_type_trains_on_each_dataset(request, train_config, tmp_path
     assert {k for k, v in metrics.items() if isinstance(v, (int, float))} == final_metric_names(model_built, splits, config)
 
 
+IMAGE_BACKBONES = {"conv": ["backbone=conv", "backbone.channels=[8,16]", "backbone.hidden=64"],
+                   "unet": ["backbone=unet", "backbone.channels=[8,16]", "backbone.groups=4", "backbone.heads=2",
+                            "backbone.hidden=32"]}
+
+
 @pytest.mark.parametrize("data", DATASETS)
-def test_the_conv_backbone_trains_and_draws_on_each_dataset(request, train_config, tmp_path, data):
+@pytest.mark.parametrize("backbone", IMAGE_BACKBONES)
+def test_the_image_backbones_train_and_draw_on_each_dataset(request, train_config, tmp_path, backbone, data):
     from test_cli import FIGURES, assert_figure_is_not_blank
 
-    config = train_config("model=combined", "backbone=conv", "backbone.channels=[8,16]", "backbone.hidden=64",
-                          *DATASETS[data](request), "trainer.epochs=1", "trainer.batch_size=64", *QUICK_EVAL,
-                          *SMALL["combined"])
+    config = train_config("model=combined", *IMAGE_BACKBONES[backbone], *DATASETS[data](request), "trainer.epochs=1",
+                          "trainer.batch_size=64", *QUICK_EVAL, *SMALL["combined"])
     train(config, str(tmp_path))
     for name in FIGURES:
         assert_figure_is_not_blank(tmp_path / "figures" / name)
