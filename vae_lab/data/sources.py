@@ -193,7 +193,8 @@ class TensorFile:
     """A ``.pt`` or ``.npz`` file at ``data.path`` holding ``images`` (or ``train_images`` and
     ``test_images``): [N, H, W], [N, C, H, W] or [N, H, W, C] with C 1 or 3, uint8 or floats in
     [0, 1]; optionally ``labels`` [N] (and ``class_names``), ``factors`` [N, F] of integer classes
-    (and ``factor_names``), with ``train_``/``test_`` before each where the file is split."""
+    (and ``factor_names``), with ``train_``/``test_`` before each where the file is split. Images are
+    resized to ``data.image_size`` on each side (squashed where not square)."""
 
     def info(self, config: DataConfig) -> DataInfo:
         content = _tensor_file(_root(config))
