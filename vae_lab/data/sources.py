@@ -126,17 +126,16 @@ class ImageFolder:
                                   f"{folder} has no class folder with an image in it ({', '.join(IMAGE_SUFFIXES)})")
 
     def read(self, config: DataConfig, split: str) -> ImageSet:
-        root = _root(config)
         self.check(config)
-        folders = _split_folders(root)
-        classes = _folder_classes(root)
+        root = _root(config)
+        folders, info = _split_folders(root), self.info(config)
         if len(folders) == 2:
-            images, labels = _read_folder(folders[split == "test"], classes, config.image_size)
+            images, labels = _read_folder(folders[split == "test"], info.class_names, config.image_size)
             rows = shuffled(len(labels))
-            return ImageSet(images[rows], labels[rows], rows, info=self.info(config))
-        images, labels = _read_folder(root, classes, config.image_size)
-        rows = held_out(len(labels), config.test_fraction, split)
-        return ImageSet(images[rows], labels[rows], rows, info=self.info(config))
+        else:  # both splits from one reading (see _read_folder)
+            images, labels = _read_folder(root, info.class_names, config.image_size)
+            rows = held_out(len(labels), config.test_fraction, split)
+        return ImageSet(images[rows], labels[rows], rows, info=info)
 
 
 def _root(config: DataConfig) -> Path:
@@ -163,7 +162,8 @@ def _images_in(folder: Path):
     return (path for path in sorted(folder.rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
-def _read_folder(root: Path, classes: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=2)  # a folder without train/ and test/ is read once for both splits
+def _read_folder(root: Path, classes: tuple[str, ...], size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF  # slow import: see vae_lab/data/mnist.py
 
