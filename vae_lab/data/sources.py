@@ -13,7 +13,6 @@ depend on ``data.seed``: every run on that data is scored on the same images, as
 
 import functools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
