@@ -89,3 +89,38 @@ def test_hydra_finds_the_plugins_in_every_editable_install(tmp_path, mode):
     for plugin in ("vae_lab_stacked_launcher/stacked_launcher.py", "vae_lab_slurm_launcher/slurm_launcher.py",
                    "vae_lab_optuna_sweeper/optuna_sweeper.py"):
         assert any(f.endswith(f"hydra_plugins/{plugin}") and str(REPO) not in f for f in files), (plugin, files)
+
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torch_index(*variables: str) -> str:
+    """The index the Makefile takes PyTorch from with these variables set ("" for PyPI's)."""
+    shown = subprocess.run(["make", "-s", "--eval=show: ; @echo [$(TORCH_INDEX)]", "show", *variables],
+                           cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout.strip()[1:-1]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_takes_pytorchs_cpu_build_only_where_no_nvidia_driver_is(tmp_path):
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: 550\n")
+    assert torch_index(f"NVIDIA_DRIVER={tmp_path / 'absent'}") == CPU_INDEX
+    assert torch_index(f"NVIDIA_DRIVER={driver}") == ""  # PyPI's build, with CUDA
+    assert torch_index(f"NVIDIA_DRIVER={tmp_path / 'absent'}", "TORCH_INDEX=") == ""  # the override beside it
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_an_index_that_does_not_answer_leaves_pytorch_to_pypi_and_says_so(tmp_path):
+    """Offline, or where PyTorch's index is blocked, `make train` goes on with PyPI's build."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    index = "http://127.0.0.1:9/simple"  # the discard port: nothing listens
+    result = subprocess.run(["make", "--no-print-directory", "torch", f"VENV={venv}", f"TORCH_INDEX={index}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (f"make: {index} does not answer: PyTorch comes from PyPI instead "
+                                     "(TORCH_INDEX= skips this check)")
+    assert "pip" not in result.stdout
