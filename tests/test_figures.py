@@ -159,7 +159,7 @@ def test_a_latent_part_with_one_code_for_every_image_is_said_not_projected(train
     from vae_lab.figures import latent
     from vae_lab.models import build_model
 
-    config = train_config("model=combined", "model.n_vars=1", "model.n_cats=10")
+    config = train_config("model=combined")  # one categorical variable of 10
     splits = load_splits(config.data, torch.device("cpu"))
     model = build_model(config.model, config.backbone, splits.image_shape).eval()
     embed = model.embed
@@ -182,7 +182,8 @@ def test_a_latent_part_with_one_code_for_every_image_is_said_not_projected(train
 
 LAYOUTS = {  # model configs whose figures differ most in layout and caption length
     "continuous 2-D": ("model.latent_dim=2",),
-    "combined 5x65 on color": ("model=combined", "data=color_mnist"),
+    "combined 5x65 on color": ("model=combined", "model.latent_dim=20", "model.n_vars=5", "model.n_cats=65",
+                               "data=color_mnist"),
     "discrete 3x20": ("model=discrete", "model.n_vars=3", "model.n_cats=20"),
     "semi-supervised": ("model=semi", "data.n_labels=100"),
     "sharp losses, conv": ("backbone=conv", "loss=sharp", "loss.perceptual.weights=none"),
