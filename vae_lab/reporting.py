@@ -245,8 +245,9 @@ def unused_parts(spec, metrics: dict) -> list[str]:
     for part, present, term, remedy in (
             ("Gaussian", spec.continuous, "test/kl", "a lower model.beta, or more epochs"),
             ("categorical", spec.discrete, "test/kl_disc",
-             "JointVAE's capacity control (model.capacity.enabled=true) makes it carry its target, at a cost in "
-             "NELBO (docs/findings/model-types.md)")):
+             "fewer Gaussian dimensions (model.latent_dim), which the decoder otherwise relies on alone, bring it "
+             "in; JointVAE's capacity control (model.capacity.enabled=true) makes it carry its target, at a cost "
+             "in NELBO (docs/findings/model-types.md)")):
         nats = metrics.get(term)
         if present and isinstance(nats, (int, float)) and nats < UNUSED_NATS:
             found.append(f"the {part} part of the code carries {nats:.2f} nats per image (test/{term[5:]}): almost "
