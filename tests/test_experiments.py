@@ -466,6 +466,25 @@ def test_the_published_verdicts_are_what_the_judge_says_of_the_published_numbers
     assert rejudge(docs).read_text() == (published / "results.md").read_text()
 
 
+def test_a_write_ups_many_metrics_are_split_over_tables_narrow_enough_for_the_page():
+    """seeds/000 reports 13 metrics: one table of them scrolled sideways on the docs site. Each table
+    repeats the settings and holds at most METRICS_PER_TABLE metrics, every metric once, in order; and
+    --rejudge replaces all of a section's tables (the published-verdicts test above reads them back)."""
+    from vae_lab.reproduce import METRICS_PER_TABLE, _tables_span, table_lines
+    from vae_lab.summary import read_summary_csv
+
+    write_up = load_write_up("seed000_three_latents")
+    published = Path(__file__).resolve().parents[1] / "docs" / "findings" / "results" / write_up.experiment
+    lines = table_lines(write_up, Runs(read_summary_csv(published / "summary.csv")))
+    heads = [line.strip("| ").split(" | ") for i, line in enumerate(lines) if i == 0 or lines[i - 1] == ""]
+    assert len(write_up.metrics) > METRICS_PER_TABLE and len(heads) == math.ceil(len(write_up.metrics) / METRICS_PER_TABLE)
+    assert max(len(h) for h in heads) - min(len(h) for h in heads) <= 2  # split evenly, not 6 + 6 + 1
+    assert all(len(head) - 3 <= METRICS_PER_TABLE for head in heads)
+    assert all(head[:3] == ["model", "model.share_encoder", "runs"] for head in heads)
+    assert [m for head in heads for m in head[3:]] == list(write_up.metrics)
+    assert _tables_span(["text", "", *lines, "", "**a figure**"]) == (2, 2 + len(lines))
+
+
 def test_the_write_ups_page_says_what_the_claims_files_say(tmp_path):
     """docs/findings/write-ups.md, which explains seeds/000-004 to a reader without them, is the
     claims files' titles, observations and claims: a changed claim fails here until --rejudge."""

@@ -15,6 +15,7 @@ docs/findings/write-ups.md (what each write-up is and claims).
 import argparse
 import dataclasses
 import os
+import math
 import platform
 import re
 import shutil
@@ -197,10 +198,30 @@ def section(write_up: WriteUp, folder: Path, extra: list[str], docs: Path,
     return lines
 
 
+# Metric columns per table at most: more scroll sideways on the docs site at 1,400 pixels.
+METRICS_PER_TABLE = 6
+
+
 def table_lines(write_up: WriteUp, runs: Runs) -> list[str]:
-    """The write-up's metrics, mean ± sd over seeds, a row per configuration."""
+    """The write-up's metrics, mean ± sd over seeds, a row per configuration; many metrics are split
+    evenly over as few tables as hold at most ``METRICS_PER_TABLE`` each, one after another."""
     keys = swept_keys(runs.all)
-    return seeds_table(seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)], list(write_up.metrics))
+    groups, settings = seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)]
+    metrics = list(write_up.metrics)
+    per_table = math.ceil(len(metrics) / max(1, math.ceil(len(metrics) / METRICS_PER_TABLE))) or 1
+    tables = [seeds_table(groups, settings, metrics[i:i + per_table])
+              for i in range(0, len(metrics), per_table)] or [seeds_table(groups, settings, [])]
+    return [line for i, table in enumerate(tables) for line in ([""] if i else []) + table]
+
+
+def _tables_span(lines: list[str]) -> tuple[int, int]:
+    """Where a section's tables (one, or several separated by blank lines) start and end."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    end = start
+    while end < len(lines) and (lines[end].startswith("|") or
+                                (lines[end] == "" and end + 1 < len(lines) and lines[end + 1].startswith("|"))):
+        end += 1
+    return start, end
 
 
 def verdict_lines(write_up: WriteUp, runs: Runs) -> list[str]:
@@ -237,8 +258,7 @@ def rejudge(docs: Path) -> Path:
         start = lines.index("*Here:*")
         end = lines.index("```", start)
         lines[start:end] = verdict_lines(write_up, runs)
-        table = next(i for i, line in enumerate(lines) if line.startswith("| "))
-        end = next((i for i in range(table, len(lines)) if not lines[i].startswith("|")), len(lines))
+        table, end = _tables_span(lines)
         lines[table:end] = table_lines(write_up, runs)
     atomic_write(path, lambda f: f.write("\n".join(line for lines in sections for line in lines)))
     return path
