@@ -326,6 +326,15 @@ def test_the_jointvae_recipe_is_dupont_2018(train_config):
     assert "capacity control to 5 and 5 nats, gamma 30" in model.summary() and "beta" not in model.summary()
 
 
+def test_seed000s_combined_model_keeps_its_sizes_whatever_the_combined_defaults(train_config):
+    """seeds/000 concatenates 20 Gaussian dimensions and 5 variables of 65; the combined model's own
+    defaults are JointVAE's shape (docs/findings/model-types.md#both-parts-of-the-combined-code)."""
+    recipe = train_config("experiment=seed000_three_latents", "model=combined").model
+    default = train_config("model=combined").model
+    assert (recipe.latent_dim, recipe.n_vars, recipe.n_cats) == (20, 5, 65)
+    assert (default.latent_dim, default.n_vars, default.n_cats) == (10, 1, 10)
+
+
 def test_the_burda_recipe_is_their_one_layer_vae_on_dynamically_binarized_mnist(train_config):
     config = train_config("experiment=burda2016")
     assert (config.model.name, config.model.latent_dim, list(config.backbone.hidden)) == ("continuous", 50, [200, 200])
