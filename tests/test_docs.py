@@ -2,6 +2,7 @@
 out of the navigation fails), written for any reader, not for the team's own folders."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +13,82 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
-def test_the_docs_site_builds_strictly(tmp_path):
-    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """The site as `make docs` builds it (strict), once for the tests of it."""
+    site = tmp_path_factory.mktemp("docs") / "site"
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                            cwd=REPO, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert built.returncode == 0, built.stderr[-3000:]
-    assert (tmp_path / "site" / "guide" / "training" / "index.html").is_file()
-    assert (tmp_path / "site" / "findings" / "results" / "index.html").is_file()
+    return site
+
+
+@pytest.mark.xdist_group("docs-site")
+def test_the_docs_site_builds_strictly(built_site):
+    assert (built_site / "guide" / "training" / "index.html").is_file()
+    assert (built_site / "findings" / "results" / "index.html").is_file()
     # Offline: no page asks another server for anything (the theme's fonts came from Google's).
     import re
 
-    outside = {(page.relative_to(tmp_path / "site"), address) for page in (tmp_path / "site").rglob("*.html")
+    outside = {(page.relative_to(built_site), address) for page in built_site.rglob("*.html")
                for address in re.findall(r'<(?:link|script|img)[^>]+(?:href|src)="(https?://[^"]+)"', page.read_text())}
     assert not outside, sorted(outside)[:5]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.xdist_group("docs-site")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_every_page_fits_a_1400_pixel_window_and_asks_nothing_of_another_server(built_site):
+    """Every page of the built site in Chromium at 1,400 x 1,000: no table and no code block wider than
+    the column it sits in (26 of 66 tables scrolled sideways, and long commands hid their ends), no
+    "mean ± sd" broken over two lines, and no request beyond the site's own server."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(built_site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    pages = sorted(p.parent.relative_to(built_site).as_posix() for p in built_site.rglob("index.html"))
+    problems, outside = [], []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((origin, "data:")) else None)
+            for path in pages:
+                page.goto(f"{origin}/{'' if path == '.' else path + '/'}")
+                found = page.evaluate(r"""() => {
+                    const wide = e => e.scrollWidth > e.clientWidth + 1;
+                    const tables = [...document.querySelectorAll('article table')].map(
+                        t => t.closest('.md-typeset__scrollwrap') || t.parentElement);
+                    const spreads = [...document.querySelectorAll('article td')].filter(
+                        c => /^\S+ ± \S+$/.test(c.textContent.trim()));
+                    return {tables: tables.filter(wide).length, of: tables.length,
+                            code: [...document.querySelectorAll('article pre > code')].filter(wide).length,
+                            broken: spreads.filter(c => getComputedStyle(c).whiteSpace !== 'nowrap').length,
+                            spreads: spreads.length};
+                }""")
+                if found["tables"] or found["code"] or found["broken"]:
+                    problems.append((path, found))
+                if path == "findings/model-types":
+                    assert found["of"] >= 5 and found["spreads"] >= 50, found  # the check sees the tables
+            browser.close()
+    finally:
+        server.shutdown()
+    assert len(pages) >= 25
+    assert not problems, problems
+    assert not outside, outside[:5]
 
 
 def test_the_readme_links_only_to_pages_that_exist():
