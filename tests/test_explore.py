@@ -653,8 +653,8 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             # The decoded point is marked on the map: on the two coordinates with the most KL, at its values
             # there; on PCA's axes, at its projection (the placement the server sends puts the test codes
             # where the map draws them).
-            marked = "() => { const t = document.getElementById('map').data.find(t => t.name === 'decoded point'); " \
-                     "return t ? [t.x[0], t.y[0]] : null; }"
+            marked = "() => { const s = (document.getElementById('map').layout.shapes || [])[0]; " \
+                     "return s ? [s.xanchor, s.yanchor] : null; }"
             page.select_option("#method", "kl")
             page.wait_for_function(f"({marked})() !== null", timeout=30000)
             slider.evaluate("e => { e.value = 1.25; e.dispatchEvent(new Event('input')); }")
