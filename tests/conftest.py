@@ -1,5 +1,6 @@
 """Shared fixtures: an offline MNIST-format dataset and a way to run the `vae-lab` command."""
 
+import contextlib
 import os
 import shutil
 import struct
@@ -11,6 +12,26 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+
+# Debian's Chromium, driven by Playwright: nothing downloaded, and nothing asked of the network.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NO_CHROMIUM = "Debian's chromium is not installed (.ci/run installs it)"
+
+
+@contextlib.contextmanager
+def launched_chromium():
+    """A headless Chromium for a browser test (skip the test with NO_CHROMIUM where it is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 from sklearn.datasets import load_digits
 
 N_TRAIN = 1200  # of scikit-learn's 1,797 bundled 8x8 digits; the rest are the test split

@@ -2,12 +2,13 @@
 out of the navigation fails), written for any reader, not for the team's own folders."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import CHROMIUM, NO_CHROMIUM, launched_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -35,11 +36,8 @@ def test_the_docs_site_builds_strictly(built_site):
     assert not outside, sorted(outside)[:5]
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
 @pytest.mark.xdist_group("docs-site")
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=NO_CHROMIUM)
 def test_every_page_fits_a_1400_pixel_window_and_asks_nothing_of_another_server(built_site):
     """Every page of the built site in Chromium at 1,400 x 1,000: no table and no code block wider than
     the column it sits in (26 of 66 tables scrolled sideways, and long commands hid their ends), no
@@ -48,8 +46,6 @@ def test_every_page_fits_a_1400_pixel_window_and_asks_nothing_of_another_server(
     import functools
     import http.server
     import threading
-
-    from playwright.sync_api import sync_playwright
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -61,10 +57,7 @@ def test_every_page_fits_a_1400_pixel_window_and_asks_nothing_of_another_server(
     pages = sorted(p.parent.relative_to(built_site).as_posix() for p in built_site.rglob("index.html"))
     problems, outside = [], []
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+        with launched_chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((origin, "data:")) else None)
             for path in pages:
@@ -86,7 +79,6 @@ def test_every_page_fits_a_1400_pixel_window_and_asks_nothing_of_another_server(
                     problems.append((path, found))
                 if path == "findings/model-types":
                     assert found["of"] >= 5 and found["spreads"] >= 50, found  # the check sees the tables
-            browser.close()
     finally:
         server.shutdown()
     assert len(pages) >= 25

@@ -19,13 +19,13 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
+from conftest import CHROMIUM, NO_CHROMIUM, launched_chromium
 from test_cli import QUICK_EVAL
 from vae_lab.api import Run
 from vae_lab.data import load_splits
 from vae_lab.explore.latent import Explorer, slerp
 from vae_lab.models import build_model
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def explorer_of(train_config, *overrides: str, points: int = 300) -> Explorer:
@@ -381,22 +381,17 @@ def test_without_the_extra_explore_names_the_pip_command(trained, data_root, tmp
                                      "installed): pip install 'vae-lab[explore]'")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=NO_CHROMIUM)
 def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_path):
     """Chromium opens the page of a sweep, moves a slider and gets the model's own decoding at that
     point, clicks a point of the map and decodes from its code, compares two runs, and takes
     screenshots (looked at by a person when the page changes)."""
-    from playwright.sync_api import sync_playwright
-
     import vae_lab
 
     server = Server(vae_lab_command, trained, data_root)
     run = vae_lab.load_run(trained / "0", data_root=str(data_root))
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+        with launched_chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(server.url)
             page.wait_for_selector("#map .scatterlayer .point", state="attached", timeout=60000)
@@ -739,7 +734,6 @@ def test_the_page_in_a_real_browser(trained, vae_lab_command, data_root, tmp_pat
             page = again  # canvas() and settled() read this page now
             np.testing.assert_array_equal(settled("#decoded-a", decoded(z)), decoded(z))
             page.screenshot(path=str(tmp_path / "explorer_shared.png"), full_page=True)
-            browser.close()
     finally:
         server.stop()
     shots = os.environ.get("VAE_LAB_SCREENSHOTS")
