@@ -57,7 +57,7 @@ docs: install-test  ## the documentation site, from docs/ into site/ (strict: a 
 bench: install  ## training throughput: vae-lab's loop against the classic DataLoader loop
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
-reproduce: install  ## rerun the write-ups into outputs/reproduce/ and write docs/findings/results.md (QUICK=1: seed 0, 2 epochs)
+reproduce: install  ## rerun the write-ups into outputs/reproduce/ and write docs/findings/results.md (QUICK=1: seed 0, 2 epochs, into outputs/reproduce-quick/)
 	$(BIN)/vae-lab reproduce $(if $(QUICK),--quick) $(ARGS)
 
 clean:

@@ -314,6 +314,23 @@ def test_reproduce_only_rewrites_its_own_section_and_figures(tmp_path):
     assert kept_figure.read_bytes() == b"an earlier figure" and not stale_figure.exists()
 
 
+def test_quick_mode_writes_its_report_beside_its_sweeps_never_into_the_findings(tmp_path, monkeypatch):
+    """`make reproduce QUICK=1` overwrote docs/findings/results.md and removed each write-up's
+    results/ folder, which other pages' tables read. A quick report goes beside the quick sweeps."""
+    import vae_lab.reproduce as reproduce
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "check_sweeps", lambda *args: None)
+    ran = []
+    monkeypatch.setattr(reproduce, "run_write_up", lambda write_up, folder, extra: ran.append(folder))
+    reproduce.main(["--quick", "--only", "seed004_latent_and_beta"])
+    assert ran == [(tmp_path / "outputs" / "reproduce-quick" / "seed004_latent_and_beta").resolve()]
+    assert (tmp_path / "outputs" / "reproduce-quick" / "report" / "results.md").is_file()
+    assert not (tmp_path / "docs").exists()
+    assert reproduce.report_folder(None, tmp_path / "sweeps", quick=False) == Path("docs/findings")
+    assert reproduce.report_folder(tmp_path / "mine", tmp_path / "sweeps", quick=True) == tmp_path / "mine"
+
+
 def test_the_jointvae_recipe_is_dupont_2018(train_config):
     config = train_config("experiment=jointvae")
     model, capacity = config.model, config.model.capacity

@@ -363,6 +363,17 @@ def previous_sections(path: Path) -> dict[str, list[str]]:
     return found
 
 
+FINDINGS = Path("docs/findings")
+
+
+def report_folder(docs: Optional[Path], sweeps: Path, quick: bool) -> Path:
+    """Where results.md goes unless --docs says: the findings, or in quick mode a folder beside the
+    quick sweeps, so that a check that everything runs never rewrites the published numbers."""
+    if docs is not None:
+        return docs
+    return sweeps / "report" if quick else FINDINGS
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="vae-lab reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs and a lighter evaluation")
@@ -372,20 +383,23 @@ def main(argv: list[str]) -> None:
                         help="rerun these write-ups only (the report still covers every one that has results): "
                              + ", ".join(write_up_names()))
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where the sweep folders go")
-    parser.add_argument("--docs", type=Path, default=Path("docs/findings"),
-                        help="where results.md and its figures and numbers (results/) go")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="where results.md and its figures and numbers (results/) go: docs/findings, or in "
+                             "quick mode outputs/reproduce-quick/report (a check never touches the findings)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="Hydra overrides for every sweep, before --only: hydra/launcher=joblib trains two runs "
                              "at a time on two cores, hydra/launcher=stacked many at once on a GPU")
     args = parser.parse_args(argv)
     if args.rejudge:
+        docs = args.docs or FINDINGS
         try:
-            print(rejudge(args.docs.resolve()), write_ups_page(args.docs.resolve()), sep="\n", flush=True)
+            print(rejudge(docs.resolve()), write_ups_page(docs.resolve()), sep="\n", flush=True)
         except (UserError, FileNotFoundError) as error:
             fail(str(error))
         return
     extra = [*(QUICK_OVERRIDES if args.quick else ()), *args.overrides]
     root = (args.outputs / ("reproduce-quick" if args.quick else "reproduce")).resolve()
+    docs = report_folder(args.docs, root, args.quick).resolve()
     try:
         chosen = [load_write_up(name) for name in write_up_names() if args.only is None or name in args.only]
         check_sweeps(chosen, root, extra)
@@ -399,4 +413,4 @@ def main(argv: list[str]) -> None:
         run_write_up(write_up, root / write_up.experiment, extra)
     folders = {name: root / name for name in write_up_names() if any((root / name).glob("*/.hydra"))}
     rerun = None if args.only is None else set(args.only)
-    print(write_results(args.docs.resolve(), folders, extra, args.quick, rerun), flush=True)
+    print(write_results(docs, folders, extra, args.quick, rerun), flush=True)
