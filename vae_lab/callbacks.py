@@ -11,7 +11,6 @@ as an uninterrupted one.
 """
 
 import math
-import time
 
 import torch
 
@@ -59,7 +58,7 @@ class EpochLog(Callback):
     population of one: its member's line), and each member's in its train.log."""
 
     def on_epoch_end(self, loop: Loop, rows: list[dict]) -> None:
-        seconds = time.perf_counter() - loop.epoch_started
+        seconds = loop.clock.now() - loop.epoch_started  # less any time the process was stopped
         for row in rows:
             row["epoch_s"] = seconds
         if len(rows) > 1:

@@ -8,13 +8,20 @@ every few seconds, at how much of the machine other processes use, and sets torc
 cores left (at least one) (:class:`ThreadGovernor`). A set ``trainer.threads`` (or OMP_NUM_THREADS)
 is used as it is, and makes a run reproducible to the last bit, which a thread count that follows
 the load does not.
+
+The machine's time, too: an epoch's time leaves out the time the process was stopped (SIGSTOP,
+Ctrl-Z, a job scheduler's suspend, a machine asleep), so that an epoch stopped for hours does not log
+hours. A stopped process cannot see its stop, only its end: a thread that wakes every ``BEAT_S``
+seconds finds on waking that far more time went by, and the excess counts as stopped
+(:class:`Stopwatch`).
 """
 
 import contextlib
 import logging
 import os
+import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -161,3 +168,47 @@ def free_to_choose(configured: Optional[int], device: torch.device) -> bool:
     OMP_NUM_THREADS says how many. A thread count that follows the load changes the order of
     floating-point sums, so only a fixed one makes a run reproducible to the last bit."""
     return device.type == "cpu" and configured is None and "OMP_NUM_THREADS" not in os.environ
+
+
+BEAT_S = 0.05
+# A beat this much later than due is a stop: a thread that lost the GIL or its core on a busy machine
+# wakes within milliseconds to tenths of a second, never this late.
+STOP_AFTER_S = 1.0
+
+
+class Stopwatch:
+    """``now()`` runs like ``time.perf_counter()`` but for the time the process was stopped while the
+    stopwatch was running (``with stopwatch:``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.stopped_s = 0.0
+        self.last_beat = clock()
+        self._halt = threading.Event()
+        self._thread = None
+
+    def now(self) -> float:
+        return self.clock() - self.stopped_s
+
+    def beat(self) -> None:
+        """One wake of the watching thread: a gap past STOP_AFTER_S is a stop, less the beat itself."""
+        now = self.clock()
+        gap = now - self.last_beat
+        if gap > BEAT_S + STOP_AFTER_S:
+            self.stopped_s += gap - BEAT_S
+        self.last_beat = now
+
+    def __enter__(self) -> "Stopwatch":
+        self._halt.clear()
+        self.last_beat = self.clock()
+        self._thread = threading.Thread(target=self._watch, name="vae-lab stopwatch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._halt.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._halt.wait(BEAT_S):
+            self.beat()

@@ -16,7 +16,6 @@ the rest again).
 import contextlib
 import logging
 import math
-import time
 from typing import Callable
 
 import torch
@@ -25,7 +24,7 @@ from vae_lab.data import Batch, Splits
 from vae_lab.hooks import Callback, TermMeans
 from vae_lab.member import Member
 from vae_lab.population import Population
-from vae_lab.device import precision_context
+from vae_lab.device import Stopwatch, precision_context
 from vae_lab.progress import progress
 
 log = logging.getLogger("vae_lab.training")
@@ -69,11 +68,16 @@ class Loop:
         # Per member, the first optimizer step whose loss was not finite (-1: none yet), kept on the
         # device, so that watching for divergence costs no synchronisation per step.
         self.first_bad_step = torch.full((len(members),), -1, dtype=torch.long, device=self.device)
+        self.clock = Stopwatch()  # an epoch's time leaves out the time the process was stopped
         self.epoch_started = 0.0
 
     def fit(self, until: int) -> None:
+        with self.clock:
+            self._fit(until)
+
+    def _fit(self, until: int) -> None:
         while self.members[0].epoch < until:
-            self.epoch_started = time.perf_counter()
+            self.epoch_started = self.clock.now()
             rows = self.train_epoch()
             self.population.hand_back()
             for k, member in enumerate(self.members):
@@ -98,7 +102,7 @@ class Loop:
         n_batches = math.ceil(len(data) / self.settings.batch_size)
         label = f"epoch {members[0].epoch + 1}/{self.settings.epochs}" + (f", {len(members)} models" if len(members) > 1 else "")
         hooked = [(k, hook) for k, member in enumerate(members) for hook in member.loss_hooks]
-        started = time.perf_counter()
+        started = self.clock.now()
         for batches in progress(zip(*epochs), total=n_batches, desc=label, unit="batch"):
             self.tick()
             with self.autocast():
@@ -124,7 +128,7 @@ class Loop:
                                hook.after_step(members[k].model, batches[k].images, reconstructions[k],
                                                self.autocast()).items()})
             means.add(totals)
-        images_per_s = len(data) / (time.perf_counter() - started)
+        images_per_s = len(data) / (self.clock.now() - started)
         per_member = means.per_member(len(members))  # syncs
         return [{"epoch": m.epoch + 1, **{f"train/{k}": v for k, v in mine.items()}, "train/images_per_s": images_per_s,
                  "train/members": len(members)} for m, mine in zip(members, per_member)]
