@@ -2,8 +2,9 @@
 
     python examples/score_released_jointvae.py MODEL_PT [DATA_ROOT] [--summary CSV --run NAME --seed N]
 
-MODEL_PT is `trained_models/mnist/model.pt` of github.com/Schlumberger/joint-vae (the paper's model:
-10 Gaussian dimensions and one categorical variable of 10, trained on 60,000 images resized to 32 x 32),
+MODEL_PT is `trained_models/mnist/model.pt` of github.com/Schlumberger/joint-vae at commit 80fa464
+(sha256 6bb4cef31bdc19e36e725d57d98c91901a390dbfa11bb0c5e79a95b3d2dbd8da; the paper's model: 10
+Gaussian dimensions and one categorical variable of 10, trained on 60,000 images resized to 32 x 32),
 or a state dict saved from that code's `VAE` after training it yourself. DATA_ROOT defaults to
 $VAE_LAB_DATA. Only the encoder is needed: it is rebuilt here layer by layer, in the layout of that
 file (three stride-2 convolutions of kernel 4 with 32, 64 and 64 channels, a dense layer of 256, then
@@ -30,6 +31,22 @@ from vae_lab.metrics.codes import cluster_accuracy, mutual_information
 from vae_lab.summary import RunSummary, read_summary_csv, write_summary_csv
 
 CATEGORIES = 10
+
+
+RELEASED_COMMIT = "80fa464"  # github.com/Schlumberger/joint-vae, the code and model file this reads
+# The encoder's parameters in that code's layout (its `VAE` for 10 Gaussian dimensions and one
+# categorical variable of 10, on 32 x 32 grey images).
+ENCODER_SHAPES = {"img_to_features.0": (32, 1, 4, 4), "img_to_features.2": (64, 32, 4, 4),
+                  "img_to_features.4": (64, 64, 4, 4), "features_to_hidden.0": (256, 1024),
+                  "fc_mean": (10, 256), "fc_log_var": (10, 256), "fc_alphas.0": (10, 256)}
+
+
+def random_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Encoder weights in the released layout, random (N(0, 0.1^2), biases N(0, 0.1^2) too), to check
+    the encoder rebuilt here against the released code's own forward pass."""
+    generator = torch.Generator().manual_seed(seed)
+    return {f"{name}.{part}": torch.randn(shape if part == "weight" else shape[:1], generator=generator) * 0.1
+            for name, shape in ENCODER_SHAPES.items() for part in ("weight", "bias")}
 
 
 def released_encoder(state: dict) -> nn.Module:

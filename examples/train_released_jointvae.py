@@ -2,6 +2,7 @@
 with `vae-lab sweep experiment=jointvae`.
 
     git clone https://github.com/Schlumberger/joint-vae            # their code, used as it is
+    git -C joint-vae checkout 80fa464                              # the commit the findings used
     pip install imageio                                            # their trainer imports it
     python examples/train_released_jointvae.py --code joint-vae --seed 0 --out released_seed0.pt
     python examples/score_released_jointvae.py released_seed0.pt --summary released/summary.csv --run released-0 --seed 0
@@ -17,6 +18,7 @@ recipe's 80 (27,840 steps here). The model of the last epoch is saved, as the re
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -25,6 +27,7 @@ from torch import optim
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from score_released_jointvae import RELEASED_COMMIT  # beside this script
 from vae_lab.compose import train_config
 from vae_lab.data import load_splits
 
@@ -38,6 +41,11 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("VAE_LAB_DATA", "./data"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    commit = subprocess.run(["git", "-C", args.code, "rev-parse", "--short=7", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    if commit != RELEASED_COMMIT:
+        sys.exit(f"{args.code} is at {commit or 'no git commit'}: check out {RELEASED_COMMIT}, the released code "
+                 "the findings' side-by-side used")
     sys.path.insert(0, args.code)
     from jointvae.models import VAE
     from jointvae.training import Trainer
