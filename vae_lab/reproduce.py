@@ -6,16 +6,17 @@
 figures it names and the numbers of every run (copied to ``docs/findings/results/<experiment>/``) and
 the verdict on each of its claims
 (``conf/experiment/<name>.claims.yml``, judged by vae_lab/write_ups.py).
-``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``: a
-check that everything runs rather than the write-ups' numbers. ``--rejudge`` trains nothing: it judges
+``--quick`` trains seed 0 for 2 epochs with a lighter evaluation, into ``outputs/reproduce-quick/``, and
+writes its report there too (``report/results.md``): a check that everything runs rather than the
+write-ups' numbers, which leaves the findings alone. ``--rejudge`` trains nothing: it judges
 the numbers results.md keeps again, with today's judge and claims files, and writes
 docs/findings/write-ups.md (what each write-up is and claims).
 """
 
 import argparse
 import dataclasses
-import os
 import math
+import os
 import platform
 import re
 import shutil
@@ -208,7 +209,8 @@ def table_lines(write_up: WriteUp, runs: Runs) -> list[str]:
     keys = swept_keys(runs.all)
     groups, settings = seed_groups(runs.all, keys), [k for k in keys if not is_replicate(k)]
     metrics = list(write_up.metrics)
-    per_table = math.ceil(len(metrics) / max(1, math.ceil(len(metrics) / METRICS_PER_TABLE))) or 1
+    tables_needed = max(1, math.ceil(len(metrics) / METRICS_PER_TABLE))
+    per_table = max(1, math.ceil(len(metrics) / tables_needed))
     tables = [seeds_table(groups, settings, metrics[i:i + per_table])
               for i in range(0, len(metrics), per_table)] or [seeds_table(groups, settings, [])]
     return [line for i, table in enumerate(tables) for line in ([""] if i else []) + table]
