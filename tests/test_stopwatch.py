@@ -38,6 +38,7 @@ def test_a_late_beat_is_a_stop_and_a_punctual_one_is_not():
     clock.t += BEAT_S
     watch.beat()
     assert watch.now() == pytest.approx(clock.t - 3600.0 + BEAT_S)
+    assert watch.now() - watch.started == pytest.approx(clock.t - 100.0 - 3600.0 + BEAT_S)  # ran, from the start
 
 
 def test_a_watch_thread_that_sees_nothing_stopped_counts_nothing():

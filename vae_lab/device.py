@@ -183,7 +183,7 @@ class Stopwatch:
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
         self.clock = clock
         self.stopped_s = 0.0
-        self.last_beat = clock()
+        self.started = self.last_beat = clock()  # now() when the stopwatch was made
         self._halt = threading.Event()
         self._thread = None
 

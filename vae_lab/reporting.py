@@ -16,7 +16,7 @@ from vae_lab.compose import train_config_from_dict
 from vae_lab.config import EvalConfig, TrainConfig, as_dict
 from vae_lab.data import Splits, load_splits
 from vae_lab.data.mnist import DataMissing
-from vae_lab.device import govern_threads, resolve_device
+from vae_lab.device import Stopwatch, govern_threads, resolve_device
 from vae_lab.errors import DamagedFile, RunFailed, UserError, show
 from vae_lab.evaluate import EVAL_SECONDS, evaluating, final_metrics
 from vae_lab.figures import draw_figures
@@ -39,9 +39,9 @@ def report(model: VAE, splits: Splits, config: TrainConfig, history: list[dict],
     metrics = {**(metrics if metrics is not None else final_metrics([model], splits, [config], tick)[0]),
                **(extra or {})}
     if config.eval.figures:
-        started = time.perf_counter()
-        drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
-        seconds = time.perf_counter() - started
+        with Stopwatch() as clock:  # less any time the process was stopped, as an epoch's time
+            drawn = draw_figures(model, splits, history, snapshots, figures_dir, config, metrics)
+        seconds = clock.now() - clock.started
         log.info("figures (%d): %.1f s", len(drawn), seconds)
         metrics.setdefault(EVAL_SECONDS, {})["figures"] = seconds
         if "cost_s" in metrics:
@@ -196,9 +196,10 @@ def conclude(members: list[Member], splits: Splits, logs=None,
     if not finished:
         return outcomes
     try:
-        started = time.perf_counter()
-        metrics = final_metrics([model for _, model, _ in finished], splits, [m.config for m, _, _ in finished], tick)
-        evaluation_share = (time.perf_counter() - started) / len(finished)
+        with Stopwatch() as clock:
+            metrics = final_metrics([model for _, model, _ in finished], splits, [m.config for m, _, _ in finished],
+                                    tick)
+        evaluation_share = (clock.now() - clock.started) / len(finished)
     except Exception as error:  # noqa: BLE001
         return {**outcomes, **{member: error for member, _, _ in finished}}
     for (member, model, best), mine in zip(finished, metrics):
