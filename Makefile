@@ -48,7 +48,7 @@ train: install  ## the main job: one default training run (pass overrides as ARG
 	$(BIN)/vae-lab train $(ARGS)
 	@echo "vae-lab is in $(BIN): 'source $(BIN)/activate' puts it on the PATH (or call $(BIN)/vae-lab)" >&2
 
-test: install-test  ## the whole test suite, one worker per core (about 11 minutes on 2 CPU cores)
+test: install-test  ## the whole test suite, one worker per core (about 18 minutes on 2 CPU cores)
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 docs: install-test  ## the documentation site, from docs/ into site/ (strict: a broken link fails)
