@@ -18,10 +18,10 @@ export VAE_LAB_DATA
 install: $(VENV)/.installed  # what training, evaluation, sweeps and reproducing need
 install-test: $(VENV)/.installed-test  # and the test extras: every plugin and tracker, the docs, a browser driver
 
-# PyTorch: on a machine without an NVIDIA driver, its CPU-only build (1.3 GB installed in all, against
-# 5.8 GB with the CUDA build) from PyTorch's own index, when that index answers; else PyPI's build (with
-# CUDA libraries; it runs on a CPU too). TORCH_INDEX=<url> takes torch and torchvision from another
-# index; TORCH_INDEX= (empty) from PyPI.
+# PyTorch: on a machine without an NVIDIA driver, its CPU-only build (without CUDA's libraries, most of
+# an install's size: docs/guide/getting-started.md) from PyTorch's own index, when that index answers;
+# else PyPI's build, which runs on a CPU too. TORCH_INDEX=<url> takes torch and torchvision from
+# another index; TORCH_INDEX= (empty) from PyPI.
 NVIDIA_DRIVER ?= /proc/driver/nvidia/version
 TORCH_INDEX ?= $(if $(wildcard $(NVIDIA_DRIVER)),,https://download.pytorch.org/whl/cpu)
 
