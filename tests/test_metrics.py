@@ -390,17 +390,24 @@ def test_cluster_accuracy_maps_each_category_to_its_majority_digit_on_training_i
     assert found["code_mi"] == pytest.approx(sum(found["code_mi_per_var"]) / 2)
 
 
+SCORER = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
+
+
+def _scorer():
+    """examples/score_released_jointvae.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scorer", SCORER)
+    scorer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scorer)
+    return scorer
+
+
 def _released_layout(tmp_path: Path, head_bias: torch.Tensor = None) -> Path:
-    """A model file with the released JointVAE's keys and shapes: random weights, or a categorical
-    head that ignores the image (weight 0) and puts all its mass on the category ``head_bias`` picks."""
-    shapes = {"img_to_features.0": (32, 1, 4, 4), "img_to_features.2": (64, 32, 4, 4),
-              "img_to_features.4": (64, 64, 4, 4), "features_to_hidden.0": (256, 1024),
-              "fc_mean": (10, 256), "fc_log_var": (10, 256), "fc_alphas.0": (10, 256)}
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for name, shape in shapes.items():
-        state[f"{name}.weight"] = torch.randn(shape, generator=generator) * 0.1
-        state[f"{name}.bias"] = torch.zeros(shape[0])
+    """A model file with the released JointVAE's keys and shapes: the scorer's random weights, or a
+    categorical head that ignores the image (weight 0) and puts all its mass on the category
+    ``head_bias`` picks."""
+    state = _scorer().random_state(0)
     if head_bias is not None:
         state["fc_alphas.0.weight"].zero_()
         state["fc_alphas.0.bias"] = head_bias
@@ -416,8 +423,7 @@ def train_config_for(data_root: Path, *overrides: str):
 
 
 def _score(model_file: Path, data_root: Path) -> dict[str, float]:
-    script = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
-    scored = subprocess.run([sys.executable, str(script), str(model_file), str(data_root)],
+    scored = subprocess.run([sys.executable, str(SCORER), str(model_file), str(data_root)],
                             capture_output=True, text=True, timeout=120)
     assert scored.returncode == 0, scored.stderr
     return {name: float(re.search(rf"{name} ([0-9.]+)", scored.stdout).group(1))
@@ -430,13 +436,10 @@ def test_the_released_jointvae_scorer_encodes_as_the_released_code_does():
     (tools/released_jointvae_outputs.py made it). A layer left out or misplaced, a ReLU dropped, a
     head read from the wrong key: the probabilities and the Gaussian parameters differ. The same
     encoder reads the paper's own model file as 88.73% (docs/findings/jointvae.md)."""
-    import importlib.util
     import json
 
     folder = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("scorer", folder / "examples" / "score_released_jointvae.py")
-    scorer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scorer)
+    scorer = _scorer()
     fixture = json.loads((folder / "tests" / "fixtures" / "released_jointvae_outputs.json").read_text())
     assert fixture["commit"] == scorer.RELEASED_COMMIT
     images = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -464,15 +467,9 @@ def test_the_released_jointvae_scorer_gives_a_constant_code_the_commonest_digits
 def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(data_root, tmp_path):
     """The scorer's accuracy for a random encoder in the paper's layout, against a count by hand: each
     category read as its commonest training digit, then scored on the test images."""
-    import importlib.util
-
     model_file = _released_layout(tmp_path)
     scored = _score(model_file, data_root)
-    spec = importlib.util.spec_from_file_location("scorer", Path(__file__).resolve().parents[1] / "examples"
-                                                  / "score_released_jointvae.py")
-    scorer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scorer)
-    encoder = scorer.released_encoder(torch.load(model_file, weights_only=False))
+    encoder = _scorer().released_encoder(torch.load(model_file, weights_only=False))
     splits = load_splits(train_config_for(data_root, "data.image_size=32").data)
     with torch.no_grad():
         train, test = (torch.cat([encoder(b.images) for b in split.batches(500)]).argmax(1).numpy()
@@ -486,25 +483,20 @@ def test_the_released_jointvae_scorer_reads_a_model_file_in_the_papers_layout(da
 def test_the_released_jointvae_scorer_adds_its_numbers_to_a_summary(data_root, tmp_path):
     """The Gaussian part's KL against torch.distributions on the same encoder, and the numbers a
     summary.csv row gets (read back as a sweep's summary is), an earlier row of the name replaced."""
-    import importlib.util
-
     from torch.distributions import Normal, kl_divergence
 
     from vae_lab.summary import read_summary_csv
 
     model_file = _released_layout(tmp_path)
     summary = tmp_path / "released" / "summary.csv"
-    script = Path(__file__).resolve().parents[1] / "examples" / "score_released_jointvae.py"
     for _ in range(2):
-        scored = subprocess.run([sys.executable, str(script), str(model_file), str(data_root), "--summary",
+        scored = subprocess.run([sys.executable, str(SCORER), str(model_file), str(data_root), "--summary",
                                  str(summary), "--run", "released-0", "--seed", "0"],
                                 capture_output=True, text=True, timeout=120)
         assert scored.returncode == 0, scored.stderr
     [row] = read_summary_csv(summary)
     assert (row.name, row.status, row.overrides) == ("released-0", "complete", {"seed": "0"})
-    spec = importlib.util.spec_from_file_location("scorer", script)
-    scorer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scorer)
+    scorer = _scorer()
     state = torch.load(model_file, weights_only=False)
     features = nn.Sequential(*scorer.released_encoder(state)[:3])
     splits = load_splits(train_config_for(data_root, "data.image_size=32").data)
